@@ -1,0 +1,81 @@
+"""certpoll: get certificates out of CAs that issue asynchronously, without hammering them.
+
+Everything public is re-exported here; the modules behind it are private.
+"""
+
+from ._errors import AttemptTimeout as AttemptTimeout
+from ._errors import AuthenticationError as AuthenticationError
+from ._errors import CertpollError as CertpollError
+from ._errors import ConfigError as ConfigError
+from ._errors import OrderNotFound as OrderNotFound
+from ._errors import PermanentError as PermanentError
+from ._errors import RateLimited as RateLimited
+from ._errors import ResponseParseError as ResponseParseError
+from ._errors import SubmissionUncertain as SubmissionUncertain
+from ._errors import TransientError as TransientError
+from ._instrumentation import PollDetails as PollDetails
+from ._instrumentation import PollHook as PollHook
+from ._instrumentation import get_poll_hooks as get_poll_hooks
+from ._instrumentation import logging_hook as logging_hook
+from ._instrumentation import set_poll_hooks as set_poll_hooks
+from ._models import CAName as CAName
+from ._models import Certificate as Certificate
+from ._models import CertificateRequest as CertificateRequest
+from ._models import OrderState as OrderState
+from ._models import OrderStatus as OrderStatus
+from ._models import RevocationReason as RevocationReason
+from ._outcomes import AttemptResult as AttemptResult
+from ._outcomes import Done as Done
+from ._outcomes import Failed as Failed
+from ._outcomes import Pending as Pending
+from ._outcomes import StillPending as StillPending
+from ._poller import BackoffPolicy as BackoffPolicy
+from ._poller import Poller as Poller
+from ._settings import CASettings as CASettings
+from ._settings import DigiCertSettings as DigiCertSettings
+from ._settings import EntrustSettings as EntrustSettings
+from ._settings import GlobalSignSettings as GlobalSignSettings
+from ._settings import SectigoSettings as SectigoSettings
+from ._triage import parse_retry_after as parse_retry_after
+
+__all__ = [
+    # Polling
+    "Poller",
+    "BackoffPolicy",
+    "Done",
+    "Pending",
+    "Failed",
+    "StillPending",
+    "AttemptResult",
+    "parse_retry_after",
+    # Data
+    "CAName",
+    "CertificateRequest",
+    "Certificate",
+    "OrderState",
+    "OrderStatus",
+    "RevocationReason",
+    # Settings
+    "CASettings",
+    "DigiCertSettings",
+    "SectigoSettings",
+    "EntrustSettings",
+    "GlobalSignSettings",
+    # Instrumentation
+    "PollDetails",
+    "PollHook",
+    "logging_hook",
+    "set_poll_hooks",
+    "get_poll_hooks",
+    # Errors
+    "CertpollError",
+    "ConfigError",
+    "PermanentError",
+    "AuthenticationError",
+    "OrderNotFound",
+    "ResponseParseError",
+    "TransientError",
+    "RateLimited",
+    "AttemptTimeout",
+    "SubmissionUncertain",
+]

@@ -1,0 +1,327 @@
+"""What the four connectors share: the client, the Poller, the gate and the triage.
+
+A connector subclass supplies only what is CA-specific: URLs, authentication, request
+bodies, its status-word table and the parsing of its JSON (``issue``, ``poll_once``,
+``revoke``). Every request goes through :meth:`Connector._send` (gate, capped read, triage);
+the order submission goes through :meth:`Connector._submit`, which never retries.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import logging
+import re
+import types
+from collections.abc import Mapping
+from typing import ClassVar, Generic, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from ._errors import (
+    ConfigError,
+    PermanentError,
+    ResponseParseError,
+    SubmissionUncertain,
+    TransientError,
+)
+from ._gate import UpstreamGate
+from ._models import (
+    CAName,
+    Certificate,
+    CertificateRequest,
+    OrderState,
+    OrderStatus,
+    RevocationReason,
+)
+from ._outcomes import Done, Failed, Pending
+from ._poller import Poller
+from ._settings import CASettings
+from ._triage import Triage
+
+__all__ = ["Connector", "path_segment"]
+
+logger = logging.getLogger("certpoll")
+
+S = TypeVar("S", bound=CASettings)
+
+#: Reading stops here: no certificate answer is anywhere near this size.
+MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Transport errors raised before any byte of the request left: safe to send again.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def path_segment(value: str, *, what: str = "order id") -> str:
+    """``value`` escaped as exactly one URL path segment, or a :class:`ConfigError`.
+
+    ``/``, ``?``, ``#`` and ``%`` are percent-encoded; empty values, ``.``, ``..``, control
+    characters and values over 256 characters are refused.
+    """
+    if not isinstance(value, str):
+        raise ConfigError(f"the {what} must be a string, not {type(value).__name__}")
+    if value in ("", ".", "..") or len(value) > 256 or _CONTROL.search(value):
+        raise ConfigError(f"{value[:64]!r} is not a valid {what}")
+    return quote(value, safe="")
+
+
+class Connector(abc.ABC, Generic[S]):
+    """The shape shared by :class:`~certpoll.DigiCert`, ``Sectigo``, ``Entrust``, ``GlobalSign``.
+
+    ``http`` is the ``httpx.AsyncClient`` to share; without it the connector creates one and
+    closes it in :meth:`aclose`. A client passed in is never closed by the connector.
+    ``poller`` replaces the Poller built from the settings (inject clock, sleep, rng there).
+    """
+
+    #: The CA's short name, as in :attr:`OrderStatus.ca`.
+    ca: ClassVar[CAName]
+    #: The word the CA's documents use for an order, in messages.
+    order_noun: ClassVar[str] = "order"
+
+    def __init__(
+        self,
+        settings: S,
+        *,
+        http: httpx.AsyncClient | None = None,
+        poller: Poller | None = None,
+        gate: UpstreamGate | None = None,
+    ) -> None:
+        self.settings = settings
+        self._owns_http = http is None
+        self.http = self._default_client() if http is None else http
+        self.poller = settings.make_poller() if poller is None else poller
+        self.gate = UpstreamGate(rate_limits=settings.rate_limits) if gate is None else gate
+        secrets = settings.secret_values()
+        self._secrets = tuple(s for s in secrets if s)
+        self.triage = self._make_triage()
+
+    def _make_triage(self) -> Triage:
+        return Triage(ca=self.ca, redact=self.redact)
+
+    def _default_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(timeout=self.settings.attempt_timeout_seconds)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    @property
+    @abc.abstractmethod
+    def base_url(self) -> str:
+        """The CA's API root, without a trailing slash."""
+
+    # -- the lifecycle ------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this connector created it."""
+        if self._owns_http:
+            await self.http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- what each CA implements ----------------------------------------------------------
+
+    @abc.abstractmethod
+    async def issue(self, request: CertificateRequest) -> OrderStatus:
+        """Submit one order, once. Never retried: see :class:`SubmissionUncertain`."""
+
+    @abc.abstractmethod
+    async def poll_once(self, order_id: str) -> Done[OrderStatus] | Pending | Failed:
+        """One triaged look at an order (status and, when issued, the download)."""
+
+    @abc.abstractmethod
+    async def revoke(
+        self,
+        certificate: Certificate | str,
+        *,
+        reason: RevocationReason = RevocationReason.UNSPECIFIED,
+    ) -> None:
+        """Revoke a certificate, given as a :class:`Certificate` or its ``ca_certificate_id``."""
+
+    def check_order_id(self, order_id: str) -> str:
+        """The order id as this CA accepts it; a :class:`ConfigError` before any request."""
+        path_segment(order_id)
+        return order_id
+
+    # -- what they share ----------------------------------------------------------------
+
+    async def get_order_status(self, order_id: str) -> OrderStatus:
+        """Poll an order until it is issued or failed, or PollMaxWait has passed.
+
+        Returns ``ISSUED`` or ``FAILED`` as soon as the CA says so, or ``PENDING`` (with the
+        latest message, ``last_error`` and ``retry_after``) after PollMaxWait. A permanent
+        problem (bad credential, unknown order, unreadable answer) raises.
+        """
+        order_id = self.check_order_id(order_id)
+        outcome = await self.poller.poll(
+            lambda: self.poll_once(order_id), ca=self.ca, order_id=order_id
+        )
+        if isinstance(outcome, Done):
+            return outcome.value
+        return OrderStatus(
+            ca=self.ca,
+            order_id=order_id,
+            state=OrderState.PENDING,
+            message=outcome.detail
+            or f"{self.order_noun} {order_id} still pending after PollMaxWait",
+            last_error=outcome.last_error,
+            retry_after=outcome.retry_after,
+        )
+
+    def redact(self, text: str) -> str:
+        """``text`` with every credential of these settings replaced by ``[redacted]``."""
+        for secret in self._secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
+
+    def url(self, *segments: str) -> str:
+        """The URL of ``segments`` under :attr:`base_url`; each must already be escaped."""
+        return "/".join((self.base_url, *segments))
+
+    async def _send(
+        self, request: httpx.Request, *, order_id: str | None = None
+    ) -> httpx.Response | Pending | Failed:
+        """Send through the gate; a 2xx response, read in full, or the triaged outcome."""
+        async with self.gate.admit():
+            try:
+                response = await self._fetch(request, order_id=order_id)
+            except httpx.HTTPError as exc:
+                return self.triage.exception(exc, order_id=order_id)
+            except ResponseParseError as exc:
+                return Failed(exc)
+        outcome = self.triage.response(response, order_id=order_id)
+        if isinstance(outcome, Pending) and outcome.retry_after:
+            self.gate.hold(outcome.retry_after)
+        return response if outcome is None else outcome
+
+    async def _submit(
+        self, request: httpx.Request, *, certificate_request: CertificateRequest
+    ) -> httpx.Response:
+        """Send an order, once. Returns a 2xx response; raises on anything else.
+
+        A request that cannot have reached the CA (no connection) raises
+        :class:`TransientError`; one that may have (timeout after sending, connection lost,
+        5xx, 408) raises :class:`SubmissionUncertain`; a refusal (4xx) raises its
+        :class:`PermanentError` or, for 429, :class:`RateLimited`.
+        """
+        name = certificate_request.common_name
+        async with self.gate.admit():
+            try:
+                response = await self._fetch(request, order_id=None)
+            except _NOT_SENT as exc:
+                raise TransientError(
+                    f"{self.ca}: the order for {name!r} was not sent: {type(exc).__name__}",
+                    ca=self.ca,
+                ) from exc
+            except httpx.HTTPError as exc:
+                raise SubmissionUncertain(
+                    f"{self.ca}: the order for {name!r} may have reached the CA: "
+                    f"{type(exc).__name__}; check the CA before ordering again",
+                    ca=self.ca,
+                    common_name=name,
+                ) from exc
+            except ResponseParseError as exc:
+                raise SubmissionUncertain(
+                    f"{self.ca}: the CA's answer to the order for {name!r} cannot be read; "
+                    "check the CA before ordering again",
+                    ca=self.ca,
+                    common_name=name,
+                ) from exc
+        triaged = self.triage.response(response)
+        if triaged is None:
+            return response
+        outcome = triaged
+        if isinstance(outcome, Failed):
+            raise outcome.error
+        error = outcome.error
+        if isinstance(error, TransientError) and error.status_code not in (429, None):
+            raise SubmissionUncertain(
+                f"{self.ca}: the order for {name!r} got HTTP {error.status_code}; it may have "
+                "been created: check the CA before ordering again",
+                ca=self.ca,
+                common_name=name,
+                status_code=error.status_code,
+                body_excerpt=error.body_excerpt,
+            ) from error
+        if error is not None:
+            if outcome.retry_after:
+                self.gate.hold(outcome.retry_after)
+            raise error
+        # A "still working" status code (GlobalSign's 202) on a submit is an accepted order.
+        return response
+
+    async def _fetch(self, request: httpx.Request, *, order_id: str | None) -> httpx.Response:
+        """Send ``request`` and read its body, refusing bodies over the cap."""
+        response = await self.http.send(request, stream=True, follow_redirects=False)
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_RESPONSE_BYTES:
+                    raise ResponseParseError(
+                        f"{self.ca}: the answer to {request.method} "
+                        f"{self.redact(request.url.path)} is larger than "
+                        f"{MAX_RESPONSE_BYTES} bytes; reading stopped",
+                        ca=self.ca,
+                        order_id=order_id,
+                        status_code=response.status_code,
+                    )
+                chunks.append(chunk)
+        finally:
+            await response.aclose()
+        # The body is already decoded: drop the headers that describe the encoded form.
+        headers = [
+            (k, v)
+            for k, v in response.headers.multi_items()
+            if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            response.status_code,
+            headers=headers,
+            content=b"".join(chunks),
+            request=request,
+            extensions=response.extensions,
+        )
+
+    def _json(self, response: httpx.Response, *, order_id: str | None) -> Mapping[str, object]:
+        """The body as a JSON object, or :class:`ResponseParseError`."""
+        try:
+            body = json.loads(response.content)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise self._parse_error("the answer is not JSON", response, order_id) from exc
+        if not isinstance(body, dict):
+            raise self._parse_error(
+                f"the answer is a JSON {type(body).__name__}, not an object", response, order_id
+            )
+        return body
+
+    def _parse_error(
+        self, problem: str, response: httpx.Response, order_id: str | None
+    ) -> ResponseParseError:
+        return ResponseParseError(
+            f"{self.ca} {response.request.method} {self.redact(response.request.url.path)}: "
+            f"{problem}",
+            ca=self.ca,
+            order_id=order_id,
+            status_code=response.status_code,
+            body_excerpt=self.triage.excerpt(response),
+        )
+
+    @staticmethod
+    def _raise_for(outcome: Pending | Failed) -> PermanentError | TransientError:
+        """The error behind a non-2xx outcome of a request outside a poll (``revoke``)."""
+        error = outcome.error
+        if isinstance(error, PermanentError | TransientError):
+            return error
+        return TransientError(f"the CA is not done: {getattr(outcome, 'detail', None)}")

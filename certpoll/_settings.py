@@ -1,0 +1,241 @@
+"""Settings for each connector, read from arguments, the environment and ``.env``.
+
+Each field of ``DigiCertSettings`` is read from ``CERTPOLL_DIGICERT_<FIELD>`` and, so that
+operators of certctl need not rename anything, from ``CERTCTL_DIGICERT_<FIELD>``; the
+``CERTPOLL_`` variable wins when both are set. Arguments win over both. A value that cannot
+be used raises :class:`~certpoll.ConfigError` naming the variable; nothing falls back to a
+default silently.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from ._errors import ConfigError
+from ._instrumentation import PollHook
+from ._poller import DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_MAX_WAIT, BackoffPolicy, Poller
+
+__all__ = [
+    "CASettings",
+    "DigiCertSettings",
+    "EntrustSettings",
+    "GlobalSignSettings",
+    "SectigoSettings",
+]
+
+#: DigiCert documents 100 requests per 5 s and 1000 per 3 min per key; keep 20 % headroom
+#: for other tools that share the key and for submits.
+DIGICERT_RATE_LIMITS: tuple[tuple[int, float], ...] = ((80, 5.0), (800, 180.0))
+
+
+class CASettings(BaseSettings):
+    """What every connector shares: the poll schedule, the attempt bound and rate limits."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        validate_default=True,
+        hide_input_in_errors=True,
+    )
+
+    #: The CA's name in environment variables: ``CERTPOLL_<env_name>_...``.
+    env_name: ClassVar[str] = ""
+
+    poll_max_wait_seconds: float = Field(
+        default=DEFAULT_MAX_WAIT,
+        description="PollMaxWait: how long get_order_status polls; 0 means the default "
+        "(600); inf means no limit.",
+    )
+    poll_initial_wait_seconds: float = Field(default=5.0, gt=0, allow_inf_nan=False)
+    poll_multiplier: float = Field(default=3.0, ge=1, allow_inf_nan=False)
+    poll_max_backoff_seconds: float = Field(default=300.0, gt=0, allow_inf_nan=False)
+    poll_jitter: float = Field(default=0.2, ge=0, lt=1)
+    attempt_timeout_seconds: float = Field(
+        default=DEFAULT_ATTEMPT_TIMEOUT, gt=0, allow_inf_nan=False
+    )
+    rate_limits: tuple[tuple[int, float], ...] = Field(
+        default=(),
+        description="Client-side limits as (requests, per seconds) pairs, all enforced; "
+        'in the environment as JSON, e.g. "[[80, 5], [800, 180]]". Empty means none.',
+    )
+
+    @field_validator("poll_max_wait_seconds")
+    @classmethod
+    def _max_wait(cls, value: float) -> float:
+        if math.isnan(value) or value < 0:
+            raise ValueError("must be 0 (the default, 600) or a positive number of seconds")
+        return DEFAULT_MAX_WAIT if value == 0 else value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _limits(cls, value: tuple[tuple[int, float], ...]) -> tuple[tuple[int, float], ...]:
+        for requests, seconds in value:
+            if requests < 1 or not (math.isfinite(seconds) and seconds > 0):
+                raise ValueError("each limit needs at least 1 request per a positive period")
+        return value
+
+    def __init__(self, **values: object) -> None:
+        try:
+            super().__init__(**values)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            raise _config_error(type(self), exc, values) from exc
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then ``CERTPOLL_<CA>_*``, then ``CERTCTL_<CA>_*``; env before ``.env``."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings]
+        sources += [EnvSettingsSource(settings_cls, env_prefix=p) for p in cls._prefixes()]
+        sources += [DotEnvSettingsSource(settings_cls, env_prefix=p) for p in cls._prefixes()]
+        return tuple(sources)
+
+    @classmethod
+    def _prefixes(cls) -> tuple[str, str]:
+        return (f"CERTPOLL_{cls.env_name}_", f"CERTCTL_{cls.env_name}_")
+
+    @classmethod
+    def env_var(cls, field: str) -> str:
+        """The ``CERTPOLL_`` environment variable that sets ``field``."""
+        return f"{cls._prefixes()[0]}{field.upper()}"
+
+    def backoff_policy(self) -> BackoffPolicy:
+        """The schedule these settings describe."""
+        try:
+            return BackoffPolicy(
+                initial_wait=self.poll_initial_wait_seconds,
+                multiplier=self.poll_multiplier,
+                max_backoff=self.poll_max_backoff_seconds,
+                jitter=self.poll_jitter,
+            )
+        except ConfigError as exc:
+            raise ConfigError(
+                f"{self.env_var('poll_max_backoff_seconds')} and "
+                f"{self.env_var('poll_initial_wait_seconds')} do not fit together: {exc}"
+            ) from exc
+
+    def make_poller(
+        self,
+        *,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[object]] | None = None,
+        rng: random.Random | None = None,
+        hooks: Sequence[PollHook] | None = None,
+    ) -> Poller:
+        """A :class:`Poller` with this schedule, PollMaxWait and attempt timeout."""
+        return Poller(
+            self.backoff_policy(),
+            max_wait=self.poll_max_wait_seconds,
+            attempt_timeout=self.attempt_timeout_seconds,
+            clock=clock,
+            sleep=sleep,
+            rng=rng,
+            hooks=hooks,
+        )
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every credential in these settings, so that it can be redacted from any text."""
+        values = (getattr(self, name) for name in type(self).model_fields)
+        return tuple(
+            v.get_secret_value()
+            for v in values
+            if isinstance(v, SecretStr) and v.get_secret_value()
+        )
+
+
+def _config_error(
+    settings_cls: type[CASettings], exc: ValidationError, values: dict[str, object]
+) -> ConfigError:
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        where = _origin(settings_cls, field, values)
+        if error["type"] == "missing":
+            certpoll_var, certctl_var = (p + field.upper() for p in settings_cls._prefixes())
+            problems.append(f"{certpoll_var} is required (or {certctl_var}, or {field}=...)")
+        else:
+            problems.append(f"{where}: {error['msg']}")
+    return ConfigError(f"{settings_cls.__name__}: " + "; ".join(problems))
+
+
+def _origin(settings_cls: type[CASettings], field: str, values: dict[str, object]) -> str:
+    """Name the argument or environment variable a bad value came from."""
+    if field in values:
+        return f"{field}= argument"
+    environ = {k.upper() for k in os.environ}
+    for prefix in settings_cls._prefixes():
+        if f"{prefix}{field}".upper() in environ:
+            return f"{prefix}{field.upper()}"
+    return f"{settings_cls._prefixes()[0]}{field.upper()} (from .env)"
+
+
+class DigiCertSettings(CASettings):
+    """DigiCert CertCentral: ``CERTPOLL_DIGICERT_*`` (or ``CERTCTL_DIGICERT_*``)."""
+
+    env_name: ClassVar[str] = "DIGICERT"
+
+    api_key: SecretStr
+    org_id: int
+    product_type: str = "ssl_basic"
+    base_url: str = "https://www.digicert.com/services/v2"
+    rate_limits: tuple[tuple[int, float], ...] = DIGICERT_RATE_LIMITS
+
+
+class SectigoSettings(CASettings):
+    """Sectigo Certificate Manager: ``CERTPOLL_SECTIGO_*`` (or ``CERTCTL_SECTIGO_*``)."""
+
+    env_name: ClassVar[str] = "SECTIGO"
+
+    customer_uri: str
+    login: SecretStr
+    password: SecretStr
+    org_id: int
+    cert_type: int
+    term: int = Field(default=365, gt=0)
+    base_url: str = "https://cert-manager.com/api"
+    external_requester: str | None = None
+
+
+class EntrustSettings(CASettings):
+    """Entrust CA Gateway: ``CERTPOLL_ENTRUST_*`` (or ``CERTCTL_ENTRUST_*``)."""
+
+    env_name: ClassVar[str] = "ENTRUST"
+
+    api_url: str
+    client_cert_path: Path
+    client_key_path: Path
+    ca_id: str
+    profile_id: str | None = None
+
+
+class GlobalSignSettings(CASettings):
+    """GlobalSign Atlas HVCA: ``CERTPOLL_GLOBALSIGN_*`` (or ``CERTCTL_GLOBALSIGN_*``)."""
+
+    env_name: ClassVar[str] = "GLOBALSIGN"
+
+    api_url: str = "https://emea.api.hvca.globalsign.com:8443/v2"
+    api_key: SecretStr
+    api_secret: SecretStr
+    client_cert_path: Path
+    client_key_path: Path
+    server_ca_path: Path | None = None

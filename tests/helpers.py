@@ -1,0 +1,63 @@
+"""Test doubles shared by the suite."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import certpoll
+
+
+@dataclass
+class FakeTime:
+    """A virtual clock: ``sleep`` advances ``now`` instead of waiting."""
+
+    now: float = 0.0
+    sleeps: list[float] = field(default_factory=list)
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def poller(
+        self,
+        policy: certpoll.BackoffPolicy | None = None,
+        *,
+        max_wait: float = 600.0,
+        attempt_timeout: float = 30.0,
+        seed: int = 0,
+    ) -> certpoll.Poller:
+        return certpoll.Poller(
+            policy,
+            max_wait=max_wait,
+            attempt_timeout=attempt_timeout,
+            clock=self.clock,
+            sleep=self.sleep,
+            rng=random.Random(seed),
+        )
+
+
+#: The credentials every test uses. The autouse ``_no_secret_in_logs`` fixture fails any test
+#: whose log records contain one of them, so use these, not ad-hoc strings.
+DIGICERT_API_KEY = "dc-SECRET-api-key-7f3a9c"
+SECTIGO_LOGIN = "sectigo-SECRET-login-51d0"
+SECTIGO_PASSWORD = "sectigo-SECRET-password-e8b2"
+GLOBALSIGN_API_KEY = "gs-SECRET-api-key-0c44"
+GLOBALSIGN_API_SECRET = "gs-SECRET-api-secret-9a1f"
+GLOBALSIGN_TOKEN = "gs-SECRET-bearer-token-77e2"
+TEST_SECRETS = (
+    DIGICERT_API_KEY,
+    SECTIGO_LOGIN,
+    SECTIGO_PASSWORD,
+    GLOBALSIGN_API_KEY,
+    GLOBALSIGN_API_SECRET,
+    GLOBALSIGN_TOKEN,
+)
+
+
+def leaked_secrets(text: str) -> list[str]:
+    """The test credentials that appear in ``text``."""
+    return [secret for secret in TEST_SECRETS if secret in text]
