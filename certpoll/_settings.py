@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -19,6 +20,7 @@ from typing import ClassVar
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    SettingsError,
     DotEnvSettingsSource,
     EnvSettingsSource,
     PydanticBaseSettingsSource,
@@ -94,6 +96,13 @@ class CASettings(BaseSettings):
             super().__init__(**values)  # type: ignore[arg-type]
         except ValidationError as exc:
             raise _config_error(type(self), exc, values) from exc
+        except SettingsError as exc:  # a complex value (JSON) that does not parse
+            found = re.search(r'field "(\w+)"', str(exc))
+            field = found.group(1) if found else "?"
+            raise ConfigError(
+                f"{type(self).__name__}: {_origin(type(self), field, values)}: not valid JSON"
+            ) from exc
+        self.backoff_policy()  # the four schedule settings must also fit together
 
     @classmethod
     def settings_customise_sources(

@@ -141,15 +141,15 @@ class Triage:
                 retry_after=retry_after,
             )
             return Pending(transient, retry_after)
-        if self.not_ready is not None and 400 <= status < 500:
-            words = self.not_ready(response)
-            if words is not None:
-                return Pending(retry_after=_retry_after_of(response), detail=self.redact(words))
         permanent: type[PermanentError] = PermanentError
         if status in (401, 403):
             permanent = AuthenticationError
         elif status == 404:
             permanent = OrderNotFound
+        elif self.not_ready is not None and 400 <= status < 500:
+            words = self.not_ready(response)
+            if words is not None:
+                return Pending(retry_after=_retry_after_of(response), detail=self.redact(words))
         return Failed(
             permanent(message, ca=self.ca, order_id=order_id, status_code=status, body_excerpt=body)
         )

@@ -1,0 +1,89 @@
+"""The public surface is exactly what ``certpoll.__all__`` says, and nothing leaks into it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+
+import certpoll
+
+EXPECTED = {
+    # Polling
+    "Poller",
+    "BackoffPolicy",
+    "Done",
+    "Pending",
+    "Failed",
+    "StillPending",
+    "AttemptResult",
+    "parse_retry_after",
+    # Data
+    "CAName",
+    "CertificateRequest",
+    "Certificate",
+    "OrderState",
+    "OrderStatus",
+    "RevocationReason",
+    # Settings
+    "CASettings",
+    "DigiCertSettings",
+    "SectigoSettings",
+    "EntrustSettings",
+    "GlobalSignSettings",
+    # Instrumentation
+    "PollDetails",
+    "PollHook",
+    "logging_hook",
+    "set_poll_hooks",
+    "get_poll_hooks",
+    # Errors
+    "CertpollError",
+    "ConfigError",
+    "PermanentError",
+    "AuthenticationError",
+    "OrderNotFound",
+    "ResponseParseError",
+    "TransientError",
+    "RateLimited",
+    "AttemptTimeout",
+    "SubmissionUncertain",
+}
+
+
+def test_all_is_exactly_the_public_surface() -> None:
+    assert set(certpoll.__all__) == EXPECTED
+    assert len(certpoll.__all__) == len(set(certpoll.__all__))
+
+
+def test_every_public_attribute_is_in_all() -> None:
+    public = {
+        name
+        for name, value in vars(certpoll).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert public == set(certpoll.__all__)
+
+
+def test_every_name_in_all_resolves() -> None:
+    for name in certpoll.__all__:
+        assert getattr(certpoll, name) is not None
+
+
+def test_importing_certpoll_does_not_import_the_simulator_or_optional_extras() -> None:
+    # (rich is not in the list: httpx itself imports it when it is installed.)
+    code = (
+        "import sys, certpoll; "
+        "heavy = {'certpoll.testing', 'uvicorn', 'prometheus_client', 'structlog'}; "
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_package_is_typed() -> None:
+    from importlib.resources import files
+
+    assert files("certpoll").joinpath("py.typed").is_file()

@@ -1,0 +1,401 @@
+"""The Poller's rules, in zero real time (injected clock and sleep, or looptime)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+
+import pytest
+
+import certpoll
+from certpoll import BackoffPolicy, Done, Failed, Pending, Poller, StillPending
+from tests.helpers import FakeTime
+
+NO_JITTER = BackoffPolicy(jitter=0)
+
+
+class Script:
+    """An attempt function that returns scripted results and records when it ran."""
+
+    def __init__(self, fake_time: FakeTime, *results: Done[str] | Pending | Failed) -> None:
+        self.fake_time = fake_time
+        self.results = list(results)
+        self.starts: list[float] = []
+
+    async def __call__(self) -> Done[str] | Pending | Failed:
+        self.starts.append(self.fake_time.now)
+        if len(self.results) > 1:
+            return self.results.pop(0)
+        return self.results[0]
+
+
+# -- the reference implementation's eleven tests, ported -------------------------------------
+
+
+async def test_done_on_first_attempt(fake_time: FakeTime) -> None:
+    attempt = Script(fake_time, Done("cert"))
+    outcome = await fake_time.poller(NO_JITTER).poll(attempt)
+    assert outcome == Done("cert")
+    assert attempt.starts == [0.0]
+    assert fake_time.sleeps == []
+
+
+async def test_done_after_pending(fake_time: FakeTime) -> None:
+    attempt = Script(fake_time, Pending(), Pending(), Done("cert"))
+    outcome = await fake_time.poller(NO_JITTER).poll(attempt)
+    assert outcome == Done("cert")
+    assert len(attempt.starts) == 3
+
+
+async def test_failed_terminates_immediately(fake_time: FakeTime) -> None:
+    sentinel = certpoll.PermanentError("order 7 is unknown", ca="digicert", status_code=404)
+    attempt = Script(fake_time, Failed(sentinel), Done("never"))
+    with pytest.raises(certpoll.PermanentError) as caught:
+        await fake_time.poller(NO_JITTER).poll(attempt)
+    assert caught.value is sentinel
+    assert len(attempt.starts) == 1
+
+
+async def test_transient_errors_keep_polling(fake_time: FakeTime) -> None:
+    errors = [certpoll.TransientError(f"transient 503 attempt {n}") for n in (1, 2)]
+    attempt = Script(fake_time, Pending(errors[0]), Pending(errors[1]), Done("cert"))
+    outcome = await fake_time.poller(NO_JITTER).poll(attempt)
+    assert outcome == Done("cert")
+    assert len(attempt.starts) == 3
+
+
+async def test_max_wait_returns_still_pending(fake_time: FakeTime) -> None:
+    attempt = Script(fake_time, Pending())
+    outcome = await fake_time.poller(NO_JITTER, max_wait=50).poll(attempt)
+    assert isinstance(outcome, StillPending)
+    assert outcome.attempts >= 2
+    assert outcome.elapsed == 50
+
+
+async def test_max_wait_keeps_the_last_error_object(fake_time: FakeTime) -> None:
+    error = certpoll.TransientError("transient 503", status_code=503)
+    attempt = Script(fake_time, Pending(error))
+    outcome = await fake_time.poller(NO_JITTER, max_wait=30).poll(attempt)
+    assert isinstance(outcome, StillPending)
+    assert outcome.last_error is error
+
+
+async def test_cancel_propagates() -> None:
+    never = asyncio.Event()
+
+    async def blocked_sleep(seconds: float) -> None:
+        await never.wait()
+
+    async def attempt() -> Pending:
+        return Pending()
+
+    poller = Poller(NO_JITTER, sleep=blocked_sleep)
+    task = asyncio.create_task(poller.poll(attempt))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_backoff_is_multiplicative(fake_time: FakeTime) -> None:
+    policy = BackoffPolicy(initial_wait=10, max_backoff=200, jitter=0)
+    attempt = Script(fake_time, Pending(), Pending(), Pending(), Done("cert"))
+    await fake_time.poller(policy, max_wait=1000).poll(attempt)
+    assert fake_time.sleeps == [10, 30, 90]
+
+
+def test_jitter_stays_within_bounds() -> None:
+    policy = BackoffPolicy(jitter=0.2)
+    rng = random.Random(1)
+    draws = [policy.jittered(100.0, rng) for _ in range(1000)]
+    assert all(80.0 <= d <= 120.0 for d in draws)
+    assert min(draws) < 82 and max(draws) > 118  # the whole band is used
+
+
+def test_jitter_zero_is_exact() -> None:
+    rng = random.Random(1)
+    assert [NO_JITTER.jittered(100.0, rng) for _ in range(10)] == [100.0] * 10
+
+
+async def test_defaults_apply() -> None:
+    async def attempt() -> Done[int]:
+        return Done(1)
+
+    assert await Poller().poll(attempt) == Done(1)
+
+
+# -- what the reference lacks -----------------------------------------------------------------
+
+
+def test_default_base_waits() -> None:
+    policy = BackoffPolicy()
+    assert [policy.base_wait(i) for i in range(7)] == [5, 15, 45, 135, 300, 300, 300]
+    assert policy.base_wait(10_000) == 300
+
+
+async def test_default_ten_minute_timeline_without_jitter(fake_time: FakeTime) -> None:
+    attempt = Script(fake_time, Pending(detail="order 1 is pending"))
+    outcome = await fake_time.poller(NO_JITTER).poll(attempt)
+    assert attempt.starts == [0, 5, 20, 65, 200, 500, 600]
+    assert outcome == StillPending(attempts=7, elapsed=600, detail="order 1 is pending")
+
+
+async def test_jitter_is_applied_by_default(fake_time: FakeTime) -> None:
+    attempt = Script(fake_time, Pending())
+    await fake_time.poller(seed=42).poll(attempt)
+    bases = [5, 15, 45, 135, 300]
+    jittered = fake_time.sleeps[: len(bases)]
+    assert all(0.8 * b <= w <= 1.2 * b for w, b in zip(jittered, bases, strict=True))
+    assert all(w != b for w, b in zip(jittered, bases, strict=True))
+    assert attempt.starts[-1] == 600  # the last wait is clamped to the deadline
+
+
+async def test_jitter_is_reproducible_with_a_seeded_rng() -> None:
+    first, second = FakeTime(), FakeTime()
+    await first.poller(seed=7).poll(Script(first, Pending()))
+    await second.poller(seed=7).poll(Script(second, Pending()))
+    assert first.sleeps == second.sleeps
+
+
+async def test_cancel_mid_attempt_propagates() -> None:
+    started, never = asyncio.Event(), asyncio.Event()
+
+    async def attempt() -> Pending:
+        started.set()
+        await never.wait()
+        return Pending()
+
+    task = asyncio.create_task(Poller().poll(attempt))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+
+
+@pytest.mark.looptime
+async def test_asyncio_timeout_around_poll_propagates() -> None:
+    loop = asyncio.get_running_loop()
+    calls = 0
+
+    async def attempt() -> Pending:
+        nonlocal calls
+        calls += 1
+        return Pending()
+
+    start = loop.time()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(30):
+            await Poller(NO_JITTER).poll(attempt)
+    assert loop.time() - start == pytest.approx(30)
+    assert calls == 3  # at 0, 5 and 20 s; the timeout hit mid-sleep
+
+
+@pytest.mark.looptime
+async def test_a_hung_attempt_is_cut_off_by_attempt_timeout() -> None:
+    loop = asyncio.get_running_loop()
+
+    async def hung() -> Pending:
+        await asyncio.sleep(10_000)
+        return Pending()
+
+    start = loop.time()
+    outcome = await Poller(NO_JITTER, max_wait=60, attempt_timeout=30).poll(hung)
+    elapsed = loop.time() - start
+    assert isinstance(outcome, StillPending)
+    assert isinstance(outcome.last_error, certpoll.AttemptTimeout)
+    assert isinstance(outcome.last_error, TimeoutError)
+    assert isinstance(outcome.last_error.__cause__, TimeoutError)
+    assert elapsed <= 60 + 30
+
+
+@pytest.mark.looptime
+async def test_the_deadline_is_hard_even_with_slow_attempts() -> None:
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+
+    async def slow() -> Pending:
+        starts.append(loop.time())
+        await asyncio.sleep(25)
+        return Pending()
+
+    start = loop.time()
+    await Poller(max_wait=600, attempt_timeout=30, rng=random.Random(3)).poll(slow)
+    assert loop.time() - start <= 600 + 30
+    assert all(s - start <= 600 for s in starts)
+
+
+async def test_an_attempt_that_raises_timeout_error_itself_is_not_hidden() -> None:
+    async def attempt() -> Pending:
+        raise TimeoutError("the attempt's own bug")
+
+    with pytest.raises(TimeoutError, match="own bug"):
+        await Poller().poll(attempt)
+
+
+async def test_retry_after_is_a_floor(fake_time: FakeTime) -> None:
+    attempt = Script(fake_time, Pending(retry_after=100), Done("cert"))
+    await fake_time.poller(seed=1).poll(attempt)
+    (wait,) = fake_time.sleeps
+    assert 100 <= wait <= 110  # the floor, with at most jitter/2 on top
+
+
+async def test_retry_after_below_the_backoff_does_not_shorten_it(fake_time: FakeTime) -> None:
+    attempt = Script(fake_time, Pending(), Pending(), Pending(retry_after=1), Done("cert"))
+    await fake_time.poller(NO_JITTER).poll(attempt)
+    assert fake_time.sleeps == [5, 15, 45]
+
+
+async def test_retry_after_past_the_deadline_ends_the_poll_early(fake_time: FakeTime) -> None:
+    error = certpoll.RateLimited("429", status_code=429, retry_after=3600)
+    attempt = Script(fake_time, Pending(error, retry_after=3600))
+    outcome = await fake_time.poller().poll(attempt)
+    assert outcome == StillPending(attempts=1, elapsed=0, last_error=error, retry_after=3600)
+    assert fake_time.sleeps == []
+
+
+async def test_retry_after_that_just_fits_runs_the_last_attempt_at_the_deadline(
+    fake_time: FakeTime,
+) -> None:
+    attempt = Script(fake_time, Pending(retry_after=600), Pending())
+    outcome = await fake_time.poller().poll(attempt)
+    assert attempt.starts == [0, 600]
+    assert isinstance(outcome, StillPending)
+
+
+async def test_detail_is_the_latest_pending_message(fake_time: FakeTime) -> None:
+    error = certpoll.TransientError("503")
+    attempt = Script(fake_time, Pending(detail="validating"), Pending(error))
+    outcome = await fake_time.poller(max_wait=10).poll(attempt)
+    assert isinstance(outcome, StillPending)
+    assert outcome.detail == "validating"
+    assert outcome.last_error is error
+
+
+async def test_resuming_continues_the_schedule(fake_time: FakeTime) -> None:
+    attempt = Script(fake_time, Pending())
+    outcome = await fake_time.poller(NO_JITTER).poll(
+        attempt, prior_attempts=3, first_wait=100, max_wait=1000
+    )
+    assert fake_time.sleeps[:3] == [100, 135, 300]
+    assert isinstance(outcome, StillPending)
+    assert outcome.attempts == len(attempt.starts)
+
+
+async def test_an_attempt_returning_something_else_is_a_type_error() -> None:
+    async def attempt() -> Pending:
+        return "pending"  # type: ignore[return-value]
+
+    with pytest.raises(TypeError, match="Done, Pending or Failed"):
+        await Poller().poll(attempt)
+
+
+async def test_unlimited_wait_must_be_spelled_out(fake_time: FakeTime) -> None:
+    attempt = Script(fake_time, *[Pending()] * 300, Done("cert"))
+    outcome = await fake_time.poller(NO_JITTER, max_wait=math.inf).poll(attempt)
+    assert outcome == Done("cert")
+    assert fake_time.now > 24 * 3600
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"initial_wait": 0},
+        {"initial_wait": -1},
+        {"multiplier": 0.5},
+        {"max_backoff": 1},
+        {"jitter": 1.0},
+        {"jitter": -0.1},
+        {"initial_wait": math.nan},
+    ],
+)
+def test_a_bad_policy_is_a_config_error(kwargs: dict[str, float]) -> None:
+    with pytest.raises(certpoll.ConfigError):
+        BackoffPolicy(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"max_wait": 0}, {"max_wait": -5}, {"attempt_timeout": 0}])
+def test_a_bad_poller_is_a_config_error(kwargs: dict[str, float]) -> None:
+    with pytest.raises(certpoll.ConfigError, match="positive number of seconds"):
+        Poller(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"prior_attempts": -1}, {"first_wait": -1.0}, {"max_wait": 0.0}]
+)
+async def test_bad_poll_arguments_are_config_errors(kwargs: dict[str, float]) -> None:
+    async def attempt() -> Done[int]:
+        return Done(1)
+
+    with pytest.raises(certpoll.ConfigError):
+        await Poller().poll(attempt, **kwargs)  # type: ignore[arg-type]
+
+
+def test_base_wait_needs_a_non_negative_index() -> None:
+    with pytest.raises(ValueError, match="0 or more"):
+        NO_JITTER.base_wait(-1)
+
+
+def test_poller_repr_and_properties() -> None:
+    poller = Poller(max_wait=60, attempt_timeout=5)
+    assert poller.max_wait == 60
+    assert poller.attempt_timeout == 5
+    assert "max_wait=60" in repr(poller)
+
+
+# -- observability ---------------------------------------------------------------------------
+
+
+async def test_every_attempt_and_wait_reaches_the_hooks(fake_time: FakeTime) -> None:
+    seen: list[certpoll.PollDetails] = []
+    poller = Poller(
+        NO_JITTER, clock=fake_time.clock, sleep=fake_time.sleep, hooks=[seen.append]
+    )
+    error = certpoll.TransientError("503", status_code=503)
+    attempt = Script(fake_time, Pending(error), Pending(detail="validating"), Done("cert"))
+    await poller.poll(attempt, ca="digicert", order_id="42")
+    assert [(d.attempt, d.outcome, d.next_wait) for d in seen] == [
+        (1, "pending", 5),
+        (2, "pending", 15),
+        (3, "done", None),
+    ]
+    assert seen[0].status_code == 503
+    assert seen[0].error is error
+    assert seen[1].detail == "validating"
+    assert seen[2].waited_so_far == 20
+    assert {(d.ca, d.order_id) for d in seen} == {("digicert", "42")}
+
+
+async def test_global_hooks_apply_to_pollers_without_their_own(fake_time: FakeTime) -> None:
+    seen: list[certpoll.PollDetails] = []
+    certpoll.set_poll_hooks([seen.append])
+    assert certpoll.get_poll_hooks() == (seen.append,)
+    await fake_time.poller().poll(Script(fake_time, Done("cert")))
+    assert len(seen) == 1
+    certpoll.set_poll_hooks(None)
+    assert certpoll.get_poll_hooks() == (certpoll.logging_hook,)
+
+
+async def test_the_default_hook_logs_on_the_certpoll_logger(
+    fake_time: FakeTime, caplog: pytest.LogCaptureFixture
+) -> None:
+    error = certpoll.TransientError("HTTP 503", status_code=503)
+    failure = certpoll.AuthenticationError("HTTP 401", status_code=401)
+    attempt = Script(fake_time, Pending(), Pending(error), Failed(failure))
+    with pytest.raises(certpoll.AuthenticationError):
+        await fake_time.poller().poll(attempt, ca="sectigo", order_id="9")
+    records = [r for r in caplog.records if r.name == "certpoll"]
+    assert [r.levelno for r in records] == [logging.DEBUG, logging.INFO, logging.WARNING]
+    assert records[1].certpoll_status_code == 503  # type: ignore[attr-defined]
+    assert records[2].certpoll_outcome == "failed"  # type: ignore[attr-defined]
+    assert all(r.certpoll_order_id == "9" for r in records)  # type: ignore[attr-defined]
+
+
+async def test_the_default_hook_is_quiet_when_logging_is_off(
+    fake_time: FakeTime, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="certpoll")
+    await fake_time.poller().poll(Script(fake_time, Done("cert")))
+    assert caplog.records == []

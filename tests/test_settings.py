@@ -1,0 +1,181 @@
+"""Settings: arguments, both environment prefixes, .env, and errors that name the variable."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+import certpoll
+from tests.helpers import DIGICERT_API_KEY, SECTIGO_LOGIN, SECTIGO_PASSWORD, leaked_secrets
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No CERTPOLL_/CERTCTL_ variable of the machine and no .env leak into these tests."""
+    import os
+
+    for name in list(os.environ):
+        if name.upper().startswith(("CERTPOLL_", "CERTCTL_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_arguments() -> None:
+    settings = certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=123)
+    assert settings.api_key.get_secret_value() == DIGICERT_API_KEY
+    assert settings.product_type == "ssl_basic"
+    assert settings.base_url == "https://www.digicert.com/services/v2"
+    assert settings.poll_max_wait_seconds == 600
+    assert settings.rate_limits == ((80, 5.0), (800, 180.0))
+
+
+def test_certpoll_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CERTPOLL_DIGICERT_API_KEY", DIGICERT_API_KEY)
+    monkeypatch.setenv("CERTPOLL_DIGICERT_ORG_ID", "77")
+    monkeypatch.setenv("CERTPOLL_DIGICERT_POLL_MAX_WAIT_SECONDS", "86400")
+    monkeypatch.setenv("CERTPOLL_DIGICERT_POLL_JITTER", "0.1")
+    monkeypatch.setenv("CERTPOLL_DIGICERT_RATE_LIMITS", "[[10, 1], [100, 60]]")
+    settings = certpoll.DigiCertSettings()
+    assert settings.org_id == 77
+    assert settings.poll_max_wait_seconds == 86400
+    assert settings.poll_jitter == 0.1
+    assert settings.rate_limits == ((10, 1.0), (100, 60.0))
+
+
+def test_the_seed_certctl_variables_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CERTCTL_SECTIGO_CUSTOMER_URI", "acme-org")
+    monkeypatch.setenv("CERTCTL_SECTIGO_LOGIN", SECTIGO_LOGIN)
+    monkeypatch.setenv("CERTCTL_SECTIGO_PASSWORD", SECTIGO_PASSWORD)
+    monkeypatch.setenv("CERTCTL_SECTIGO_ORG_ID", "5")
+    monkeypatch.setenv("CERTCTL_SECTIGO_CERT_TYPE", "9")
+    monkeypatch.setenv("CERTCTL_SECTIGO_POLL_MAX_WAIT_SECONDS", "60")
+    settings = certpoll.SectigoSettings()
+    assert settings.customer_uri == "acme-org"
+    assert settings.term == 365
+    assert settings.poll_max_wait_seconds == 60
+
+
+def test_certpoll_wins_over_certctl(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CERTCTL_DIGICERT_API_KEY", "certctl-key")
+    monkeypatch.setenv("CERTPOLL_DIGICERT_API_KEY", DIGICERT_API_KEY)
+    monkeypatch.setenv("CERTCTL_DIGICERT_ORG_ID", "1")
+    monkeypatch.setenv("CERTPOLL_DIGICERT_ORG_ID", "2")
+    settings = certpoll.DigiCertSettings()
+    assert settings.api_key.get_secret_value() == DIGICERT_API_KEY
+    assert settings.org_id == 2
+
+
+def test_arguments_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CERTPOLL_DIGICERT_ORG_ID", "2")
+    assert certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=3).org_id == 3
+
+
+def test_dotenv_file(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        f"CERTPOLL_DIGICERT_API_KEY={DIGICERT_API_KEY}\nCERTCTL_DIGICERT_ORG_ID=9\n"
+    )
+    settings = certpoll.DigiCertSettings()
+    assert settings.org_id == 9
+
+
+def test_zero_max_wait_means_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CERTPOLL_DIGICERT_POLL_MAX_WAIT_SECONDS", "0")
+    settings = certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=1)
+    assert settings.poll_max_wait_seconds == 600
+
+
+def test_unlimited_max_wait_is_spelled_inf(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CERTPOLL_DIGICERT_POLL_MAX_WAIT_SECONDS", "inf")
+    settings = certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=1)
+    assert math.isinf(settings.make_poller().max_wait)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CERTPOLL_DIGICERT_POLL_MAX_WAIT_SECONDS", "ten"),
+        ("CERTPOLL_DIGICERT_POLL_MAX_WAIT_SECONDS", "-5"),
+        ("CERTPOLL_DIGICERT_POLL_MAX_WAIT_SECONDS", "nan"),
+        ("CERTCTL_DIGICERT_POLL_MAX_WAIT_SECONDS", "ten"),
+        ("CERTPOLL_DIGICERT_POLL_INITIAL_WAIT_SECONDS", "-1"),
+        ("CERTPOLL_DIGICERT_POLL_JITTER", "1.5"),
+        ("CERTPOLL_DIGICERT_ATTEMPT_TIMEOUT_SECONDS", "0"),
+        ("CERTPOLL_DIGICERT_POLL_MULTIPLIER", "0.5"),
+        ("CERTPOLL_DIGICERT_RATE_LIMITS", "[[0, 5]]"),
+        ("CERTPOLL_DIGICERT_RATE_LIMITS", "lots"),
+    ],
+)
+def test_a_bad_value_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(certpoll.ConfigError) as caught:
+        certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=1)
+    assert variable in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+    assert not leaked_secrets(str(caught.value))
+
+
+def test_a_missing_field_names_both_variables() -> None:
+    with pytest.raises(certpoll.ConfigError) as caught:
+        certpoll.DigiCertSettings(org_id=1)
+    message = str(caught.value)
+    assert "CERTPOLL_DIGICERT_API_KEY is required" in message
+    assert "CERTCTL_DIGICERT_API_KEY" in message
+
+
+def test_a_bad_argument_names_the_argument() -> None:
+    with pytest.raises(certpoll.ConfigError, match="org_id= argument"):
+        certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY, org_id="acme")
+
+
+def test_a_bad_value_from_dotenv_says_so(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("CERTPOLL_DIGICERT_POLL_JITTER=lots\n")
+    with pytest.raises(certpoll.ConfigError, match=r"CERTPOLL_DIGICERT_POLL_JITTER \(from .env\)"):
+        certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=1)
+
+
+def test_schedule_settings_must_fit_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CERTPOLL_DIGICERT_POLL_INITIAL_WAIT_SECONDS", "600")
+    with pytest.raises(certpoll.ConfigError, match="POLL_MAX_BACKOFF_SECONDS"):
+        certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=1)
+
+
+def test_the_poller_follows_the_settings() -> None:
+    settings = certpoll.DigiCertSettings(
+        api_key=DIGICERT_API_KEY,
+        org_id=1,
+        poll_max_wait_seconds=60,
+        poll_initial_wait_seconds=2,
+        poll_multiplier=2,
+        poll_max_backoff_seconds=10,
+        poll_jitter=0,
+        attempt_timeout_seconds=4,
+    )
+    poller = settings.make_poller()
+    assert poller.max_wait == 60
+    assert poller.attempt_timeout == 4
+    assert poller.policy == certpoll.BackoffPolicy(
+        initial_wait=2, multiplier=2, max_backoff=10, jitter=0
+    )
+
+
+def test_secrets_stay_out_of_repr_and_str() -> None:
+    settings = certpoll.SectigoSettings(
+        customer_uri="acme",
+        login=SECTIGO_LOGIN,
+        password=SECTIGO_PASSWORD,
+        org_id=1,
+        cert_type=2,
+    )
+    assert not leaked_secrets(repr(settings))
+    assert not leaked_secrets(str(settings))
+    assert not leaked_secrets(settings.model_dump_json())
+    assert set(settings.secret_values()) == {SECTIGO_LOGIN, SECTIGO_PASSWORD}
+
+
+def test_env_var_names() -> None:
+    assert certpoll.EntrustSettings.env_var("ca_id") == "CERTPOLL_ENTRUST_CA_ID"
+    assert certpoll.GlobalSignSettings.env_var("api_url") == "CERTPOLL_GLOBALSIGN_API_URL"
