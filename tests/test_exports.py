@@ -25,6 +25,9 @@ EXPECTED = {
     "OrderState",
     "OrderStatus",
     "RevocationReason",
+    # Connectors
+    "DigiCert",
+    "Sectigo",
     # Settings
     "CASettings",
     "DigiCertSettings",
@@ -37,6 +40,8 @@ EXPECTED = {
     "logging_hook",
     "set_poll_hooks",
     "get_poll_hooks",
+    "prometheus_hook",
+    "structlog_hook",
     # Errors
     "CertpollError",
     "ConfigError",
