@@ -16,9 +16,7 @@ NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 TRIAGE = Triage(ca="digicert")
 
 
-def answer(
-    status: int, *, body: str = "", headers: dict[str, str] | None = None
-) -> httpx.Response:
+def answer(status: int, *, body: str = "", headers: dict[str, str] | None = None) -> httpx.Response:
     request = httpx.Request("GET", "https://ca.test/order/certificate/42")
     return httpx.Response(status, text=body, headers=headers, request=request)
 

@@ -1,0 +1,738 @@
+"""certpoll.DigiCert against a strict respx mock of CertCentral.
+
+Ported from certctl's DigiCert checklist (certctl-behaviour.md 4.1): digicert_test.go 5-16,
+digicert_failure_test.go 1-6 and digicert_redact_test.go. Not ported: the ValidateConfig
+tests (1-4 and the failure-suite preamble; certpoll has no live config probe: bad settings
+are a ConfigError, see the settings tests) and the CRL/OCSP/CA-cert/renewal-info stubs of
+digicert_stubs_test.go (certpoll has no such methods). RenewCertificate (11) is a new order,
+which is ``issue``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+import respx
+from pydantic import SecretStr
+
+import certpoll
+from certpoll import (
+    AuthenticationError,
+    ConfigError,
+    DigiCert,
+    DigiCertSettings,
+    Done,
+    Failed,
+    OrderNotFound,
+    OrderState,
+    Pending,
+    PermanentError,
+    RateLimited,
+    ResponseParseError,
+    RevocationReason,
+    SubmissionUncertain,
+    TransientError,
+)
+from tests.certs import make_chain, make_csr
+from tests.helpers import DIGICERT_API_KEY, FakeTime, assert_no_secrets
+
+BASE = "https://dc.test/services/v2"
+ORDER = "/order/certificate/99001"
+DOWNLOAD = "/certificate/88001/download/format/pem_all"
+LEAF, CHAIN, SERIAL = make_chain("www.example.com", ["api.example.com"])
+BUNDLE = LEAF + CHAIN
+#: A body that echoes the credential, as a careless CA error page might.
+ECHO = f"invalid X-DC-DEVKEY {DIGICERT_API_KEY}"
+BAD_IDS = ["../", "/", "?", "#", "%2F", "..", "12abc", " 12", "-5", "0x10", "1e3", "", "0", "012"]
+
+
+def settings(**overrides: object) -> DigiCertSettings:
+    values: dict[str, object] = {"api_key": DIGICERT_API_KEY, "org_id": 4242, "base_url": BASE}
+    values.update(overrides)
+    return DigiCertSettings(**values)  # type: ignore[arg-type]
+
+
+def request(sans: tuple[str, ...] = ("api.example.com",)) -> certpoll.CertificateRequest:
+    return certpoll.CertificateRequest(common_name="www.example.com", csr_pem=CSR, sans=sans)
+
+
+CSR = make_csr("www.example.com", ["api.example.com"])
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.upper().startswith(("CERTPOLL_", "CERTCTL_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(str(tmp_path))  # no stray .env
+
+
+@pytest.fixture
+def ca() -> Iterator[respx.MockRouter]:
+    with respx.mock(base_url=BASE, assert_all_called=True, assert_all_mocked=True) as router:
+        yield router
+
+
+@pytest.fixture
+def dc(fake_time: FakeTime) -> DigiCert:
+    return DigiCert(settings(), poller=fake_time.poller(max_wait=60.0))
+
+
+def issued(certificate_id: int = 88001) -> httpx.Response:
+    return httpx.Response(
+        200, json={"id": 99001, "status": "issued", "certificate": {"id": certificate_id}}
+    )
+
+
+def status(word: str) -> httpx.Response:
+    return httpx.Response(200, json={"id": 99001, "status": word})
+
+
+# -- issue ---------------------------------------------------------------------------------
+
+
+async def test_issue_immediate_success(ca: respx.MockRouter, dc: DigiCert) -> None:
+    """Checklist 5: issued at once with a certificate id: the bundle is downloaded."""
+    submit = ca.post("/order/certificate/ssl_basic").respond(
+        201, json={"id": 99001, "status": "issued", "certificate_id": 88001}
+    )
+    download = ca.get(DOWNLOAD).respond(200, text=BUNDLE)
+
+    order = await dc.issue(request())
+
+    assert order.state is OrderState.ISSUED
+    assert order.order_id == "99001"
+    assert order.ca == "digicert"
+    assert order.certificate is not None
+    assert order.certificate.pem == LEAF
+    assert order.certificate.chain_pem == CHAIN
+    assert order.certificate.serial == SERIAL
+    assert order.certificate.ca_certificate_id == "88001"
+    assert order.certificate.not_after > order.certificate.not_before
+    assert order.certificate.not_before.tzinfo is UTC
+    sent = submit.calls.last.request
+    assert sent.headers["X-DC-DEVKEY"] == DIGICERT_API_KEY
+    assert sent.headers["Content-Type"] == "application/json"
+    assert json.loads(sent.content) == {
+        "certificate": {
+            "common_name": "www.example.com",
+            "csr": CSR,
+            "dns_names": ["api.example.com"],
+        },
+        "organization": {"id": 4242},
+        "order_validity": {"years": 1},
+    }
+    assert download.calls.last.request.headers["X-DC-DEVKEY"] == DIGICERT_API_KEY
+    assert submit.call_count == 1
+
+
+async def test_issue_pending_with_other_product(ca: respx.MockRouter) -> None:
+    """Checklist 6: product ssl_ev_basic, pending: the order id only, no download."""
+    ca.post("/order/certificate/ssl_ev_basic").respond(201, json={"id": 99002, "status": "pending"})
+    async with DigiCert(settings(product_type="ssl_ev_basic")) as dc:
+        order = await dc.issue(request(sans=()))
+    assert order.state is OrderState.PENDING
+    assert order.order_id == "99002"
+    assert order.certificate is None
+    assert order.message == "order 99002 is pending"
+    body = json.loads(ca.calls.last.request.content)
+    assert "dns_names" not in body["certificate"]  # no SANs: omitted
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"id": 99003},  # no status: DigiCert's usual answer
+        {"id": 99003, "status": "issued"},  # issued, but no certificate id yet
+        {"id": 99003, "status": "issued", "certificate_id": 0},
+        {"id": 99003, "status": "needs_approval", "certificate_id": 5},
+    ],
+)
+async def test_issue_without_a_certificate_is_pending(
+    ca: respx.MockRouter, dc: DigiCert, answer: dict[str, object]
+) -> None:
+    ca.post("/order/certificate/ssl_basic").respond(201, json=answer)
+    order = await dc.issue(request())
+    assert order.state is OrderState.PENDING
+    assert order.order_id == "99003"
+    assert order.last_error is None
+
+
+@pytest.mark.parametrize("word", ["rejected", "denied", "canceled"])
+async def test_issue_rejected_at_once_is_failed(
+    ca: respx.MockRouter, dc: DigiCert, word: str
+) -> None:
+    """The reference reports these as pending (its bug 14)."""
+    ca.post("/order/certificate/ssl_basic").respond(201, json={"id": 99004, "status": word})
+    order = await dc.issue(request())
+    assert order.state is OrderState.FAILED
+    assert order.order_id == "99004"
+    assert order.message == f"order 99004 is {word}"
+
+
+@pytest.mark.parametrize(
+    "download",
+    [httpx.Response(503), httpx.Response(403, text=ECHO), httpx.Response(200, text="junk")],
+)
+async def test_issue_keeps_the_order_when_the_immediate_download_fails(
+    ca: respx.MockRouter, dc: DigiCert, download: httpx.Response
+) -> None:
+    ca.post("/order/certificate/ssl_basic").respond(
+        201, json={"id": 99001, "status": "issued", "certificate_id": 88001}
+    )
+    ca.get(DOWNLOAD).mock(return_value=download)
+    order = await dc.issue(request())
+    assert order.state is OrderState.PENDING
+    assert order.order_id == "99001"
+    assert isinstance(order.last_error, TransientError | PermanentError)
+    assert_no_secrets(order, order.last_error)
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (httpx.Response(400, text=ECHO), PermanentError),  # checklist 7
+        (httpx.Response(401, text=ECHO), AuthenticationError),
+        (httpx.Response(403), AuthenticationError),
+        (httpx.Response(422), PermanentError),
+        (httpx.Response(429, headers={"Retry-After": "0"}), RateLimited),
+        (httpx.Response(500, text=ECHO), SubmissionUncertain),
+        (httpx.Response(502), SubmissionUncertain),
+        (httpx.Response(503), SubmissionUncertain),
+        (httpx.Response(408), SubmissionUncertain),
+        (httpx.ReadTimeout("read timed out"), SubmissionUncertain),
+        (httpx.WriteTimeout("write timed out"), SubmissionUncertain),
+        (httpx.RemoteProtocolError("peer closed connection"), SubmissionUncertain),
+        (httpx.ReadError("connection reset"), SubmissionUncertain),
+        (httpx.ConnectError("refused"), TransientError),
+        (httpx.Response(201, text="<html>"), SubmissionUncertain),
+        (httpx.Response(201, json=[1]), SubmissionUncertain),
+        (httpx.Response(201, json={"status": "pending"}), SubmissionUncertain),
+        (httpx.Response(201, json={"id": "99001"}), SubmissionUncertain),
+        (httpx.Response(201, json={"id": True}), SubmissionUncertain),
+    ],
+)
+async def test_issue_is_never_retried(
+    ca: respx.MockRouter,
+    dc: DigiCert,
+    answer: httpx.Response | Exception,
+    error: type[Exception],
+) -> None:
+    route = ca.post("/order/certificate/ssl_basic")
+    if isinstance(answer, Exception):
+        route.mock(side_effect=answer)
+    else:
+        route.mock(return_value=answer)
+    with pytest.raises(error) as info:
+        await dc.issue(request())
+    assert type(info.value) is error
+    assert route.call_count == 1
+    assert_no_secrets(info.value)
+    if isinstance(info.value, SubmissionUncertain):
+        assert info.value.common_name == "www.example.com"
+        assert info.value.__cause__ is not None
+
+
+async def test_product_type_is_one_escaped_path_segment(ca: respx.MockRouter) -> None:
+    route = ca.route(method="POST").respond(201, json={"id": 1})
+    await DigiCert(settings(product_type="ssl/../../user?x#y")).issue(request())
+    assert route.calls.last.request.url.raw_path == (
+        b"/services/v2/order/certificate/ssl%2F..%2F..%2Fuser%3Fx%23y"
+    )
+
+
+async def test_default_product_type_is_ssl_basic(ca: respx.MockRouter) -> None:
+    """Checklist 16."""
+    ca.post("/order/certificate/ssl_basic").respond(201, json={"id": 1})
+    assert (
+        DigiCertSettings(api_key=SecretStr(DIGICERT_API_KEY), org_id=1).product_type == "ssl_basic"
+    )
+    await DigiCert(settings()).issue(request())
+
+
+# -- poll_once: status words ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "word", ["pending", "processing", "needs_approval", "waiting_pickup", "reissue_pending"]
+)
+async def test_pending_words(ca: respx.MockRouter, dc: DigiCert, word: str) -> None:
+    ca.get(ORDER).mock(return_value=status(word))
+    assert await dc.poll_once("99001") == Pending(detail=f"order 99001 is {word}")
+
+
+@pytest.mark.parametrize("word", ["rejected", "denied", "canceled", "revoked", "expired"])
+async def test_failed_words(ca: respx.MockRouter, dc: DigiCert, word: str) -> None:
+    ca.get(ORDER).mock(return_value=status(word))
+    outcome = await dc.poll_once("99001")
+    assert isinstance(outcome, Done)
+    assert outcome.value.state is OrderState.FAILED
+    assert outcome.value.message == f"order 99001 is {word}"
+    assert outcome.value.certificate is None
+
+
+async def test_issued_downloads_by_certificate_id(ca: respx.MockRouter, dc: DigiCert) -> None:
+    ca.get(ORDER).mock(return_value=issued())
+    ca.get(DOWNLOAD).respond(200, text="preamble\n" + BUNDLE + "trailer\n")
+    outcome = await dc.poll_once("99001")
+    assert isinstance(outcome, Done)
+    certificate = outcome.value.certificate
+    assert certificate is not None
+    assert (certificate.pem, certificate.chain_pem, certificate.serial) == (LEAF, CHAIN, SERIAL)
+    assert certificate.ca_certificate_id == "88001"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"status": "issued"},
+        {"status": "issued", "certificate": {}},
+        {"status": "issued", "certificate": {"id": 0}},
+        {"status": "issued", "certificate": {"id": "88001"}},
+        {"status": "issued", "certificate": None},
+    ],
+)
+async def test_issued_without_certificate_id_is_a_parse_error(
+    ca: respx.MockRouter, dc: DigiCert, body: dict[str, object]
+) -> None:
+    """Failure checklist 3."""
+    ca.get(ORDER).respond(200, json=body)
+    outcome = await dc.poll_once("99001")
+    assert isinstance(outcome, Failed)
+    assert isinstance(outcome.error, ResponseParseError)
+    assert "no certificate id" in str(outcome.error)
+
+
+async def test_unknown_word_is_pending_and_warned_once(
+    ca: respx.MockRouter, dc: DigiCert, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Failure checklist 4 (frobnicating)."""
+    ca.get(ORDER).mock(
+        side_effect=[status("frobnicating-dc"), status("frobnicating-dc"), status("dc-other")]
+    )
+    first = await dc.poll_once("99001")
+    await dc.poll_once("99001")
+    await dc.poll_once("99001")
+    assert isinstance(first, Pending)
+    assert first.error is None
+    assert first.detail is not None
+    assert "frobnicating-dc" in first.detail
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert sum("frobnicating-dc" in w for w in warnings) == 1
+    assert sum("dc-other" in w for w in warnings) == 1
+
+
+# -- poll_once: triage of the status request and of the download --------------------------
+
+TRIAGE = [
+    pytest.param(httpx.Response(401, text=ECHO), Failed, AuthenticationError, None, id="401"),
+    pytest.param(httpx.Response(403, text=ECHO), Failed, AuthenticationError, None, id="403"),
+    pytest.param(httpx.Response(404), Failed, OrderNotFound, None, id="404"),
+    pytest.param(httpx.Response(400, text=ECHO), Failed, PermanentError, None, id="400"),
+    pytest.param(httpx.Response(409), Failed, PermanentError, None, id="409"),
+    pytest.param(httpx.Response(302), Failed, PermanentError, None, id="302"),
+    pytest.param(
+        httpx.Response(
+            429,
+            headers={"Retry-After": "30"},
+            json={"errors": [{"code": "request_limit_exceeded"}]},
+        ),
+        Pending,
+        RateLimited,
+        30.0,
+        id="429-retry-after",
+    ),
+    pytest.param(httpx.Response(429), Pending, RateLimited, None, id="429"),
+    pytest.param(httpx.Response(500, text=ECHO), Pending, TransientError, None, id="500"),
+    pytest.param(httpx.Response(503), Pending, TransientError, None, id="503"),
+    pytest.param(httpx.Response(408), Pending, TransientError, None, id="408"),
+    pytest.param(httpx.ConnectError("refused"), Pending, TransientError, None, id="connect"),
+    pytest.param(httpx.ReadTimeout("slow"), Pending, TransientError, None, id="timeout"),
+    pytest.param(
+        httpx.RemoteProtocolError("peer closed"), Pending, TransientError, None, id="lost"
+    ),
+]
+
+
+def _mock(route: respx.Route, answer: httpx.Response | Exception) -> None:
+    if isinstance(answer, Exception):
+        route.mock(side_effect=answer)
+    else:
+        route.mock(return_value=answer)
+
+
+def _check(outcome: object, kind: type, error: type[Exception], retry_after: float | None) -> None:
+    assert isinstance(outcome, kind)
+    assert isinstance(outcome, Pending | Failed)
+    assert type(outcome.error) is error
+    assert getattr(outcome.error, "ca", None) == "digicert"
+    assert getattr(outcome.error, "order_id", None) == "99001"
+    if isinstance(outcome, Pending):
+        assert outcome.retry_after == retry_after
+    assert_no_secrets(outcome, outcome.error)
+
+
+@pytest.mark.parametrize(("answer", "kind", "error", "retry_after"), TRIAGE)
+async def test_status_request_triage(
+    ca: respx.MockRouter,
+    dc: DigiCert,
+    answer: httpx.Response | Exception,
+    kind: type,
+    error: type[Exception],
+    retry_after: float | None,
+) -> None:
+    """Failure checklist 1 (404) and the whole table of spec section 3."""
+    _mock(ca.get(ORDER), answer)
+    _check(await dc.poll_once("99001"), kind, error, retry_after)
+
+
+@pytest.mark.parametrize(("answer", "kind", "error", "retry_after"), TRIAGE)
+async def test_download_triage(
+    ca: respx.MockRouter,
+    dc: DigiCert,
+    answer: httpx.Response | Exception,
+    kind: type,
+    error: type[Exception],
+    retry_after: float | None,
+) -> None:
+    """Checklist 14 and failure checklist 5: a 5xx download is transient here, not permanent."""
+    ca.get(ORDER).mock(return_value=issued())
+    _mock(ca.get(DOWNLOAD), answer)
+    _check(await dc.poll_once("99001"), kind, error, retry_after)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"[]", b'{"id": 1}', b'{"status": 7}', b"\xff\xfe", b"null"],
+)
+async def test_unparsable_status_is_a_parse_error(
+    ca: respx.MockRouter, dc: DigiCert, body: bytes
+) -> None:
+    """Failure checklist 2."""
+    ca.get(ORDER).respond(200, content=body)
+    outcome = await dc.poll_once("99001")
+    assert isinstance(outcome, Failed)
+    assert isinstance(outcome.error, ResponseParseError)
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["", "not a certificate", "-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n"],
+)
+async def test_unparsable_download_is_a_parse_error(
+    ca: respx.MockRouter, dc: DigiCert, body: str
+) -> None:
+    """Failure checklist 6."""
+    ca.get(ORDER).mock(return_value=issued())
+    ca.get(DOWNLOAD).respond(200, text=body)
+    outcome = await dc.poll_once("99001")
+    assert isinstance(outcome, Failed)
+    assert isinstance(outcome.error, ResponseParseError)
+
+
+async def test_a_201_status_answer_is_read_like_a_200(ca: respx.MockRouter, dc: DigiCert) -> None:
+    """The reference fails any 2xx but 200 (its bug 8); every 2xx is read."""
+    ca.get(ORDER).respond(203, json={"status": "pending"})
+    assert isinstance(await dc.poll_once("99001"), Pending)
+
+
+# -- get_order_status (zero real time) ----------------------------------------------------
+
+
+async def test_get_order_status_issued(ca: respx.MockRouter, dc: DigiCert) -> None:
+    """Checklist 8."""
+    ca.get(ORDER).mock(return_value=issued())
+    ca.get(DOWNLOAD).respond(200, text=BUNDLE)
+    result = await dc.get_order_status("99001")
+    assert result.state is OrderState.ISSUED
+    assert result.certificate is not None
+    assert result.certificate.serial == SERIAL
+
+
+async def test_get_order_status_pending_then_issued(
+    ca: respx.MockRouter, fake_time: FakeTime
+) -> None:
+    dc = DigiCert(settings(), poller=fake_time.poller(max_wait=600.0))
+    ca.get(ORDER).mock(
+        side_effect=[
+            status("pending"),
+            httpx.Response(503),
+            status("processing"),
+            issued(),
+            issued(),
+        ]
+    )
+    ca.get(DOWNLOAD).mock(side_effect=[httpx.Response(502), httpx.Response(200, text=BUNDLE)])
+    result = await dc.get_order_status("99001")
+    assert result.state is OrderState.ISSUED
+    assert len(fake_time.sleeps) == 4  # pending, 503, processing, download 502
+    assert fake_time.now < 600
+
+
+async def test_get_order_status_still_pending(
+    ca: respx.MockRouter, dc: DigiCert, fake_time: FakeTime
+) -> None:
+    """Checklist 9: pending after PollMaxWait is a PENDING value, not an error."""
+    route = ca.get(ORDER).mock(return_value=status("needs_approval"))
+    result = await dc.get_order_status("99001")
+    assert result.state is OrderState.PENDING
+    assert result.certificate is None
+    assert result.message == "order 99001 is needs_approval"
+    assert result.last_error is None
+    assert fake_time.now == pytest.approx(60.0)
+    assert route.call_count == len(fake_time.sleeps) + 1
+
+
+async def test_get_order_status_keeps_the_last_transient_error(
+    ca: respx.MockRouter, dc: DigiCert
+) -> None:
+    ca.get(ORDER).mock(return_value=httpx.Response(503, text=ECHO))
+    result = await dc.get_order_status("99001")
+    assert result.state is OrderState.PENDING
+    assert isinstance(result.last_error, TransientError)
+    assert result.last_error.status_code == 503
+    assert_no_secrets(result, result.last_error)
+
+
+async def test_get_order_status_rejected(ca: respx.MockRouter, dc: DigiCert) -> None:
+    """Checklist 10: a rejection is a FAILED value, not an error."""
+    ca.get(ORDER).mock(side_effect=[status("pending"), status("rejected")])
+    result = await dc.get_order_status("99001")
+    assert result.state is OrderState.FAILED
+    assert result.message == "order 99001 is rejected"
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (httpx.Response(404), OrderNotFound),
+        (httpx.Response(401, text=ECHO), AuthenticationError),
+        (httpx.Response(200, text="{"), ResponseParseError),
+    ],
+)
+async def test_get_order_status_raises_permanent_errors(
+    ca: respx.MockRouter, dc: DigiCert, answer: httpx.Response, error: type[Exception]
+) -> None:
+    route = ca.get(ORDER).mock(return_value=answer)
+    with pytest.raises(error) as info:
+        await dc.get_order_status("99001")
+    assert route.call_count == 1
+    assert_no_secrets(info.value)
+
+
+async def test_get_order_status_download_403_raises(ca: respx.MockRouter, dc: DigiCert) -> None:
+    ca.get(ORDER).mock(return_value=issued())
+    ca.get(DOWNLOAD).respond(403, text=ECHO)
+    with pytest.raises(AuthenticationError, match="403") as info:
+        await dc.get_order_status("99001")
+    assert_no_secrets(info.value)
+
+
+# -- ids never change the request path ----------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+async def test_bad_order_ids_are_refused_before_any_request(dc: DigiCert, bad: str) -> None:
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+        with pytest.raises(ConfigError, match="DigiCert order id"):
+            await dc.poll_once(bad)
+        with pytest.raises(ConfigError):
+            await dc.get_order_status(bad)
+        with pytest.raises(ConfigError, match="DigiCert certificate id"):
+            await dc.revoke(bad)
+        assert router.calls.call_count == 0
+
+
+async def test_order_id_must_be_a_string(dc: DigiCert) -> None:
+    with pytest.raises(ConfigError, match="string"):
+        await dc.poll_once(99001)  # type: ignore[arg-type]
+
+
+# -- revoke ---------------------------------------------------------------------------------
+
+REASONS = {
+    RevocationReason.UNSPECIFIED: "unspecified",
+    RevocationReason.KEY_COMPROMISE: "key_compromise",
+    RevocationReason.CA_COMPROMISE: "unspecified",
+    RevocationReason.AFFILIATION_CHANGED: "affiliation_changed",
+    RevocationReason.SUPERSEDED: "superseded",
+    RevocationReason.CESSATION_OF_OPERATION: "cessation_of_operation",
+    RevocationReason.CERTIFICATE_HOLD: "unspecified",
+    RevocationReason.PRIVILEGE_WITHDRAWN: "unspecified",
+}
+
+
+def certificate() -> certpoll.Certificate:
+    now = datetime.now(UTC)
+    return certpoll.Certificate(
+        pem=LEAF,
+        chain_pem=CHAIN,
+        serial=SERIAL,
+        not_before=now,
+        not_after=now,
+        ca_certificate_id="88001",
+    )
+
+
+@pytest.mark.parametrize(("reason", "name"), REASONS.items())
+async def test_revoke_uses_the_certificate_id_and_maps_the_reason(
+    ca: respx.MockRouter, dc: DigiCert, reason: RevocationReason, name: str
+) -> None:
+    """Checklist 12, with the reference's bug 5 fixed: the certificate id, not the serial."""
+    route = ca.put("/certificate/88001/revoke").respond(204)
+    await dc.revoke(certificate(), reason=reason)
+    sent = route.calls.last.request
+    assert sent.headers["X-DC-DEVKEY"] == DIGICERT_API_KEY
+    assert json.loads(sent.content) == {
+        "revocation_reason": name,
+        "comments": f"revoked through certpoll: {name}",
+    }
+    assert SERIAL not in str(sent.url)
+    assert set(REASONS) == set(RevocationReason)
+
+
+async def test_revoke_by_id_with_a_comment(ca: respx.MockRouter, dc: DigiCert) -> None:
+    route = ca.put("/certificate/77/revoke").respond(
+        201, json={"id": 1, "type": "revoke", "status": "pending"}
+    )
+    await dc.revoke("77", reason=RevocationReason.SUPERSEDED, comment="replaced by 78")
+    assert json.loads(route.calls.last.request.content) == {
+        "revocation_reason": "superseded",
+        "comments": "replaced by 78",
+    }
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (httpx.Response(400, text=ECHO), PermanentError),  # checklist 13
+        (httpx.Response(403), AuthenticationError),
+        (httpx.Response(404), OrderNotFound),
+        (httpx.Response(429), RateLimited),
+        (httpx.Response(503, text=ECHO), TransientError),
+        (httpx.ConnectError("refused"), TransientError),
+    ],
+)
+async def test_revoke_raises_the_triaged_error(
+    ca: respx.MockRouter, dc: DigiCert, answer: httpx.Response | Exception, error: type[Exception]
+) -> None:
+    route = ca.put("/certificate/88001/revoke")
+    _mock(route, answer)
+    with pytest.raises(error) as info:
+        await dc.revoke(certificate(), reason=RevocationReason.KEY_COMPROMISE)
+    assert type(info.value) is error
+    assert route.call_count == 1
+    assert_no_secrets(info.value)
+
+
+async def test_revoke_refuses_a_reason_that_is_not_rfc5280(dc: DigiCert) -> None:
+    with pytest.raises(ConfigError, match="RevocationReason"):
+        await dc.revoke("88001", reason=7)  # type: ignore[arg-type]
+
+
+# -- settings, secrets, lifecycle ---------------------------------------------------------
+
+
+def test_settings_from_certpoll_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {
+        "API_KEY": DIGICERT_API_KEY,
+        "ORG_ID": "77",
+        "PRODUCT_TYPE": "ssl_plus",
+        "BASE_URL": "https://eu.test/services/v2",
+        "POLL_MAX_WAIT_SECONDS": "120",
+        "POLL_INITIAL_WAIT_SECONDS": "2",
+        "POLL_MAX_BACKOFF_SECONDS": "60",
+        "POLL_JITTER": "0.1",
+        "ATTEMPT_TIMEOUT_SECONDS": "10",
+        "RATE_LIMITS": "[[10, 1]]",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(f"CERTPOLL_DIGICERT_{key}", value)
+    s = DigiCertSettings()  # type: ignore[call-arg]
+    assert s.api_key.get_secret_value() == DIGICERT_API_KEY
+    assert (s.org_id, s.product_type, s.base_url) == (77, "ssl_plus", "https://eu.test/services/v2")
+    assert (s.poll_max_wait_seconds, s.poll_initial_wait_seconds) == (120, 2)
+    assert (s.poll_max_backoff_seconds, s.poll_jitter, s.attempt_timeout_seconds) == (60, 0.1, 10)
+    assert s.rate_limits == ((10, 1.0),)
+    dc = DigiCert(s)
+    assert dc.poller.max_wait == 120
+    assert dc.base_url == "https://eu.test/services/v2"
+
+
+def test_settings_from_certctl_variables_and_certpoll_wins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CERTCTL_DIGICERT_API_KEY", DIGICERT_API_KEY)
+    monkeypatch.setenv("CERTCTL_DIGICERT_ORG_ID", "1")
+    monkeypatch.setenv("CERTCTL_DIGICERT_POLL_MAX_WAIT_SECONDS", "30")
+    monkeypatch.setenv("CERTCTL_DIGICERT_PRODUCT_TYPE", "ssl_wildcard")
+    s = DigiCertSettings()  # type: ignore[call-arg]
+    assert (s.org_id, s.poll_max_wait_seconds, s.product_type) == (1, 30, "ssl_wildcard")
+    monkeypatch.setenv("CERTPOLL_DIGICERT_POLL_MAX_WAIT_SECONDS", "45")
+    monkeypatch.setenv("CERTPOLL_DIGICERT_ORG_ID", "2")
+    s = DigiCertSettings()  # type: ignore[call-arg]
+    assert (s.org_id, s.poll_max_wait_seconds) == (2, 45)
+
+
+def test_zero_max_wait_means_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CERTCTL_DIGICERT_POLL_MAX_WAIT_SECONDS", "0")
+    assert settings().poll_max_wait_seconds == 600
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CERTPOLL_DIGICERT_POLL_MAX_WAIT_SECONDS", "ten"),
+        ("CERTPOLL_DIGICERT_POLL_MAX_WAIT_SECONDS", "-1"),
+        ("CERTCTL_DIGICERT_POLL_MAX_WAIT_SECONDS", "ten"),
+        ("CERTPOLL_DIGICERT_POLL_INITIAL_WAIT_SECONDS", "-5"),
+        ("CERTPOLL_DIGICERT_ORG_ID", "acme"),
+        ("CERTPOLL_DIGICERT_POLL_JITTER", "2"),
+    ],
+)
+def test_bad_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv("CERTPOLL_DIGICERT_API_KEY", DIGICERT_API_KEY)
+    monkeypatch.setenv("CERTPOLL_DIGICERT_ORG_ID", "1")
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=variable) as info:
+        DigiCertSettings()  # type: ignore[call-arg]
+    assert_no_secrets(info.value)
+
+
+def test_missing_api_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CERTPOLL_DIGICERT_ORG_ID", "1")
+    with pytest.raises(ConfigError, match="CERTPOLL_DIGICERT_API_KEY") as info:
+        DigiCertSettings()  # type: ignore[call-arg]
+    assert "CERTCTL_DIGICERT_API_KEY" in str(info.value)
+
+
+def test_no_secret_in_reprs() -> None:
+    """digicert_redact_test.go: the key never shows."""
+    s = settings()
+    dc = DigiCert(s)
+    assert_no_secrets(s, dc, s.model_dump_json())
+    assert DIGICERT_API_KEY not in repr(s.model_dump())
+    assert repr(dc) == f"DigiCert(base_url={BASE!r})"
+
+
+async def test_a_shared_client_is_not_closed() -> None:
+    async with httpx.AsyncClient() as http:
+        async with DigiCert(settings(), http=http) as dc:
+            assert dc.http is http
+        assert not http.is_closed
+    async with DigiCert(settings()) as owned:
+        pass
+    assert owned.http.is_closed
+
+
+def test_exported() -> None:
+    assert certpoll.DigiCert is DigiCert
+    assert "DigiCert" in certpoll.__all__

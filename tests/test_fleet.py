@@ -1,0 +1,696 @@
+"""poll_many, PendingOrder handles, resume and Progress, through certpoll.DigiCert.
+
+The CA is a small fake CertCentral behind ``httpx.MockTransport`` that logs the loop time of
+every request it sees; everything runs in virtual time (``looptime``) unless it says not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import math
+import random
+import tracemalloc
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+import certpoll
+from certpoll import (
+    AuthenticationError,
+    ConfigError,
+    DigiCert,
+    DigiCertSettings,
+    OrderNotFound,
+    OrderState,
+    OrderStatus,
+    PendingOrder,
+    PollDetails,
+    Progress,
+    RateLimited,
+    poll_many,
+    resume,
+)
+from certpoll._gate import UpstreamGate
+from tests.certs import make_chain
+from tests.helpers import DIGICERT_API_KEY
+from tests.test_gate import max_in_window
+
+BASE = "https://dc.test/services/v2"
+LEAF, CHAIN, _ = make_chain("www.example.com")
+BUNDLE = LEAF + CHAIN
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+@dataclass
+class FakeCertCentral:
+    """Orders are pending until their ``issue_on``-th look, then issued."""
+
+    issue_on: int = 2
+    latency: float = 0.0
+    #: (start, end, Retry-After value or None): every request in [start, end) gets a 429.
+    storms: list[tuple[float, float, str | None]] = field(default_factory=list)
+    #: order id -> HTTP status for its status request (404, 401, 503...).
+    answers: dict[str, int] = field(default_factory=dict)
+    #: order id -> the look that gets a 429 with Retry-After: 60.
+    throttle_on: dict[str, int] = field(default_factory=dict)
+    rejected: set[str] = field(default_factory=set)
+    never: set[str] = field(default_factory=set)
+    log: list[tuple[float, str]] = field(default_factory=list)
+    looks: Counter[str] = field(default_factory=Counter)
+    in_flight: int = 0
+    throttled: int = 0
+
+    def times(self, order_id: str | None = None) -> list[float]:
+        return [t for t, oid in self.log if order_id is None or oid == order_id]
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        t = now()
+        path = request.url.path
+        assert request.headers["X-DC-DEVKEY"] == DIGICERT_API_KEY
+        order_id = path.rsplit("/", 1)[1] if "/order/" in path else "download"
+        self.log.append((t, order_id))
+        self.in_flight += 1
+        try:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            return self._answer(t, path, order_id)
+        finally:
+            self.in_flight -= 1
+
+    def _answer(self, t: float, path: str, order_id: str) -> httpx.Response:
+        for start, end, retry_after in self.storms:
+            if start <= t < end:
+                return self._throttle(retry_after)
+        if order_id == "download":
+            return httpx.Response(200, text=BUNDLE)
+        self.looks[order_id] += 1
+        look = self.looks[order_id]
+        if self.throttle_on.get(order_id) == look:
+            return self._throttle("60")
+        if order_id in self.answers:
+            return httpx.Response(self.answers[order_id], json={"errors": []})
+        if order_id in self.rejected:
+            return httpx.Response(200, json={"id": int(order_id), "status": "rejected"})
+        if look >= self.issue_on and order_id not in self.never:
+            return httpx.Response(
+                200, json={"id": int(order_id), "status": "issued", "certificate": {"id": 7}}
+            )
+        return httpx.Response(200, json={"id": int(order_id), "status": "pending"})
+
+    def _throttle(self, retry_after: str | None) -> httpx.Response:
+        self.throttled += 1
+        headers = {} if retry_after is None else {"Retry-After": retry_after}
+        return httpx.Response(429, headers=headers, json={"errors": [{"code": "rate"}]})
+
+
+def settings(**overrides: object) -> DigiCertSettings:
+    values: dict[str, object] = {"api_key": DIGICERT_API_KEY, "org_id": 4242, "base_url": BASE}
+    values.update(overrides)
+    return DigiCertSettings(**values)
+
+
+@asynccontextmanager
+async def digicert(
+    ca: FakeCertCentral,
+    *,
+    seed: int = 0,
+    hooks: Iterable[certpoll.PollHook] = (),
+    gate: UpstreamGate | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    **overrides: object,
+) -> AsyncIterator[DigiCert]:
+    s = settings(**overrides)
+    async with httpx.AsyncClient(transport=transport or httpx.MockTransport(ca)) as http:
+        poller = s.make_poller(hooks=list(hooks), rng=random.Random(seed))
+        yield DigiCert(s, http=http, poller=poller, gate=gate)
+
+
+def ids(n: int, first: int = 1000) -> list[str]:
+    return [str(first + i) for i in range(n)]
+
+
+async def collect(stream: certpoll.OrderStream) -> list[OrderStatus]:
+    return [status async for status in stream]
+
+
+def other_tasks() -> set[asyncio.Task[object]]:
+    return asyncio.all_tasks() - {asyncio.current_task()}  # type: ignore[operator]
+
+
+# -- the upstream gate under many orders -------------------------------------------------------
+
+
+@pytest.mark.looptime
+async def test_ten_thousand_orders_stay_under_digicerts_documented_limits() -> None:
+    ca = FakeCertCentral(issue_on=2)
+    async with digicert(ca, poll_max_wait_seconds=math.inf) as dc:
+        statuses = await collect(poll_many(dc, ids(10_000), concurrency=50))
+    assert len({s.order_id for s in statuses}) == 10_000
+    assert all(s.state is OrderState.ISSUED and s.certificate for s in statuses)
+    times = ca.times()
+    assert len(times) == 30_000  # two looks and one download each
+    # DigiCert's documented limits, and the 20 % headroom the defaults keep.
+    assert max_in_window(times, 5.0) <= 80 < 100
+    assert max_in_window(times, 180.0) <= 800 < 1000
+
+
+async def _storm_requests(orders: int, *, share_cooldown: bool = True) -> tuple[int, int]:
+    """Requests the CA sees during a 600 s storm of 429 + Retry-After: 60 starting at 30 s."""
+    ca = FakeCertCentral(issue_on=3, storms=[(30.0, 630.0, "60")])
+    gate = UpstreamGate(rate_limits=settings().rate_limits, share_cooldown=share_cooldown)
+    async with digicert(ca, gate=gate, poll_max_wait_seconds=math.inf) as dc:
+        statuses = await collect(poll_many(dc, ids(orders), concurrency=20))
+    assert [s.state for s in statuses] == [OrderState.ISSUED] * orders
+    during = [t for t in ca.times() if 30.0 <= t < 630.0]
+    return len(during), ca.throttled
+
+
+@pytest.mark.looptime
+async def test_requests_during_a_429_storm_do_not_grow_with_the_orders() -> None:
+    few, few_throttled = await _storm_requests(10)
+    many, many_throttled = await _storm_requests(1_000)
+    # One probe a minute (the first 429, then 10 probes): the same for 10 orders and 1,000.
+    assert few == many == few_throttled == many_throttled
+    assert many <= 600 // 60 + 1
+
+
+@pytest.mark.looptime
+async def test_without_the_shared_cooldown_the_storm_grows_with_the_orders() -> None:
+    # The same storm with per-order backoff only: what the gate saves the CA from.
+    few, _ = await _storm_requests(10, share_cooldown=False)
+    many, _ = await _storm_requests(1_000, share_cooldown=False)
+    assert few >= 50
+    assert many > 20 * few
+
+
+@pytest.mark.looptime
+async def test_one_orders_429_holds_every_order_then_one_probe_goes() -> None:
+    ca = FakeCertCentral(issue_on=4, latency=0.5, throttle_on={"1007": 2})
+    async with digicert(ca) as dc:
+        statuses = await collect(poll_many(dc, ids(50), concurrency=50))
+    assert all(s.state is OrderState.ISSUED for s in statuses)
+    throttled_at = ca.times("1007")[1]
+    after = [t for t in ca.times() if t > throttled_at]
+    assert after[0] == pytest.approx(throttled_at + 60.0, abs=0.01)  # nobody before 60 s
+    assert after[1] == pytest.approx(after[0] + 0.5)  # the rest once the probe answered
+    assert dc.gate.rate_limited == 1
+
+
+# -- cancellation ---------------------------------------------------------------------------
+
+
+@pytest.mark.looptime
+async def test_cancelling_the_consumer_mid_flight_leaves_nothing_behind() -> None:
+    ca = FakeCertCentral(issue_on=3, latency=1.0)
+    seen: list[OrderStatus] = []
+
+    async def consume(stream: certpoll.OrderStream) -> None:
+        async for status in stream:
+            seen.append(status)
+
+    async with digicert(ca) as dc:
+        stream = poll_many(dc, ids(1_000), concurrency=20)
+        task = asyncio.create_task(consume(stream))
+        await asyncio.sleep(30)
+        assert ca.in_flight == 20
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert other_tasks() == set()
+        assert ca.in_flight == 0
+        requests = len(ca.log)
+        await asyncio.sleep(600)
+        assert len(ca.log) == requests  # nothing polls any more
+        assert seen
+        # Every order not finished has a handle, interrupted ones due at once.
+        assert len(stream.pending()) == 1_000 - len(seen)
+        with pytest.raises(StopAsyncIteration):
+            await stream.__anext__()
+
+
+@pytest.mark.looptime
+async def test_breaking_out_of_a_bare_async_for_stops_every_poll() -> None:
+    ca = FakeCertCentral(issue_on=1, latency=1.0)
+    async with digicert(ca) as dc:
+        async for _ in poll_many(dc, ids(100), concurrency=10):
+            break
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert other_tasks() == set()
+        assert ca.in_flight == 0
+
+
+@pytest.mark.looptime
+async def test_async_with_closes_the_stream_on_the_way_out() -> None:
+    ca = FakeCertCentral(issue_on=1, latency=1.0)
+    async with digicert(ca) as dc, poll_many(dc, ids(100), concurrency=10) as stream:
+        first = await stream.__anext__()
+        assert first.state is OrderState.ISSUED
+    assert other_tasks() == set()
+    assert ca.in_flight == 0
+    assert stream.progress().issued >= 1
+
+
+async def test_cancellation_empties_a_real_connection_pool() -> None:
+    """Real sockets on 127.0.0.1 (no virtual time): the CA never answers."""
+    arrived = asyncio.Event()
+    connections: list[asyncio.StreamWriter] = []
+
+    async def silent_ca(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        await reader.readuntil(b"\r\n\r\n")
+        if len(connections) == 5:
+            arrived.set()
+        await reader.read()  # until the client hangs up
+
+    server = await asyncio.start_server(silent_ca, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = httpx.AsyncHTTPTransport()
+    try:
+        async with digicert(
+            FakeCertCentral(), transport=transport, base_url=f"http://127.0.0.1:{port}/v2"
+        ) as dc:
+            task = asyncio.create_task(collect(poll_many(dc, ids(20), concurrency=5)))
+            await arrived.wait()
+            assert len(transport._pool.connections) == 5
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert transport._pool.connections == []
+            assert {t.get_name() for t in other_tasks()} <= {"server"} | {
+                t.get_name() for t in other_tasks() if "poll_many" not in t.get_name()
+            }
+            assert not [t for t in other_tasks() if "poll_many" in t.get_name()]
+    finally:
+        for writer in connections:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+# -- resumable handles ----------------------------------------------------------------------
+
+
+@pytest.mark.looptime
+async def test_a_handle_survives_json_and_the_resumed_poll_continues_the_schedule() -> None:
+    ca = FakeCertCentral(issue_on=6)
+    async with digicert(ca, poll_jitter=0.0) as dc:
+        stream = poll_many(dc, ["5001"])
+        task = asyncio.create_task(collect(stream))
+        await asyncio.sleep(30)  # looks at 0, 5 and 20 s; the next is due at 65 s
+        await stream.aclose()
+        assert await task == []
+        (handle,) = stream.pending()
+    assert ca.times("5001") == [0.0, 5.0, 20.0]
+    assert handle.attempts == 3
+    wall = datetime.now(UTC)
+    assert handle.next_poll_at - wall == pytest.approx(timedelta(seconds=35), abs=timedelta(1))
+    assert handle.deadline - wall == pytest.approx(timedelta(seconds=570), abs=timedelta(1))
+
+    stored = handle.to_json()
+    assert json.loads(stored)["attempts"] == 3
+    restored = PendingOrder.from_json(stored)
+    assert restored == handle
+
+    # A "restart": a new connector, a new gate, the loop clock elsewhere.
+    await asyncio.sleep(1000)
+    started = now()
+    async with digicert(ca, poll_jitter=0.0) as dc:
+        (status,) = await collect(poll_many(dc, [restored]))
+    assert status.state is OrderState.ISSUED
+    looks = [t - started for t in ca.times("5001")[3:]]
+    # Due 35 s after the handle was taken; then 135 s and 300 s, as if never interrupted.
+    # (The handle was taken 1000 s ago, so it is overdue: it goes at once.)
+    assert looks == pytest.approx([0.0, 135.0, 435.0], abs=0.01)
+
+
+@pytest.mark.looptime
+async def test_resume_continues_one_order_with_the_poller() -> None:
+    ca = FakeCertCentral(issue_on=5)
+    wall = datetime.now(UTC)
+    handle = PendingOrder(
+        ca="digicert",
+        order_id="6001",
+        attempts=2,
+        next_poll_at=wall + timedelta(seconds=40),
+        deadline=wall + timedelta(seconds=3600),
+    )
+    ca.looks["6001"] = 2
+    async with digicert(ca, poll_jitter=0.0) as dc:
+        status = await resume(dc, PendingOrder.from_json(handle.to_json()))
+    assert status.state is OrderState.ISSUED
+    # First look when due, then the waits after two attempts: 45 s, 135 s.
+    assert ca.times("6001") == pytest.approx([40.0, 85.0, 220.0], abs=0.01)
+
+
+@pytest.mark.looptime
+async def test_resume_of_an_expired_handle_gets_a_fresh_max_wait() -> None:
+    ca = FakeCertCentral(never={"6002"})
+    wall = datetime.now(UTC)
+    handle = PendingOrder(
+        ca="digicert", order_id="6002", attempts=0, next_poll_at=wall, deadline=wall
+    )
+    async with digicert(ca, poll_jitter=0.0, poll_max_wait_seconds=60) as dc:
+        status = await resume(dc, handle)
+        assert status.state is OrderState.PENDING
+        assert status.message == "order 6002 is pending"
+        assert ca.times("6002") == pytest.approx([0.0, 5.0, 20.0, 60.0], abs=0.01)
+        status = await resume(dc, handle, max_wait=10)
+        assert ca.times("6002")[4:] == pytest.approx([60.0, 65.0, 70.0], abs=0.01)
+
+
+@pytest.mark.looptime
+async def test_still_pending_orders_come_back_with_a_handle() -> None:
+    ca = FakeCertCentral(never={"7001", "7002"}, answers={"7002": 503})
+    async with digicert(ca, poll_jitter=0.0) as dc:
+        stream = poll_many(dc, ["7001", "7002", "7003"], max_wait=60)
+        statuses = {s.order_id: s async for s in stream}
+        assert statuses["7003"].state is OrderState.ISSUED
+        assert statuses["7001"].state is OrderState.PENDING
+        assert statuses["7001"].message == "order 7001 is pending"
+        assert statuses["7002"].message == "order 7002 still pending after PollMaxWait"
+        assert isinstance(statuses["7002"].last_error, certpoll.TransientError)
+        assert stream.handle("7003") is None
+        handle = stream.handle("7001")
+        assert handle is not None
+        assert handle.attempts == 4  # 0, 5, 20 and the last look at 60 s
+        wall = datetime.now(UTC)
+        assert handle.next_poll_at - wall == pytest.approx(timedelta(seconds=135), abs=timedelta(1))
+        assert {h.order_id for h in stream.pending()} == {"7001", "7002"}
+        progress = stream.progress()
+        assert (progress.issued, progress.still_pending, progress.pending) == (1, 2, 0)
+
+        # Resumed without max_wait: the deadline has passed, so a fresh PollMaxWait (600 s).
+        await asyncio.sleep(135)
+        started = now()
+        ca.never.discard("7001")
+        (again,) = await collect(poll_many(dc, [handle]))
+        assert again.state is OrderState.ISSUED
+        assert ca.times("7001")[4] - started == pytest.approx(0.0, abs=0.01)
+
+
+@pytest.mark.looptime
+async def test_a_retry_after_past_the_deadline_ends_the_poll_with_it() -> None:
+    ca = FakeCertCentral(throttle_on={"7101": 1})
+    async with digicert(ca) as dc:
+        stream = poll_many(dc, ["7101"], max_wait=30)
+        (status,) = await collect(stream)
+        assert status.state is OrderState.PENDING
+        assert status.retry_after == 60.0
+        assert isinstance(status.last_error, RateLimited)
+        handle = stream.handle("7101")
+        assert handle is not None
+        wall = datetime.now(UTC)
+        assert handle.next_poll_at - wall == pytest.approx(timedelta(seconds=60), abs=timedelta(1))
+
+
+@pytest.mark.looptime
+async def test_handles_before_the_first_step_and_with_infinite_deadlines() -> None:
+    async with digicert(FakeCertCentral()) as dc:
+        stream = poll_many(dc, ["8001"], max_wait=math.inf)
+        handle = stream.handle("8001")
+        assert handle is not None
+        assert handle.attempts == 0
+        assert handle.deadline.year > 3000
+        assert PendingOrder.from_json(handle.to_json()) == handle
+        assert stream.handle("nope") is None
+        await stream.aclose()
+
+
+def test_pending_order_normalises_to_utc() -> None:
+    plus_two = timezone_plus(2)
+    handle = PendingOrder(
+        ca="sectigo",
+        order_id="x",
+        attempts=1,
+        next_poll_at=datetime(2030, 1, 1, 12, tzinfo=plus_two),
+        deadline=datetime(2030, 1, 1, 13, tzinfo=plus_two),
+    )
+    assert handle.next_poll_at == datetime(2030, 1, 1, 10, tzinfo=UTC)
+    assert handle.next_poll_at.tzinfo is UTC
+    assert json.loads(handle.to_json())["deadline"] == "2030-01-01T11:00:00+00:00"
+
+
+def timezone_plus(hours: int) -> datetime.tzinfo:  # type: ignore[name-defined]
+    from datetime import timezone
+
+    return timezone(timedelta(hours=hours))
+
+
+GOOD = {
+    "ca": "digicert",
+    "order_id": "1",
+    "attempts": 2,
+    "next_poll_at": "2030-01-01T00:00:00+00:00",
+    "deadline": "2030-01-01T00:10:00Z",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"ca": "letsencrypt"}, "ca must be one of"),
+        ({"order_id": ""}, "order_id must be a non-empty string"),
+        ({"order_id": 5}, "order_id must be a non-empty string"),
+        ({"attempts": -1}, "attempts must be 0 or more"),
+        ({"attempts": True}, "attempts must be an integer"),
+        ({"attempts": "2"}, "attempts must be an integer"),
+        ({"next_poll_at": "2030-01-01T00:00:00"}, "timezone-aware"),
+        ({"deadline": "soon"}, "deadline is not an ISO 8601 time"),
+        ({"deadline": 5}, "deadline must be an ISO 8601 string"),
+        ({"deadline": None}, "deadline must be an ISO 8601 string"),
+    ],
+)
+def test_bad_handles_are_config_errors(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        PendingOrder.from_json(json.dumps(GOOD | change))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("{", "must be JSON"), ("[]", "is a JSON object, not list"), ('{"ca": "digicert"}', "lacks")],
+)
+def test_unreadable_handles_are_config_errors(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        PendingOrder.from_json(text)
+
+
+def test_handle_json_ignores_unknown_keys_and_needs_datetimes() -> None:
+    handle = PendingOrder.from_json(json.dumps(GOOD | {"note": "kept elsewhere"}).encode())
+    assert handle.deadline == datetime(2030, 1, 1, 0, 10, tzinfo=UTC)
+    with pytest.raises(ConfigError, match="next_poll_at must be a datetime"):
+        PendingOrder(
+            ca="digicert",
+            order_id="1",
+            attempts=0,
+            next_poll_at="2030-01-01",  # type: ignore[arg-type]
+            deadline=handle.deadline,
+        )
+
+
+# -- progress, failures, schedule -----------------------------------------------------------
+
+
+@pytest.mark.looptime
+async def test_progress_counts_add_up() -> None:
+    ca = FakeCertCentral(
+        issue_on=3, rejected={"1003"}, answers={"1004": 404}, throttle_on={"1005": 1}
+    )
+    seen: list[Progress] = []
+    async with digicert(ca) as dc:
+        statuses = await collect(poll_many(dc, ids(200), on_progress=seen.append, concurrency=8))
+    states = Counter(s.state for s in statuses)
+    assert states == {OrderState.ISSUED: 198, OrderState.FAILED: 2}
+    last = seen[-1]
+    assert last == Progress(
+        pending=0, issued=198, failed=2, still_pending=0, requests_sent=len(ca.log), rate_limited=1
+    )
+    assert last.total == 200
+    assert all(p.total == 200 for p in seen)
+    assert [p.issued + p.failed for p in seen] == sorted(p.issued + p.failed for p in seen)
+    failed = {s.order_id: s for s in statuses if s.state is OrderState.FAILED}
+    assert isinstance(failed["1004"].last_error, OrderNotFound)
+    assert failed["1003"].message is not None
+    assert "rejected" in failed["1003"].message
+
+
+@pytest.mark.looptime
+async def test_progress_heartbeats_while_nothing_finishes() -> None:
+    ca = FakeCertCentral(issue_on=5)
+    seen: list[tuple[float, Progress]] = []
+    async with digicert(ca, poll_jitter=0.0) as dc:
+        await collect(poll_many(dc, ids(3), on_progress=lambda p: seen.append((now(), p))))
+    heartbeats = [t for t, p in seen if p.pending == 3]
+    assert heartbeats == [5.0, 20.0, 65.0]  # after each round of looks, at most once a second
+    assert seen[-1][1].issued == 3
+
+
+@pytest.mark.looptime
+async def test_a_refused_credential_stops_everything() -> None:
+    ca = FakeCertCentral(answers={"1010": 401}, latency=1.0)
+    async with digicert(ca) as dc:
+        stream = poll_many(dc, ids(50), concurrency=20)
+        with pytest.raises(AuthenticationError):
+            await collect(stream)
+        assert other_tasks() == set()
+        assert ca.in_flight == 0
+
+
+@pytest.mark.looptime
+async def test_a_bug_in_a_connector_is_raised_not_swallowed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with digicert(FakeCertCentral()) as dc:
+
+        async def broken(order_id: str) -> certpoll.Pending:
+            raise ZeroDivisionError(order_id)
+
+        monkeypatch.setattr(dc, "poll_once", broken)
+        with pytest.raises(ZeroDivisionError):
+            await collect(poll_many(dc, ids(5)))
+
+
+@pytest.mark.looptime
+async def test_a_permanent_error_raised_by_an_attempt_fails_that_order_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with digicert(FakeCertCentral(issue_on=1)) as dc:
+        real = dc.poll_once
+
+        async def picky(order_id: str) -> certpoll.Done[OrderStatus] | certpoll.Pending:
+            if order_id == "1001":
+                raise certpoll.PermanentError("no", ca="digicert")
+            return await real(order_id)  # type: ignore[return-value]
+
+        monkeypatch.setattr(dc, "poll_once", picky)
+        statuses = {s.order_id: s for s in await collect(poll_many(dc, ids(3)))}
+    assert statuses["1001"].state is OrderState.FAILED
+    assert statuses["1000"].state is OrderState.ISSUED
+
+
+@pytest.mark.looptime
+async def test_a_wrong_result_type_is_a_type_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with digicert(FakeCertCentral()) as dc:
+
+        async def wrong(order_id: str) -> object:
+            return "issued"
+
+        monkeypatch.setattr(dc, "poll_once", wrong)
+        with pytest.raises(TypeError, match="Done, Pending or Failed"):
+            await collect(poll_many(dc, ["1"]))
+
+
+@pytest.mark.looptime
+async def test_an_attempt_cancelled_by_someone_else_is_tried_again() -> None:
+    ca = FakeCertCentral(issue_on=1, latency=1.0)
+    async with digicert(ca) as dc:
+        stream = poll_many(dc, ["1"])
+        task = asyncio.create_task(collect(stream))
+        await asyncio.sleep(0.5)
+        (attempt,) = [t for t in other_tasks() if "poll_many" in t.get_name()]
+        attempt.cancel()
+        (status,) = await task
+    assert status.state is OrderState.ISSUED
+    assert ca.times() == [0.0, 0.5, 1.5]  # cancelled look, the look again, the download
+
+
+@pytest.mark.looptime
+async def test_the_schedule_is_the_pollers_step_for_step() -> None:
+    single = FakeCertCentral(issue_on=6)
+    async with digicert(single, seed=7) as dc:
+        await dc.get_order_status("1")
+    fleet = FakeCertCentral(issue_on=6)
+    async with digicert(fleet, seed=7) as dc:
+        start = now()
+        await collect(poll_many(dc, ["1"]))
+    assert [t - start for t in fleet.times()] == pytest.approx(single.times())
+    assert len(single.times()) == 7
+
+
+@pytest.mark.looptime
+async def test_hooks_see_every_attempt() -> None:
+    records: list[PollDetails] = []
+    async with digicert(FakeCertCentral(issue_on=2, rejected={"2"}), hooks=[records.append]) as dc:
+        await collect(poll_many(dc, ["1", "2"]))
+    outcomes = sorted((r.order_id, r.attempt, r.outcome) for r in records)
+    assert outcomes == [("1", 1, "pending"), ("1", 2, "done"), ("2", 1, "done")]
+    pending = next(r for r in records if r.outcome == "pending")
+    assert pending.next_wait is not None
+    assert pending.next_wait == pytest.approx(5.0, rel=0.2)
+
+
+@pytest.mark.looptime
+async def test_queueing_behind_the_rate_limit_never_times_an_attempt_out() -> None:
+    ca = FakeCertCentral(issue_on=1, latency=0.5)
+    gate = UpstreamGate(rate_limits=[(1, 1.0)])
+    async with digicert(ca, gate=gate, attempt_timeout_seconds=2.0) as dc:
+        statuses = await collect(poll_many(dc, ids(100), concurrency=100, max_wait=math.inf))
+    assert [s.state for s in statuses] == [OrderState.ISSUED] * 100
+    assert now() == pytest.approx(200.0, abs=1.0)  # 200 requests, one a second
+
+
+@pytest.mark.parametrize(
+    ("orders", "options", "message"),
+    [
+        (["1"], {"concurrency": 0}, "concurrency must be a positive integer"),
+        (["1"], {"concurrency": True}, "concurrency must be a positive integer"),
+        (["1"], {"max_wait": 0}, "max_wait must be a positive"),
+        (["1"], {"max_wait": math.nan}, "max_wait must be a positive"),
+        (["1", "1"], {}, "listed twice"),
+        (["12abc"], {}, "not a valid order id"),
+        ("123", {}, "not one string"),
+    ],
+)
+async def test_bad_arguments_are_config_errors_before_any_request(
+    orders: Iterable[str], options: dict[str, object], message: str
+) -> None:
+    ca = FakeCertCentral()
+    async with digicert(ca) as dc:
+        with pytest.raises(ConfigError, match=message):
+            poll_many(dc, orders, **options)  # type: ignore[arg-type]
+    assert ca.log == []
+
+
+async def test_handles_of_another_ca_are_refused() -> None:
+    wall = datetime.now(UTC)
+    handle = PendingOrder(
+        ca="sectigo", order_id="1", attempts=0, next_poll_at=wall, deadline=wall
+    )
+    async with digicert(FakeCertCentral()) as dc:
+        with pytest.raises(ConfigError, match="is for sectigo, not digicert"):
+            poll_many(dc, [handle])
+        with pytest.raises(ConfigError, match="is for sectigo, not digicert"):
+            await resume(dc, handle)
+
+
+async def test_a_pending_order_costs_well_under_two_kilobytes() -> None:
+    order_ids = ids(100_000)
+    async with digicert(FakeCertCentral()) as dc:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            stream = poll_many(dc, order_ids)
+            stream._start()
+            used = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        await stream.aclose()
+    per_order = used / len(order_ids)
+    print(f"memory per pending order: {per_order:.0f} bytes")
+    assert per_order < 2048
+    assert per_order < 600
+
+
+def _unused(_: Callable[[], None]) -> None:  # pragma: no cover
+    pass

@@ -1,0 +1,384 @@
+"""The upstream gate: sliding-window rate limits, the shared cooldown and its single probe.
+
+Everything runs in virtual time (``looptime``): the loop clock starts at 0 and sleeps cost
+no real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from certpoll import (
+    AttemptTimeout,
+    BackoffPolicy,
+    ConfigError,
+    Done,
+    Failed,
+    Pending,
+    PermanentError,
+    Poller,
+    RateLimited,
+    TransientError,
+)
+from certpoll._gate import UpstreamGate
+from certpoll._poller import attempt_clock_paused
+from tests.helpers import FakeTime
+
+pytestmark = pytest.mark.looptime
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def max_in_window(times: list[float], seconds: float) -> int:
+    """The most of ``times`` inside any half-open window ``[t, t + seconds)``."""
+    ordered = sorted(times)
+    best = start = 0
+    for end, t in enumerate(ordered):
+        while ordered[start] <= t - seconds:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+async def send(gate: UpstreamGate, log: list[tuple[int, float]], tag: int) -> None:
+    async with gate.admit():
+        log.append((tag, now()))
+
+
+# -- rate limits ----------------------------------------------------------------------------
+
+
+async def test_no_limits_admits_at_once() -> None:
+    gate = UpstreamGate()
+    log: list[tuple[int, float]] = []
+    await asyncio.gather(*(send(gate, log, i) for i in range(500)))
+    assert [t for _, t in log] == [0.0] * 500
+    assert gate.requests_sent == 500
+    assert gate.waiting == 0
+
+
+async def test_every_window_is_honoured_in_arrival_order() -> None:
+    gate = UpstreamGate(rate_limits=[(10, 1.0), (25, 5.0)])
+    log: list[tuple[int, float]] = []
+    await asyncio.gather(*(send(gate, log, i) for i in range(300)))
+    times = [t for _, t in log]
+    assert [tag for tag, _ in log] == list(range(300))  # FIFO
+    assert max_in_window(times, 1.0) == 10
+    assert max_in_window(times, 5.0) == 25
+    # Tight, not just safe: bursts of 10, 10, 5 at 0, 1, 2 s, every 5 s; the 300th at 57 s.
+    assert times[-1] == 57.0
+
+
+async def test_digicert_default_limits_sustain_800_per_three_minutes() -> None:
+    gate = UpstreamGate(rate_limits=[(80, 5.0), (800, 180.0)])
+    log: list[tuple[int, float]] = []
+    await asyncio.gather(*(send(gate, log, i) for i in range(2000)))
+    times = [t for _, t in log]
+    assert max_in_window(times, 5.0) <= 80
+    assert max_in_window(times, 180.0) <= 800
+    # 800 in bursts of 80 from 0 to 45 s, again from 180 s, and the last 400 from 360 s.
+    assert times[-1] == 380.0
+
+
+async def test_injected_clock_and_sleep() -> None:
+    fake = FakeTime()
+    gate = UpstreamGate(rate_limits=[(1, 10.0)], clock=fake.clock, sleep=fake.sleep)
+    for _ in range(3):
+        async with gate.admit():
+            pass
+    assert fake.sleeps == [10.0, 10.0]
+    assert now() == 0  # the loop's clock never moved
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [[(0, 5.0)], [(5, 0.0)], [(5, -1.0)], [(5, math.inf)], [(5,)], [("5", 5.0)], [(True, 5.0)]],
+)
+def test_bad_rate_limits_are_config_errors(limits: list[tuple[int, float]]) -> None:
+    with pytest.raises(ConfigError, match="rate limit"):
+        UpstreamGate(rate_limits=limits)
+
+
+async def test_cancelled_waiters_leave_the_queue_without_blocking_it() -> None:
+    gate = UpstreamGate(rate_limits=[(1, 1.0)])
+    log: list[tuple[int, float]] = []
+    tasks = [asyncio.create_task(send(gate, log, i)) for i in range(6)]
+    await asyncio.sleep(0)  # 0 is admitted, 1 is the head (sleeping), 2-5 queue
+    tasks[1].cancel()  # the head
+    tasks[3].cancel()  # one in the middle
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert [tag for tag, _ in log] == [0, 2, 4, 5]
+    assert [t for _, t in log] == [0.0, 1.0, 2.0, 3.0]
+    assert gate.waiting == 0
+
+
+async def test_a_waiter_cancelled_right_after_becoming_head_hands_the_turn_on() -> None:
+    gate = UpstreamGate(rate_limits=[(1, 1.0)])
+    log: list[tuple[int, float]] = []
+    first = asyncio.create_task(send(gate, log, 0))
+    await asyncio.sleep(0)
+    head = asyncio.create_task(send(gate, log, 1))
+    second = asyncio.create_task(send(gate, log, 2))
+    await asyncio.sleep(0)
+    third = asyncio.create_task(send(gate, log, 3))
+    await asyncio.sleep(0)
+    # 2 and 3 wait on futures; finish the head's wait and cancel 2 in the same tick.
+    await head
+    second.cancel()
+    await asyncio.gather(first, second, third, return_exceptions=True)
+    assert [tag for tag, _ in log] == [0, 1, 3]
+    assert gate.waiting == 0
+
+
+# -- the shared cooldown --------------------------------------------------------------------
+
+
+async def test_a_hold_stops_everyone_then_one_probe_goes_first() -> None:
+    gate = UpstreamGate()
+    events: list[tuple[str, int, float]] = []
+
+    async def request(tag: int, *, rate_limited: bool = False, work: float = 0.0) -> None:
+        async with gate.admit() as admission:
+            events.append(("sent", tag, now()))
+            await asyncio.sleep(work)
+            if rate_limited:
+                admission.hold(60.0, rate_limited=True)
+
+    await request(0, rate_limited=True)
+    assert gate.cooling_down
+    # Ten requests arrive during the hold; the first through is the probe, and it takes 2 s.
+    await asyncio.sleep(10)
+    await asyncio.gather(request(1, work=2.0), *(request(i) for i in range(2, 11)))
+    sent = [(tag, t) for kind, tag, t in events if kind == "sent"]
+    assert sent[0] == (0, 0.0)
+    assert sent[1] == (1, 60.0)  # the probe, alone
+    assert all(t == 62.0 for _, t in sent[2:])  # the rest once it answered
+    assert not gate.cooling_down
+    assert gate.rate_limited == 1
+    assert gate.holds == 1
+
+
+async def test_a_rate_limited_probe_extends_the_hold() -> None:
+    gate = UpstreamGate()
+    sent: list[float] = []
+    storm_until = 200.0
+
+    async def request() -> None:
+        async with gate.admit() as admission:
+            sent.append(now())
+            if now() < storm_until:
+                admission.hold(60.0, rate_limited=True)
+
+    await asyncio.gather(*(request() for _ in range(50)))
+    # The first 429 at 0; probes at 60, 120, 180 (429 again); at 240 the probe gets through.
+    assert sent[:5] == [0.0, 60.0, 120.0, 180.0, 240.0]
+    assert sent[5:] == [240.0] * 45
+    assert gate.rate_limited == 4
+
+
+async def test_a_429_without_retry_after_holds_for_a_growing_cooldown() -> None:
+    gate = UpstreamGate()
+    sent: list[float] = []
+
+    async def request(rate_limited: bool) -> None:
+        async with gate.admit() as admission:
+            sent.append(now())
+            if rate_limited:
+                admission.observe(Pending(RateLimited("429", ca="digicert", status_code=429)))
+
+    for _ in range(5):
+        await request(True)
+    assert sent == [0.0, 5.0, 20.0, 65.0, 200.0]  # holds of 5, 15, 45, 135 s
+    await request(True)
+    assert sent[-1] == 500.0  # 300: the cap
+    await request(False)
+    assert sent[-1] == 800.0
+    assert not gate.cooling_down
+    await request(True)  # a new storm starts from 5 s again
+    await request(False)
+    assert sent[-2:] == [800.0, 805.0]
+
+
+async def test_stragglers_extend_but_do_not_escalate_the_cooldown() -> None:
+    gate = UpstreamGate()
+    release = asyncio.Event()
+    sent: list[float] = []
+
+    async def in_flight() -> None:
+        async with gate.admit() as admission:
+            await release.wait()
+            admission.hold(None, rate_limited=True)
+
+    stragglers = [asyncio.create_task(in_flight()) for _ in range(20)]
+    await asyncio.sleep(0)
+    gate.hold()  # the first 429: 5 s
+    await asyncio.sleep(1)
+    release.set()  # twenty more 429s from requests sent before the hold
+    await asyncio.gather(*stragglers)
+    async with gate.admit():
+        sent.append(now())
+    assert sent == [6.0]  # 1 s + 5 s, not 1 s + 15 s or more
+    assert gate.rate_limited == 20
+    assert gate.holds == 21
+
+
+async def test_a_probe_that_fails_to_answer_lets_the_next_one_probe() -> None:
+    gate = UpstreamGate()
+    gate.hold(30.0)
+    sent: list[tuple[int, float]] = []
+
+    async def broken_probe() -> None:
+        async with gate.admit():
+            sent.append((0, now()))
+            await asyncio.sleep(1)
+            raise OSError("connection reset")
+
+    async def request(tag: int) -> None:
+        async with gate.admit():
+            sent.append((tag, now()))
+            await asyncio.sleep(1)
+
+    results = await asyncio.gather(
+        broken_probe(), *(request(i) for i in (1, 2, 3)), return_exceptions=True
+    )
+    assert isinstance(results[0], OSError)
+    assert sent == [(0, 30.0), (1, 31.0), (2, 32.0), (3, 32.0)]
+
+
+async def test_a_cancelled_waiter_does_not_break_the_probe_wait() -> None:
+    gate = UpstreamGate()
+    gate.hold(10.0)
+    sent: list[int] = []
+
+    async def request(tag: int, work: float) -> None:
+        async with gate.admit():
+            sent.append(tag)
+            await asyncio.sleep(work)
+
+    probe = asyncio.create_task(request(0, 5.0))
+    waiter = asyncio.create_task(request(1, 0.0))
+    later = asyncio.create_task(request(2, 0.0))
+    await asyncio.sleep(12)  # probe out; 1 waits for its answer, 2 queues behind
+    waiter.cancel()
+    await asyncio.gather(probe, waiter, later, return_exceptions=True)
+    assert sent == [0, 2]
+    assert now() == 15.0
+
+
+async def test_observe_holds_only_for_rate_limits_and_retry_after_on_errors() -> None:
+    gate = UpstreamGate()
+    not_held: list[Pending | Failed | None] = [
+        None,
+        Failed(PermanentError("400", ca="digicert")),
+        Pending(detail="still working", retry_after=30.0),  # an order's own hint
+        Pending(TransientError("503", ca="digicert", status_code=503)),
+    ]
+    for outcome in not_held:
+        async with gate.admit() as admission:
+            admission.observe(outcome)
+        assert not gate.cooling_down, outcome
+    async with gate.admit() as admission:
+        admission.observe(Pending(TransientError("503", ca="digicert"), retry_after=7.0))
+    assert gate.cooling_down
+    assert gate.rate_limited == 0
+    async with gate.admit():
+        assert now() == 7.0
+
+
+async def test_negative_or_nan_hold_means_probe_at_once() -> None:
+    gate = UpstreamGate()
+    gate.hold(-5.0)
+    gate.hold(math.nan)
+    async with gate.admit() as admission:
+        assert admission.probe
+        assert now() == 0.0
+    assert not gate.cooling_down
+
+
+async def test_share_cooldown_false_holds_nobody() -> None:
+    gate = UpstreamGate(share_cooldown=False)
+    async with gate.admit() as admission:
+        admission.hold(60.0, rate_limited=True)
+    async with gate.admit() as admission:
+        assert not admission.probe
+    assert now() == 0.0
+    assert gate.rate_limited == 1
+
+
+def test_repr_shows_the_limits() -> None:
+    assert repr(UpstreamGate(rate_limits=[(80, 5)])) == "UpstreamGate(rate_limits=((80, 5.0),))"
+
+
+# -- the attempt clock ----------------------------------------------------------------------
+
+
+async def test_time_queued_at_the_gate_does_not_count_against_attempt_timeout() -> None:
+    gate = UpstreamGate(rate_limits=[(1, 10.0)])
+    poller = Poller(BackoffPolicy(jitter=0), max_wait=600, attempt_timeout=2.0, hooks=())
+
+    async def attempt() -> Done[float] | Pending:
+        async with gate.admit():
+            await asyncio.sleep(1.5)  # the CA's own time: counts
+        return Done(now())
+
+    outcomes = await asyncio.gather(*(poller.poll(attempt) for _ in range(20)))
+    finished = sorted(o.value for o in outcomes if isinstance(o, Done))
+    assert finished == [10.0 * i + 1.5 for i in range(20)]  # 190 s queued, none timed out
+
+
+async def test_the_attempt_clock_resumes_after_the_gate() -> None:
+    gate = UpstreamGate(rate_limits=[(1, 10.0)])
+    poller = Poller(BackoffPolicy(jitter=0), max_wait=600, attempt_timeout=2.0, hooks=())
+    calls = 0
+
+    async def attempt() -> Done[float] | Pending:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(1.5)  # before the gate: counts
+        async with gate.admit():  # queued 10 s behind the other poll: does not
+            await asyncio.sleep(1.0 if calls < 3 else 0.0)  # 1.5 + 1.0 > 2: times out
+        return Done(now())
+
+    async def other() -> Done[float]:
+        async with gate.admit():
+            pass
+        return Done(now())
+
+    results = await asyncio.gather(poller.poll(attempt), poller.poll(other))
+    assert results[1] == Done(0.0)
+    assert isinstance(results[0], Done)
+    assert calls == 3  # two attempts cut off by attempt_timeout, then done
+
+
+async def test_attempt_clock_paused_outside_an_attempt_does_nothing() -> None:
+    with attempt_clock_paused():
+        await asyncio.sleep(1)
+    poller = Poller(max_wait=10, attempt_timeout=math.inf, hooks=())
+
+    async def attempt() -> Done[None]:
+        with attempt_clock_paused():  # no timeout to pause
+            await asyncio.sleep(1)
+        return Done(None)
+
+    assert await poller.poll(attempt) == Done(None)
+
+
+async def test_attempt_clock_paused_in_a_child_task_leaves_the_attempt_alone() -> None:
+    poller = Poller(max_wait=10, attempt_timeout=1.0, hooks=())
+
+    async def child() -> None:
+        with attempt_clock_paused():
+            await asyncio.sleep(5)
+
+    async def attempt() -> Done[None]:
+        await asyncio.create_task(child())
+        return Done(None)
+
+    outcome = await poller.poll(attempt)
+    assert not isinstance(outcome, Done)
+    assert isinstance(outcome.last_error, AttemptTimeout)

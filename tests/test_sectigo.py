@@ -1,0 +1,741 @@
+"""certpoll.Sectigo against a strict respx mock of SCM.
+
+Ported from certctl's Sectigo checklist (certctl-behaviour.md 4.2): sectigo_test.go 7-20 and
+sectigo_failure_test.go 1-7. Not ported: the ValidateConfig tests (1-6 and the failure-suite
+preamble; certpoll has no live config probe: bad settings are a ConfigError, see the
+settings tests) and the CRL/OCSP/CA-cert/renewal-info stubs (certpoll has no such methods).
+RenewCertificate (14) is a new enrollment, which is ``issue``. Where the reference has a bug
+(certctl-behaviour.md 8), the test pins certpoll's fixed behaviour and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import respx
+
+import certpoll
+from certpoll import (
+    AuthenticationError,
+    ConfigError,
+    Done,
+    Failed,
+    OrderNotFound,
+    OrderState,
+    Pending,
+    PermanentError,
+    RateLimited,
+    ResponseParseError,
+    RevocationReason,
+    Sectigo,
+    SectigoSettings,
+    SubmissionUncertain,
+    TransientError,
+)
+from tests.certs import make_chain, make_csr
+from tests.helpers import SECTIGO_LOGIN, SECTIGO_PASSWORD, FakeTime, assert_no_secrets
+
+BASE = "https://scm.test/api"
+STATUS = "/ssl/v1/55001"
+COLLECT = "/ssl/v1/collect/55001"
+LEAF, CHAIN, SERIAL = make_chain("www.example.com", ["api.example.com", "cdn.example.com"])
+BUNDLE = LEAF + CHAIN
+CSR = make_csr("www.example.com", ["api.example.com", "cdn.example.com"])
+ECHO = f"bad login {SECTIGO_LOGIN} / {SECTIGO_PASSWORD}"
+AUTH = {"customerUri": "test-org", "login": SECTIGO_LOGIN, "password": SECTIGO_PASSWORD}
+BAD_IDS = ["12abc", " 12", "12 ", "-5", "0x10", "1e3", "", "0", "012", "+12", "1.0"]
+BAD_IDS += ["../", "/", "?", "#", "%2F", "..", "12/../13", "\u0661\u0662"]
+
+
+def settings(**overrides: object) -> SectigoSettings:
+    values: dict[str, object] = {
+        "customer_uri": "test-org",
+        "login": SECTIGO_LOGIN,
+        "password": SECTIGO_PASSWORD,
+        "org_id": 1234,
+        "cert_type": 567,
+        "base_url": BASE,
+    }
+    values.update(overrides)
+    return SectigoSettings(**values)  # type: ignore[arg-type]
+
+
+def request(
+    sans: tuple[str, ...] = ("api.example.com", "cdn.example.com"),
+) -> certpoll.CertificateRequest:
+    return certpoll.CertificateRequest(common_name="www.example.com", csr_pem=CSR, sans=sans)
+
+
+def status(word: str) -> httpx.Response:
+    return httpx.Response(200, json={"sslId": 55001, "status": word, "commonName": "x"})
+
+
+def not_ready(code: object = -183) -> httpx.Response:
+    return httpx.Response(
+        400, json={"code": code, "description": "Certificate is not collectable."}
+    )
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith(("CERTPOLL_", "CERTCTL_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+@pytest.fixture
+def ca() -> Iterator[respx.MockRouter]:
+    with respx.mock(base_url=BASE, assert_all_called=True, assert_all_mocked=True) as router:
+        yield router
+
+
+@pytest.fixture
+def scm(fake_time: FakeTime) -> Sectigo:
+    return Sectigo(settings(), poller=fake_time.poller(max_wait=60.0))
+
+
+def _mock(route: respx.Route, answer: httpx.Response | Exception) -> None:
+    if isinstance(answer, Exception):
+        route.mock(side_effect=answer)
+    else:
+        route.mock(return_value=answer)
+
+
+def _assert_auth(router: respx.MockRouter) -> None:
+    assert router.calls.call_count >= 1
+    for call in router.calls:
+        for name, value in AUTH.items():
+            assert call.request.headers[name] == value
+
+
+# -- issue ---------------------------------------------------------------------------------
+
+
+async def test_issue_immediate_success(ca: respx.MockRouter, scm: Sectigo) -> None:
+    """Checklist 7 and 19: enroll, status Issued, collect; all three headers on every call."""
+    enroll = ca.post("/ssl/v1/enroll").respond(200, json={"sslId": 55001, "renewId": "ren-abc"})
+    ca.get(STATUS).mock(return_value=status("Issued"))
+    collect = ca.get(COLLECT, params={"format": "x509"}).respond(200, text=BUNDLE)
+
+    order = await scm.issue(request())
+
+    assert order.state is OrderState.ISSUED
+    assert order.order_id == "55001"
+    assert order.certificate is not None
+    assert (order.certificate.pem, order.certificate.chain_pem) == (LEAF, CHAIN)
+    assert order.certificate.serial == SERIAL
+    assert order.certificate.ca_certificate_id == "55001"
+    assert json.loads(enroll.calls.last.request.content) == {
+        "orgId": 1234,
+        "csr": CSR,
+        "certType": 567,
+        "term": 365,  # checklist 18: the default term
+        "subjAltNames": "api.example.com,cdn.example.com",
+        "comments": "requested through certpoll",
+    }
+    assert enroll.calls.last.request.headers["Content-Type"] == "application/json"
+    assert collect.calls.last.request.url.params["format"] == "x509"
+    assert enroll.call_count == 1
+    assert ca.calls.call_count == 3
+    _assert_auth(ca)
+
+
+async def test_issue_pending(ca: respx.MockRouter, scm: Sectigo) -> None:
+    """Checklist 8."""
+    ca.post("/ssl/v1/enroll").respond(201, json={"sslId": 55002})
+    ca.get("/ssl/v1/55002").respond(200, json={"status": "Applied"})
+    order = await scm.issue(request(sans=()))
+    assert order.state is OrderState.PENDING
+    assert order.order_id == "55002"
+    assert order.certificate is None
+    assert order.message == "enrollment 55002 is Applied"
+    body = json.loads(ca.calls[0].request.content)
+    assert "subjAltNames" not in body
+    assert "externalRequester" not in body
+
+
+async def test_issue_sends_term_and_external_requester(ca: respx.MockRouter) -> None:
+    ca.post("/ssl/v1/enroll").respond(200, json={"sslId": 55001})
+    ca.get(STATUS).mock(return_value=status("Requested"))
+    scm = Sectigo(settings(term=730, external_requester="ops@example.com"))
+    await scm.issue(request())
+    body = json.loads(ca.calls[0].request.content)
+    assert body["term"] == 730
+    assert body["externalRequester"] == "ops@example.com"
+
+
+@pytest.mark.parametrize("word", ["Rejected", "Declined", "Invalid"])
+async def test_issue_rejected_at_once_is_failed(
+    ca: respx.MockRouter, scm: Sectigo, word: str
+) -> None:
+    """The reference reports a rejection at submit as pending (its bug 14)."""
+    ca.post("/ssl/v1/enroll").respond(200, json={"sslId": 55001})
+    ca.get(STATUS).mock(return_value=status(word))
+    order = await scm.issue(request())
+    assert order.state is OrderState.FAILED
+    assert order.message == f"enrollment 55001 is {word}"
+
+
+@pytest.mark.parametrize(
+    ("answer", "collect", "error"),
+    [
+        (httpx.Response(503, text=ECHO), None, TransientError),
+        (httpx.ConnectError("refused"), None, TransientError),
+        (httpx.Response(401, text=ECHO), None, AuthenticationError),
+        (status("Issued"), not_ready(), None),
+        (status("Issued"), httpx.Response(500), TransientError),
+        (status("Issued"), httpx.Response(200, text="junk"), ResponseParseError),
+    ],
+)
+async def test_issue_keeps_the_order_when_the_first_look_fails(
+    ca: respx.MockRouter,
+    scm: Sectigo,
+    answer: httpx.Response | Exception,
+    collect: httpx.Response | None,
+    error: type[Exception] | None,
+) -> None:
+    ca.post("/ssl/v1/enroll").respond(200, json={"sslId": 55001})
+    _mock(ca.get(STATUS), answer)
+    if collect is not None:
+        ca.get(COLLECT).mock(return_value=collect)
+    order = await scm.issue(request())
+    assert order.state is OrderState.PENDING
+    assert order.order_id == "55001"
+    if error is None:
+        assert order.last_error is None
+        assert order.message is not None
+        assert "-183" in order.message
+    else:
+        assert type(order.last_error) is error
+    assert_no_secrets(order, order.last_error)
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (httpx.Response(400, json={"code": -36, "description": "invalid term"}), PermanentError),
+        (httpx.Response(400, json={"code": -183}), PermanentError),  # not-ready is collect-only
+        (httpx.Response(401, text=ECHO), AuthenticationError),
+        (httpx.Response(403), AuthenticationError),
+        (httpx.Response(429, headers={"Retry-After": "0"}), RateLimited),
+        (httpx.Response(500, text=ECHO), SubmissionUncertain),
+        (httpx.Response(504), SubmissionUncertain),
+        (httpx.Response(408), SubmissionUncertain),
+        (httpx.ReadTimeout("read timed out"), SubmissionUncertain),
+        (httpx.RemoteProtocolError("peer closed"), SubmissionUncertain),
+        (httpx.ConnectError("refused"), TransientError),
+        (httpx.Response(200, text="oops"), SubmissionUncertain),
+        (httpx.Response(200, json={"renewId": "x"}), SubmissionUncertain),
+        (httpx.Response(200, json={"sslId": "55001"}), SubmissionUncertain),
+        (httpx.Response(200, json={"sslId": -1}), SubmissionUncertain),
+    ],
+)
+async def test_issue_is_never_retried(
+    ca: respx.MockRouter, scm: Sectigo, answer: httpx.Response | Exception, error: type[Exception]
+) -> None:
+    """Checklist 9 (400 is an error) and the SubmissionUncertain rules."""
+    route = ca.post("/ssl/v1/enroll")
+    _mock(route, answer)
+    with pytest.raises(error) as info:
+        await scm.issue(request())
+    assert type(info.value) is error
+    assert route.call_count == 1
+    assert ca.calls.call_count == 1
+    assert_no_secrets(info.value)
+
+
+@pytest.mark.parametrize("sans", [("a.example.com,b.example.com",), ("  ",)])
+async def test_issue_refuses_sans_scm_cannot_take(scm: Sectigo, sans: tuple[str, ...]) -> None:
+    with respx.mock(assert_all_called=False) as router:
+        with pytest.raises(ConfigError, match="subjAltNames"):
+            await scm.issue(request(sans=sans))
+        assert router.calls.call_count == 0
+
+
+# -- poll_once: status words ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "word", ["Requested", "Approved", "SAApproved", "Applied", "Init", "Pending"]
+)
+async def test_pending_words(ca: respx.MockRouter, scm: Sectigo, word: str) -> None:
+    ca.get(STATUS).mock(return_value=status(word))
+    assert await scm.poll_once("55001") == Pending(detail=f"enrollment 55001 is {word}")
+
+
+@pytest.mark.parametrize(
+    "word", ["Declined", "Rejected", "Revoked", "Expired", "Invalid", "Replaced", "Not Enrolled"]
+)
+async def test_failed_words(ca: respx.MockRouter, scm: Sectigo, word: str) -> None:
+    """Failure checklist 4 (the failed half)."""
+    ca.get(STATUS).mock(return_value=status(word))
+    outcome = await scm.poll_once("55001")
+    assert isinstance(outcome, Done)
+    assert outcome.value.state is OrderState.FAILED
+    assert outcome.value.message == f"enrollment 55001 is {word}"
+
+
+async def test_unknown_word_is_pending_and_warned_once(
+    ca: respx.MockRouter, scm: Sectigo, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Failure checklist 4 (WeirdNewStatus); matching is exact: "issued" is not "Issued"."""
+    ca.get(STATUS).mock(
+        side_effect=[status("WeirdNewStatus"), status("WeirdNewStatus"), status("issued")]
+    )
+    outcomes = [await scm.poll_once("55001") for _ in range(3)]
+    assert all(isinstance(o, Pending) and o.error is None for o in outcomes)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert sum("WeirdNewStatus" in w for w in warnings) == 1
+    assert sum("'issued'" in w for w in warnings) == 1
+
+
+async def test_issued_collects(ca: respx.MockRouter, scm: Sectigo) -> None:
+    ca.get(STATUS).mock(return_value=status("Issued"))
+    ca.get(COLLECT, params={"format": "x509"}).respond(200, text=BUNDLE)
+    outcome = await scm.poll_once("55001")
+    assert isinstance(outcome, Done)
+    assert outcome.value.state is OrderState.ISSUED
+    assert outcome.value.certificate is not None
+    assert outcome.value.certificate.serial == SERIAL
+    _assert_auth(ca)
+
+
+@pytest.mark.parametrize("code", [-1400, -109, -183, -195, -140, -130, "-183"])
+async def test_collect_not_ready_is_pending(
+    ca: respx.MockRouter, scm: Sectigo, code: object
+) -> None:
+    """Failure checklist 5, narrowed: only the documented "try later" codes."""
+    ca.get(STATUS).mock(return_value=status("Issued"))
+    ca.get(COLLECT).mock(return_value=not_ready(code))
+    outcome = await scm.poll_once("55001")
+    assert isinstance(outcome, Pending)
+    assert outcome.error is None
+    assert outcome.detail is not None
+    assert f"code {int(str(code))}" in outcome.detail
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(400, json={"code": -110, "description": "revoked, cannot download"}),
+        httpx.Response(400, json={"code": True}),
+        httpx.Response(400, json={"description": "no code"}),
+        httpx.Response(400, json=[-183]),
+        httpx.Response(400, text="-183"),
+        httpx.Response(400, text=ECHO),
+        httpx.Response(422, json={"code": -183}),
+    ],
+)
+async def test_any_other_collect_400_is_permanent(
+    ca: respx.MockRouter, scm: Sectigo, answer: httpx.Response
+) -> None:
+    """The reference polls every collect 400 until MaxWait (its bug 10)."""
+    ca.get(STATUS).mock(return_value=status("Issued"))
+    ca.get(COLLECT).mock(return_value=answer)
+    outcome = await scm.poll_once("55001")
+    assert isinstance(outcome, Failed)
+    assert type(outcome.error) is PermanentError
+    assert_no_secrets(outcome.error)
+
+
+# -- poll_once: triage of the status request and of the collect ----------------------------
+
+TRIAGE = [
+    pytest.param(httpx.Response(401, text=ECHO), Failed, AuthenticationError, None, id="401"),
+    pytest.param(httpx.Response(403, text=ECHO), Failed, AuthenticationError, None, id="403"),
+    pytest.param(httpx.Response(404), Failed, OrderNotFound, None, id="404"),
+    pytest.param(httpx.Response(400, text=ECHO), Failed, PermanentError, None, id="400"),
+    pytest.param(httpx.Response(405), Failed, PermanentError, None, id="405"),
+    pytest.param(httpx.Response(409), Failed, PermanentError, None, id="409"),
+    pytest.param(httpx.Response(422), Failed, PermanentError, None, id="422"),
+    pytest.param(
+        httpx.Response(
+            429,
+            headers={
+                "Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT",
+                "Date": "Wed, 21 Oct 2015 07:27:00 GMT",
+            },
+        ),
+        Pending,
+        RateLimited,
+        60.0,
+        id="429-retry-after-date",
+    ),
+    pytest.param(
+        httpx.Response(429, headers={"Retry-After": "12"}), Pending, RateLimited, 12.0, id="429"
+    ),
+    pytest.param(httpx.Response(500, text=ECHO), Pending, TransientError, None, id="500"),
+    pytest.param(httpx.Response(503), Pending, TransientError, None, id="503"),
+    pytest.param(httpx.Response(408), Pending, TransientError, None, id="408"),
+    pytest.param(httpx.ConnectError("refused"), Pending, TransientError, None, id="connect"),
+    pytest.param(httpx.ReadTimeout("slow"), Pending, TransientError, None, id="timeout"),
+    pytest.param(httpx.ReadError("reset"), Pending, TransientError, None, id="reset"),
+]
+
+
+def _check(outcome: object, kind: type, error: type[Exception], retry_after: float | None) -> None:
+    assert isinstance(outcome, kind)
+    assert isinstance(outcome, Pending | Failed)
+    assert type(outcome.error) is error
+    assert getattr(outcome.error, "ca", None) == "sectigo"
+    assert getattr(outcome.error, "order_id", None) == "55001"
+    if isinstance(outcome, Pending):
+        assert outcome.retry_after == retry_after
+    assert_no_secrets(outcome, outcome.error)
+
+
+@pytest.mark.parametrize(("answer", "kind", "error", "retry_after"), TRIAGE)
+async def test_status_request_triage(
+    ca: respx.MockRouter,
+    scm: Sectigo,
+    answer: httpx.Response | Exception,
+    kind: type,
+    error: type[Exception],
+    retry_after: float | None,
+) -> None:
+    """Failure checklist 2 (404), and the uniform table (the reference retries 405/409/422)."""
+    _mock(ca.get(STATUS), answer)
+    _check(await scm.poll_once("55001"), kind, error, retry_after)
+
+
+@pytest.mark.parametrize(("answer", "kind", "error", "retry_after"), TRIAGE)
+async def test_collect_triage(
+    ca: respx.MockRouter,
+    scm: Sectigo,
+    answer: httpx.Response | Exception,
+    kind: type,
+    error: type[Exception],
+    retry_after: float | None,
+) -> None:
+    """Failure checklist 6: a collect 500 is transient here (the reference: permanent)."""
+    ca.get(STATUS).mock(return_value=status("Issued"))
+    _mock(ca.get(COLLECT), answer)
+    _check(await scm.poll_once("55001"), kind, error, retry_after)
+
+
+async def test_status_400_with_a_not_ready_code_is_permanent(
+    ca: respx.MockRouter, scm: Sectigo
+) -> None:
+    ca.get(STATUS).mock(return_value=not_ready())
+    outcome = await scm.poll_once("55001")
+    assert isinstance(outcome, Failed)
+    assert type(outcome.error) is PermanentError
+
+
+@pytest.mark.parametrize(
+    "body", [b"{oops", b"[]", b'{"sslId": 55001}', b'{"status": null}', b"null"]
+)
+async def test_unparsable_status_is_a_parse_error(
+    ca: respx.MockRouter, scm: Sectigo, body: bytes
+) -> None:
+    """Failure checklist 3 (the reference reads JSON null as an unknown, pending status)."""
+    ca.get(STATUS).respond(200, content=body)
+    outcome = await scm.poll_once("55001")
+    assert isinstance(outcome, Failed)
+    assert isinstance(outcome.error, ResponseParseError)
+
+
+@pytest.mark.parametrize(
+    "body", ["", "not pem at all", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"]
+)
+async def test_unparsable_collect_is_a_parse_error(
+    ca: respx.MockRouter, scm: Sectigo, body: str
+) -> None:
+    """Failure checklist 7."""
+    ca.get(STATUS).mock(return_value=status("Issued"))
+    ca.get(COLLECT).respond(200, text=body)
+    outcome = await scm.poll_once("55001")
+    assert isinstance(outcome, Failed)
+    assert isinstance(outcome.error, ResponseParseError)
+
+
+# -- get_order_status (zero real time) ----------------------------------------------------
+
+
+async def test_get_order_status_issued(ca: respx.MockRouter, scm: Sectigo) -> None:
+    """Checklist 10."""
+    ca.get(STATUS).mock(return_value=status("Issued"))
+    ca.get(COLLECT).respond(200, text=BUNDLE)
+    result = await scm.get_order_status("55001")
+    assert result.state is OrderState.ISSUED
+    assert result.certificate is not None
+    assert result.certificate.pem == LEAF
+
+
+async def test_get_order_status_pending(
+    ca: respx.MockRouter, scm: Sectigo, fake_time: FakeTime
+) -> None:
+    """Checklist 11."""
+    route = ca.get(STATUS).mock(return_value=status("Applied"))
+    result = await scm.get_order_status("55001")
+    assert result.state is OrderState.PENDING
+    assert result.certificate is None
+    assert result.message == "enrollment 55001 is Applied"
+    assert fake_time.now == pytest.approx(60.0)
+    assert route.call_count == len(fake_time.sleeps) + 1
+
+
+async def test_get_order_status_rejected(ca: respx.MockRouter, scm: Sectigo) -> None:
+    """Checklist 12."""
+    ca.get(STATUS).mock(side_effect=[status("Applied"), status("Rejected")])
+    result = await scm.get_order_status("55001")
+    assert result.state is OrderState.FAILED
+    assert result.message == "enrollment 55001 is Rejected"
+
+
+async def test_get_order_status_collect_not_ready(
+    ca: respx.MockRouter, scm: Sectigo, fake_time: FakeTime
+) -> None:
+    """Checklist 13: Issued, collect -183 until PollMaxWait: pending with SCM's words."""
+    ca.get(STATUS).mock(return_value=status("Issued"))
+    ca.get(COLLECT).mock(return_value=not_ready())
+    result = await scm.get_order_status("55001")
+    assert result.state is OrderState.PENDING
+    assert result.message is not None
+    assert "Certificate is not collectable." in result.message
+    assert fake_time.now == pytest.approx(60.0)
+
+
+async def test_get_order_status_not_ready_then_collected(
+    ca: respx.MockRouter, fake_time: FakeTime
+) -> None:
+    scm = Sectigo(settings(), poller=fake_time.poller(max_wait=600.0))
+    ca.get(STATUS).mock(
+        side_effect=[status("Applied"), httpx.Response(502), *[status("Issued")] * 3]
+    )
+    ca.get(COLLECT).mock(
+        side_effect=[not_ready(-1400), httpx.Response(503), httpx.Response(200, text=BUNDLE)]
+    )
+    result = await scm.get_order_status("55001")
+    assert result.state is OrderState.ISSUED
+    assert len(fake_time.sleeps) == 4
+
+
+async def test_get_order_status_raises_on_collect_403(ca: respx.MockRouter, scm: Sectigo) -> None:
+    ca.get(STATUS).mock(return_value=status("Issued"))
+    ca.get(COLLECT).respond(403, text=ECHO)
+    with pytest.raises(AuthenticationError) as info:
+        await scm.get_order_status("55001")
+    assert_no_secrets(info.value)
+
+
+async def test_get_order_status_keeps_the_last_transient_error(
+    ca: respx.MockRouter, scm: Sectigo
+) -> None:
+    ca.get(STATUS).mock(side_effect=httpx.ConnectError(f"no route {SECTIGO_PASSWORD}"))
+    result = await scm.get_order_status("55001")
+    assert result.state is OrderState.PENDING
+    assert isinstance(result.last_error, TransientError)
+    # certpoll's own error is redacted; the httpx cause keeps its own words.
+    assert "no route [redacted]" in str(result.last_error)
+    assert SECTIGO_PASSWORD not in repr(result)
+
+
+# -- sslId validation -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+async def test_bad_ssl_ids_are_refused_before_any_request(scm: Sectigo, bad: str) -> None:
+    """Failure checklist 1, strict: the reference reads "12abc" as 12 (its bug 11)."""
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+        with pytest.raises(ConfigError, match="Sectigo sslId"):
+            await scm.poll_once(bad)
+        with pytest.raises(ConfigError, match="Sectigo sslId"):
+            await scm.get_order_status(bad)
+        with pytest.raises(ConfigError, match="Sectigo sslId"):
+            await scm.revoke(bad)
+        assert router.calls.call_count == 0
+
+
+# -- revoke ---------------------------------------------------------------------------------
+
+REASON_CODES = {
+    RevocationReason.UNSPECIFIED: 0,
+    RevocationReason.KEY_COMPROMISE: 1,
+    RevocationReason.CA_COMPROMISE: 0,
+    RevocationReason.AFFILIATION_CHANGED: 3,
+    RevocationReason.SUPERSEDED: 4,
+    RevocationReason.CESSATION_OF_OPERATION: 5,
+    RevocationReason.CERTIFICATE_HOLD: 0,
+    RevocationReason.PRIVILEGE_WITHDRAWN: 0,
+}
+
+
+def certificate() -> certpoll.Certificate:
+    now = datetime.now(UTC)
+    return certpoll.Certificate(
+        pem=LEAF,
+        chain_pem=CHAIN,
+        serial=SERIAL,
+        not_before=now,
+        not_after=now,
+        ca_certificate_id="55001",
+    )
+
+
+@pytest.mark.parametrize(("reason", "code"), REASON_CODES.items())
+async def test_revoke_by_ssl_id_with_the_reason_code(
+    ca: respx.MockRouter, scm: Sectigo, reason: RevocationReason, code: int
+) -> None:
+    """Checklists 15 and 20, with the reference's bug 5 fixed: the sslId, not the serial."""
+    route = ca.post("/ssl/v1/revoke/55001").respond(204)
+    await scm.revoke(certificate(), reason=reason)
+    sent = route.calls.last.request
+    assert json.loads(sent.content) == {
+        "reasonCode": code,
+        "reason": f"revoked through certpoll: {reason.name.lower()}",
+    }
+    assert SERIAL not in str(sent.url)
+    _assert_auth(ca)
+    assert set(REASON_CODES) == set(RevocationReason)
+
+
+async def test_revoke_with_a_comment(ca: respx.MockRouter, scm: Sectigo) -> None:
+    route = ca.post("/ssl/v1/revoke/7").respond(204)
+    await scm.revoke("7", reason=RevocationReason.KEY_COMPROMISE, comment="key leaked")
+    assert json.loads(route.calls.last.request.content) == {"reasonCode": 1, "reason": "key leaked"}
+
+
+@pytest.mark.parametrize("comment", ["", "   ", "x" * 513])
+async def test_revoke_refuses_a_comment_scm_cannot_take(scm: Sectigo, comment: str) -> None:
+    with pytest.raises(ConfigError, match="512"):
+        await scm.revoke("7", comment=comment)
+
+
+async def test_revoke_refuses_a_reason_that_is_not_rfc5280(scm: Sectigo) -> None:
+    with pytest.raises(ConfigError, match="RevocationReason"):
+        await scm.revoke("7", reason=8)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (httpx.Response(400, json={"code": -102, "description": "Only issued"}), PermanentError),
+        (httpx.Response(401, text=ECHO), AuthenticationError),
+        (httpx.Response(404), OrderNotFound),
+        (httpx.Response(429), RateLimited),
+        (httpx.Response(500, text=ECHO), TransientError),
+        (httpx.ReadTimeout("slow"), TransientError),
+    ],
+)
+async def test_revoke_raises_the_triaged_error(
+    ca: respx.MockRouter, scm: Sectigo, answer: httpx.Response | Exception, error: type[Exception]
+) -> None:
+    """Checklist 16."""
+    route = ca.post("/ssl/v1/revoke/55001")
+    _mock(route, answer)
+    with pytest.raises(error) as info:
+        await scm.revoke(certificate())
+    assert type(info.value) is error
+    assert route.call_count == 1
+    assert_no_secrets(info.value)
+
+
+# -- settings, secrets, lifecycle ---------------------------------------------------------
+
+
+def test_settings_from_certpoll_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {
+        "CUSTOMER_URI": "acme",
+        "LOGIN": SECTIGO_LOGIN,
+        "PASSWORD": SECTIGO_PASSWORD,
+        "ORG_ID": "9",
+        "CERT_TYPE": "42",
+        "TERM": "730",
+        "BASE_URL": "https://scm.example/api/",
+        "EXTERNAL_REQUESTER": "ops@example.com",
+        "POLL_MAX_WAIT_SECONDS": "300",
+        "POLL_INITIAL_WAIT_SECONDS": "1",
+        "POLL_MAX_BACKOFF_SECONDS": "30",
+        "POLL_JITTER": "0",
+        "ATTEMPT_TIMEOUT_SECONDS": "5",
+        "RATE_LIMITS": "[[5, 1], [100, 60]]",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(f"CERTPOLL_SECTIGO_{key}", value)
+    s = SectigoSettings()  # type: ignore[call-arg]
+    assert (s.customer_uri, s.org_id, s.cert_type, s.term) == ("acme", 9, 42, 730)
+    assert s.login.get_secret_value() == SECTIGO_LOGIN
+    assert s.password.get_secret_value() == SECTIGO_PASSWORD
+    assert s.external_requester == "ops@example.com"
+    assert (s.poll_max_wait_seconds, s.poll_initial_wait_seconds) == (300, 1)
+    assert (s.poll_max_backoff_seconds, s.poll_jitter, s.attempt_timeout_seconds) == (30, 0, 5)
+    assert s.rate_limits == ((5, 1.0), (100, 60.0))
+    scm = Sectigo(s)
+    assert scm.base_url == "https://scm.example/api"
+    assert scm.poller.max_wait == 300
+
+
+def test_settings_from_certctl_variables_and_certpoll_wins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for key, value in {
+        "CUSTOMER_URI": "old",
+        "LOGIN": SECTIGO_LOGIN,
+        "PASSWORD": SECTIGO_PASSWORD,
+        "ORG_ID": "1",
+        "CERT_TYPE": "2",
+        "POLL_MAX_WAIT_SECONDS": "30",
+    }.items():
+        monkeypatch.setenv(f"CERTCTL_SECTIGO_{key}", value)
+    s = SectigoSettings()  # type: ignore[call-arg]
+    assert (s.customer_uri, s.org_id, s.term, s.poll_max_wait_seconds) == ("old", 1, 365, 30)
+    monkeypatch.setenv("CERTPOLL_SECTIGO_CUSTOMER_URI", "new")
+    monkeypatch.setenv("CERTPOLL_SECTIGO_POLL_MAX_WAIT_SECONDS", "90")
+    s = SectigoSettings()  # type: ignore[call-arg]
+    assert (s.customer_uri, s.poll_max_wait_seconds) == ("new", 90)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CERTPOLL_SECTIGO_POLL_MAX_WAIT_SECONDS", "ten"),
+        ("CERTPOLL_SECTIGO_POLL_MAX_WAIT_SECONDS", "-3"),
+        ("CERTCTL_SECTIGO_POLL_MAX_WAIT_SECONDS", "-3"),
+        ("CERTPOLL_SECTIGO_TERM", "0"),
+        ("CERTPOLL_SECTIGO_POLL_JITTER", "1.5"),
+        ("CERTPOLL_SECTIGO_ATTEMPT_TIMEOUT_SECONDS", "0"),
+    ],
+)
+def test_bad_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=variable) as info:
+        settings()
+    assert_no_secrets(info.value)
+
+
+@pytest.mark.parametrize("field", ["customer_uri", "login", "password", "org_id", "cert_type"])
+def test_missing_required_field_names_the_variable(field: str) -> None:
+    """Checklist-port of ValidateConfig_Missing*: a ConfigError naming the variable."""
+    values: dict[str, object] = {
+        "customer_uri": "o",
+        "login": SECTIGO_LOGIN,
+        "password": SECTIGO_PASSWORD,
+        "org_id": 1,
+        "cert_type": 2,
+    }
+    del values[field]
+    with pytest.raises(ConfigError, match=f"CERTPOLL_SECTIGO_{field.upper()}") as info:
+        SectigoSettings(**values)  # type: ignore[arg-type]
+    assert_no_secrets(info.value)
+
+
+def test_no_secret_in_reprs() -> None:
+    s = settings()
+    scm = Sectigo(s)
+    assert_no_secrets(s, scm, s.model_dump_json(), s.model_dump())
+    assert repr(scm) == f"Sectigo(base_url={BASE!r})"
+
+
+def test_exported() -> None:
+    assert certpoll.Sectigo is Sectigo
+    assert "Sectigo" in certpoll.__all__
