@@ -20,11 +20,11 @@ from typing import ClassVar
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
-    SettingsError,
     DotEnvSettingsSource,
     EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from ._errors import ConfigError
@@ -225,6 +225,17 @@ class SectigoSettings(CASettings):
     external_requester: str | None = None
 
 
+def _api_url(value: str) -> str:
+    """An absolute http(s) URL without a trailing slash (a "/" would give "//v1/...")."""
+    url = value.strip().rstrip("/")
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() not in ("http", "https") or not rest or rest.startswith("/"):
+        raise ValueError("must be an absolute https:// URL")
+    if any(c in rest for c in "?#"):
+        raise ValueError("must not hold a query or a fragment")
+    return url
+
+
 class EntrustSettings(CASettings):
     """Entrust CA Gateway: ``CERTPOLL_ENTRUST_*`` (or ``CERTCTL_ENTRUST_*``)."""
 
@@ -233,8 +244,10 @@ class EntrustSettings(CASettings):
     api_url: str
     client_cert_path: Path
     client_key_path: Path
-    ca_id: str
+    ca_id: str = Field(min_length=1)
     profile_id: str | None = None
+
+    _check_api_url = field_validator("api_url")(_api_url)
 
 
 class GlobalSignSettings(CASettings):
@@ -248,3 +261,5 @@ class GlobalSignSettings(CASettings):
     client_cert_path: Path
     client_key_path: Path
     server_ca_path: Path | None = None
+
+    _check_api_url = field_validator("api_url")(_api_url)

@@ -92,7 +92,7 @@ async def test_cancel_propagates() -> None:
         return Pending()
 
     poller = Poller(NO_JITTER, sleep=blocked_sleep)
-    task = asyncio.create_task(poller.poll(attempt))
+    task: asyncio.Task[Done[object] | StillPending] = asyncio.create_task(poller.poll(attempt))
     await asyncio.sleep(0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -169,7 +169,7 @@ async def test_cancel_mid_attempt_propagates() -> None:
         await never.wait()
         return Pending()
 
-    task = asyncio.create_task(Poller().poll(attempt))
+    task: asyncio.Task[Done[object] | StillPending] = asyncio.create_task(Poller().poll(attempt))
     await started.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -199,7 +199,7 @@ async def test_asyncio_timeout_around_poll_propagates() -> None:
 async def test_a_hung_attempt_is_cut_off_by_attempt_timeout() -> None:
     loop = asyncio.get_running_loop()
 
-    async def hung() -> Pending:
+    async def hung() -> Done[None] | Pending:
         await asyncio.sleep(10_000)
         return Pending()
 
@@ -321,7 +321,7 @@ def test_a_bad_policy_is_a_config_error(kwargs: dict[str, float]) -> None:
 @pytest.mark.parametrize("kwargs", [{"max_wait": 0}, {"max_wait": -5}, {"attempt_timeout": 0}])
 def test_a_bad_poller_is_a_config_error(kwargs: dict[str, float]) -> None:
     with pytest.raises(certpoll.ConfigError, match="positive number of seconds"):
-        Poller(**kwargs)
+        Poller(**kwargs)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
