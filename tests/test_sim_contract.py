@@ -64,7 +64,7 @@ async def http(sim: SimulatedCA) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def dc_order(common_name: str = "www.example.com", **changes: object) -> dict[str, object]:
+def dc_order(common_name: str = "www.example.com", /, **changes: object) -> dict[str, object]:
     body: dict[str, object] = {
         "certificate": {
             "common_name": common_name,
@@ -543,18 +543,20 @@ async def test_globalsign_tokens_expire(
 
 
 async def test_globalsign_refuses_bad_login_and_bad_orders(http: httpx.AsyncClient) -> None:
-    for body in ({"api_key": GLOBALSIGN_API_KEY, "api_secret": "wrong"}, {}, []):
-        response = await http.post("/globalsign/v2/login", json=body)
+    logins: list[object] = [{"api_key": GLOBALSIGN_API_KEY, "api_secret": "wrong"}, {}, []]
+    for login in logins:
+        response = await http.post("/globalsign/v2/login", json=login)
         assert response.status_code == 401
     auth = await gs_token(http)
     url = "/globalsign/v2/certificates"
-    for body in (
+    orders: list[dict[str, object]] = [
         {"csr": "nope", "subject_dn": {"common_name": "x.example.com"}},
         {"public_key": "-----BEGIN PUBLIC KEY-----\nAA\n-----END PUBLIC KEY-----\n"},
         {"csr": make_csr("x.example.com"), "san": {"dns_names": "x"}},
         {"csr": make_csr("x.example.com"), "subject_dn": "x"},
-    ):
-        assert (await http.post(url, json=body, headers=auth)).status_code == 400
+    ]
+    for order in orders:
+        assert (await http.post(url, json=order, headers=auth)).status_code == 400
     assert (await http.post(url, content=b"nope", headers=auth)).status_code == 400
     key = ec.generate_private_key(ec.SECP256R1()).public_key()
     public = key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
@@ -751,7 +753,8 @@ async def test_big_bodies_and_lifespan(sim: SimulatedCA, http: httpx.AsyncClient
     )
     assert response.status_code == 413
     sent: list[dict[str, object]] = []
-    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    script: list[dict[str, object]] = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    messages = iter(script)
 
     async def receive() -> dict[str, object]:
         return next(messages)
@@ -773,7 +776,7 @@ def test_profiles_are_replayable_and_scripts_validated() -> None:
     again = [Profile.realistic(seed=3).pick(random.Random(3), "sectigo") for _ in range(1)]
     assert picks == again
     rng = random.Random(1)
-    scripts = [realistic.pick(rng, ca) for ca in ("digicert", "sectigo") * 500]  # type: ignore[arg-type]
+    scripts = [realistic.pick(rng, ca) for ca in ("digicert", "sectigo") * 500]
     assert any(s.reject for s in scripts)
     assert any(s.approval_for > 0 for s in scripts)
     assert any(s.errors for s in scripts)
@@ -786,7 +789,7 @@ def test_profiles_are_replayable_and_scripts_validated() -> None:
         {"errors": (200,)},
     ):
         with pytest.raises(certpoll.ConfigError):
-            OrderScript(**bad)  # type: ignore[arg-type]
+            OrderScript(**bad)
     for bad_fault in (
         {"status": 200},
         {"probability": 2.0},
@@ -795,16 +798,19 @@ def test_profiles_are_replayable_and_scripts_validated() -> None:
         {"retry_after": -2},
     ):
         with pytest.raises(certpoll.ConfigError):
-            Fault(**bad_fault)  # type: ignore[arg-type]
+            Fault(**bad_fault)
     for bad_sim in ({"speed": 0}, {"token_lifetime": 0}, {"digicert_rate_limits": ((0, 5.0),)}):
         with pytest.raises(certpoll.ConfigError):
-            SimulatedCA(**bad_sim)  # type: ignore[arg-type]
+            SimulatedCA(**bad_sim)
     assert "SECRET" not in repr(CREDENTIALS)
     assert SimulatedCA().base_urls("http://h/")["sectigo"] == "http://h/sectigo/api"
 
 
 def test_import_certpoll_does_not_import_the_simulator() -> None:
-    code = "import sys, certpoll; assert 'certpoll.testing' not in sys.modules; assert 'uvicorn' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)  # noqa: S603
+    code = (
+        "import sys, certpoll; "
+        "assert 'certpoll.testing' not in sys.modules; assert 'uvicorn' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
     code = "import sys, certpoll.testing; assert 'uvicorn' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)  # noqa: S603
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,47 @@
+"""A simulated CA for tests, demos and benchmarks: what Pebble is for ACME clients.
+
+``SimulatedCA`` is an ASGI application speaking the DigiCert, Sectigo, Entrust CA Gateway
+and GlobalSign HVCA APIs, issuing real X.509 certificates from a throw-away PKI. Use it
+in-process through ``httpx.ASGITransport`` (no sockets), or served on 127.0.0.1 with
+:func:`serve` (needs the ``certpoll[sim]`` extra). Script orders with :class:`OrderScript`,
+the whole CA with :class:`Fault` windows, and mixes with :class:`Profile`.
+
+This package is not imported by ``import certpoll``. See docs/testing.md.
+"""
+
+from ._app import BaseURLs as BaseURLs
+from ._app import Credentials as Credentials
+from ._app import OrderInfo as OrderInfo
+from ._app import SimulatedCA as SimulatedCA
+from ._contract import DIGICERT as DIGICERT
+from ._contract import ENTRUST as ENTRUST
+from ._contract import GLOBALSIGN as GLOBALSIGN
+from ._contract import MOUNTS as MOUNTS
+from ._contract import SECTIGO as SECTIGO
+from ._pki import TestPKI as TestPKI
+from ._scenario import BodyFault as BodyFault
+from ._scenario import Fault as Fault
+from ._scenario import OrderScript as OrderScript
+from ._scenario import Profile as Profile
+from ._server import ServedCA as ServedCA
+from ._server import serve as serve
+
+__all__ = [
+    "SimulatedCA",
+    "Credentials",
+    "BaseURLs",
+    "OrderInfo",
+    "OrderScript",
+    "BodyFault",
+    "Fault",
+    "Profile",
+    "TestPKI",
+    "serve",
+    "ServedCA",
+    # The wire contract shared with the connectors.
+    "MOUNTS",
+    "DIGICERT",
+    "SECTIGO",
+    "ENTRUST",
+    "GLOBALSIGN",
+]

@@ -1,0 +1,179 @@
+"""The wire contract of the simulated CA: every path, header, field and word in one place.
+
+The connectors and the simulator must agree on these; when a real CA's documentation and
+this file disagree, the documentation (and ``spec/certpoll.md`` section 2.1) wins and this
+file is fixed. Paths are relative to each CA's base URL; the simulator mounts each CA
+under its :data:`MOUNTS` prefix.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from .._models import CAName
+
+__all__ = [
+    "DIGICERT",
+    "ENTRUST",
+    "GLOBALSIGN",
+    "MOUNTS",
+    "SECTIGO",
+]
+
+#: Where each CA lives in the simulator; the base URL is ``origin + MOUNTS[ca]``.
+MOUNTS: Final[dict[CAName, str]] = {
+    "digicert": "/digicert/services/v2",
+    "sectigo": "/sectigo/api",
+    "entrust": "/entrust/cagw",
+    "globalsign": "/globalsign/v2",
+}
+
+
+class DIGICERT:
+    """DigiCert CertCentral Services API v2."""
+
+    API_KEY_HEADER: Final = "X-DC-DEVKEY"
+    SUBMIT: Final = "/order/certificate/{product_type}"
+    STATUS: Final = "/order/certificate/{order_id}"
+    DOWNLOAD: Final = "/certificate/{certificate_id}/download/format/pem_all"
+    REVOKE: Final = "/certificate/{certificate_id}/revoke"
+    # The submit body: {"certificate": {common_name, csr, dns_names}, "organization": {"id"}}
+    CERTIFICATE: Final = "certificate"
+    COMMON_NAME: Final = "common_name"
+    CSR: Final = "csr"
+    DNS_NAMES: Final = "dns_names"
+    ORGANIZATION: Final = "organization"
+    # Answers: {"id", "status", "certificate_id"}; status: {"id", "status", "certificate": {...}}
+    ID: Final = "id"
+    STATUS_FIELD: Final = "status"
+    CERTIFICATE_ID: Final = "certificate_id"
+    SERIAL_NUMBER: Final = "serial_number"
+    # Order statuses the simulator sends.
+    NEEDS_APPROVAL: Final = "needs_approval"
+    PENDING: Final = "pending"
+    ISSUED: Final = "issued"
+    REJECTED: Final = "rejected"
+    REVOKED: Final = "revoked"
+    # Errors: {"errors": [{"code", "message"}]}
+    RATE_LIMIT_CODE: Final = "request_limit_exceeded"
+    RATE_LIMIT_MESSAGE: Final = "Service unavailable, please limit request volume"
+    #: The documented limits, per API key: (requests, per seconds), all enforced.
+    RATE_LIMITS: Final[tuple[tuple[int, float], ...]] = ((100, 5.0), (1000, 180.0))
+
+
+class SECTIGO:
+    """Sectigo Certificate Manager REST API (header authentication)."""
+
+    CUSTOMER_URI_HEADER: Final = "customerUri"
+    LOGIN_HEADER: Final = "login"
+    PASSWORD_HEADER: Final = "password"  # noqa: S105 - a header name, not a password
+    ENROLL: Final = "/ssl/v1/enroll"
+    STATUS: Final = "/ssl/v1/{ssl_id}"
+    COLLECT: Final = "/ssl/v1/collect/{ssl_id}"  # ?format=x509 (also /collect/{id}/{format})
+    REVOKE: Final = "/ssl/v1/revoke/{ssl_id}"
+    # The enroll body.
+    ORG_ID: Final = "orgId"
+    CSR: Final = "csr"
+    CERT_TYPE: Final = "certType"
+    TERM: Final = "term"
+    SUBJ_ALT_NAMES: Final = "subjAltNames"  # comma-separated
+    # Answers: enroll {"sslId", "renewId"}; status {"sslId", "status", "commonName", ...}
+    SSL_ID: Final = "sslId"
+    RENEW_ID: Final = "renewId"
+    STATUS_FIELD: Final = "status"
+    COMMON_NAME: Final = "commonName"
+    SERIAL_NUMBER: Final = "serialNumber"
+    # Revoke body.
+    REASON_CODE: Final = "reasonCode"
+    REASON: Final = "reason"
+    REASON_CODES: Final = frozenset({0, 1, 3, 4, 5})
+    # Statuses the simulator sends.
+    REQUESTED: Final = "Requested"
+    APPLIED: Final = "Applied"
+    ISSUED: Final = "Issued"
+    REJECTED: Final = "Rejected"
+    REVOKED: Final = "Revoked"
+    # Error codes: {"code", "description"}.
+    UNKNOWN_USER: Final = -16  # HTTP 401
+    BEING_PROCESSED: Final = -1400  # collect before issuance: not ready
+    NOT_COLLECTABLE: Final = -183  # collect just after issuance: not ready
+    NOT_ISSUED: Final = -130  # collect of a rejected certificate
+    REVOKED_CANNOT_DOWNLOAD: Final = -110
+    ONLY_ISSUED_REVOKED: Final = -102
+    INVALID_TERM: Final = -36
+    INVALID_CSR: Final = -10
+    INVALID_REQUEST: Final = -3
+    NOT_FOUND: Final = -21  # HTTP 404
+    #: Terms (days) the simulated account accepts.
+    TERMS: Final = frozenset({365, 730})
+
+
+class ENTRUST:
+    """Entrust CA Gateway v1 (mTLS)."""
+
+    ENROLL: Final = "/v1/certificate-authorities/{ca_id}/enrollments"
+    STATUS: Final = "/v1/certificate-authorities/{ca_id}/enrollments/{tracking_id}"
+    ACTIONS: Final = "/v1/certificate-authorities/{ca_id}/certificates/{serial}/actions"
+    # The enroll body: {"profileId", "csr" (PEM or base64 DER), "subjectAltNames": [...]}
+    PROFILE_ID: Final = "profileId"
+    CSR: Final = "csr"
+    SUBJECT_ALT_NAMES: Final = "subjectAltNames"  # [{"type": "dNSName", "value": ...}]
+    # Answers: {"type", "trackingId", "status", "certificate", "chain"}
+    TRACKING_ID: Final = "trackingId"
+    STATUS_FIELD: Final = "status"
+    CERTIFICATE: Final = "certificate"
+    CHAIN: Final = "chain"
+    SERIAL_NUMBER: Final = "serialNumber"
+    # Revoke: {"action": {"type": "RevokeAction", "reason": ...}}
+    ACTION: Final = "action"
+    REVOKE_ACTION: Final = "RevokeAction"
+    REASONS: Final = frozenset(
+        {
+            "unspecified",
+            "keycompromise",
+            "cacompromise",
+            "affiliationchanged",
+            "superseded",
+            "cessationofoperation",
+            "certificatehold",
+            "privilegewithdrawn",
+        }
+    )
+    # Statuses the simulator sends.
+    AWAITING_APPROVAL: Final = "AWAITING_APPROVAL"
+    PENDING: Final = "PENDING"
+    ISSUED: Final = "ISSUED"
+    REJECTED: Final = "REJECTED"
+    REVOKED: Final = "REVOKED"
+    ERROR_TYPE: Final = "ErrorResponse"
+
+
+class GLOBALSIGN:
+    """GlobalSign Atlas HVCA v2 (mTLS and a bearer token)."""
+
+    LOGIN: Final = "/login"
+    SUBMIT: Final = "/certificates"
+    CERTIFICATE: Final = "/certificates/{serial}"
+    TRUSTCHAIN: Final = "/trustchain"
+    API_KEY: Final = "api_key"
+    API_SECRET: Final = "api_secret"  # noqa: S105 - a field name
+    ACCESS_TOKEN: Final = "access_token"  # noqa: S105 - a field name
+    #: How long a token lives, in seconds.
+    TOKEN_LIFETIME: Final = 600.0
+    # The submit body: {"csr" or "public_key", "subject_dn": {"common_name"}, "san": {...}}
+    CSR: Final = "csr"
+    PUBLIC_KEY: Final = "public_key"
+    SUBJECT_DN: Final = "subject_dn"
+    COMMON_NAME: Final = "common_name"
+    SAN: Final = "san"
+    DNS_NAMES: Final = "dns_names"
+    # Answers: 201 + Location; GET 202 {"description"} or 200 below.
+    STATUS_FIELD: Final = "status"
+    CERTIFICATE_FIELD: Final = "certificate"
+    CHAIN: Final = "chain"
+    SERIAL_NUMBER: Final = "serial_number"
+    UPDATED_AT: Final = "updated_at"
+    DESCRIPTION: Final = "description"
+    ISSUED: Final = "ISSUED"
+    REVOKED: Final = "REVOKED"
+    REJECTED: Final = "rejected"
