@@ -61,3 +61,25 @@ TEST_SECRETS = (
 def leaked_secrets(text: str) -> list[str]:
     """The test credentials that appear in ``text``."""
     return [secret for secret in TEST_SECRETS if secret in text]
+
+
+def assert_no_secrets(*things: object) -> None:
+    """Fail if ``str`` or ``repr`` of any thing holds a test credential.
+
+    For an exception, its attributes (``body_excerpt``, ...) and its whole ``__cause__`` /
+    ``__context__`` chain are checked too.
+    """
+    for thing in things:
+        seen: set[int] = set()
+        current: object = thing
+        while current is not None and id(current) not in seen:
+            seen.add(id(current))
+            texts = [str(current), repr(current)]
+            if isinstance(current, BaseException):
+                texts.append(repr(getattr(current, "__dict__", None)))
+            leaked = leaked_secrets(" ".join(texts))
+            assert not leaked, f"{type(current).__name__} leaks {leaked}: {current!r}"
+            if isinstance(current, BaseException):
+                current = current.__cause__ or current.__context__
+            else:
+                current = None

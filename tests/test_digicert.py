@@ -654,7 +654,7 @@ def test_settings_from_certpoll_variables(monkeypatch: pytest.MonkeyPatch) -> No
     }
     for key, value in env.items():
         monkeypatch.setenv(f"CERTPOLL_DIGICERT_{key}", value)
-    s = DigiCertSettings()  # type: ignore[call-arg]
+    s = DigiCertSettings()
     assert s.api_key.get_secret_value() == DIGICERT_API_KEY
     assert (s.org_id, s.product_type, s.base_url) == (77, "ssl_plus", "https://eu.test/services/v2")
     assert (s.poll_max_wait_seconds, s.poll_initial_wait_seconds) == (120, 2)
@@ -672,11 +672,11 @@ def test_settings_from_certctl_variables_and_certpoll_wins(
     monkeypatch.setenv("CERTCTL_DIGICERT_ORG_ID", "1")
     monkeypatch.setenv("CERTCTL_DIGICERT_POLL_MAX_WAIT_SECONDS", "30")
     monkeypatch.setenv("CERTCTL_DIGICERT_PRODUCT_TYPE", "ssl_wildcard")
-    s = DigiCertSettings()  # type: ignore[call-arg]
+    s = DigiCertSettings()
     assert (s.org_id, s.poll_max_wait_seconds, s.product_type) == (1, 30, "ssl_wildcard")
     monkeypatch.setenv("CERTPOLL_DIGICERT_POLL_MAX_WAIT_SECONDS", "45")
     monkeypatch.setenv("CERTPOLL_DIGICERT_ORG_ID", "2")
-    s = DigiCertSettings()  # type: ignore[call-arg]
+    s = DigiCertSettings()
     assert (s.org_id, s.poll_max_wait_seconds) == (2, 45)
 
 
@@ -703,14 +703,14 @@ def test_bad_values_name_the_variable(
     monkeypatch.setenv("CERTPOLL_DIGICERT_ORG_ID", "1")
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigError, match=variable) as info:
-        DigiCertSettings()  # type: ignore[call-arg]
+        DigiCertSettings()
     assert_no_secrets(info.value)
 
 
 def test_missing_api_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CERTPOLL_DIGICERT_ORG_ID", "1")
     with pytest.raises(ConfigError, match="CERTPOLL_DIGICERT_API_KEY") as info:
-        DigiCertSettings()  # type: ignore[call-arg]
+        DigiCertSettings()
     assert "CERTCTL_DIGICERT_API_KEY" in str(info.value)
 
 

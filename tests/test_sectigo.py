@@ -660,7 +660,7 @@ def test_settings_from_certpoll_variables(monkeypatch: pytest.MonkeyPatch) -> No
     }
     for key, value in env.items():
         monkeypatch.setenv(f"CERTPOLL_SECTIGO_{key}", value)
-    s = SectigoSettings()  # type: ignore[call-arg]
+    s = SectigoSettings()
     assert (s.customer_uri, s.org_id, s.cert_type, s.term) == ("acme", 9, 42, 730)
     assert s.login.get_secret_value() == SECTIGO_LOGIN
     assert s.password.get_secret_value() == SECTIGO_PASSWORD
@@ -685,11 +685,11 @@ def test_settings_from_certctl_variables_and_certpoll_wins(
         "POLL_MAX_WAIT_SECONDS": "30",
     }.items():
         monkeypatch.setenv(f"CERTCTL_SECTIGO_{key}", value)
-    s = SectigoSettings()  # type: ignore[call-arg]
+    s = SectigoSettings()
     assert (s.customer_uri, s.org_id, s.term, s.poll_max_wait_seconds) == ("old", 1, 365, 30)
     monkeypatch.setenv("CERTPOLL_SECTIGO_CUSTOMER_URI", "new")
     monkeypatch.setenv("CERTPOLL_SECTIGO_POLL_MAX_WAIT_SECONDS", "90")
-    s = SectigoSettings()  # type: ignore[call-arg]
+    s = SectigoSettings()
     assert (s.customer_uri, s.poll_max_wait_seconds) == ("new", 90)
 
 

@@ -1,0 +1,1 @@
+"""The CA-specific connectors: URLs, authentication, bodies, status words, JSON parsing."""

@@ -1,0 +1,241 @@
+"""DigiCert CertCentral (Services API v2): :class:`DigiCert`.
+
+Every request carries the API key in the ``X-DC-DEVKEY`` header. An order is submitted with
+``POST /order/certificate/{product_type}``, watched with ``GET /order/certificate/{order_id}``
+and, once issued, downloaded with ``GET /certificate/{certificate_id}/download/format/pem_all``
+(leaf first, then the chain). Revocation uses the certificate id, not the serial.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import ClassVar, final
+
+import httpx
+
+from .._certs import certificate_from_pem
+from .._connector import Connector, decimal_id, path_segment
+from .._errors import ConfigError, ResponseParseError, SubmissionUncertain
+from .._models import (
+    CAName,
+    Certificate,
+    CertificateRequest,
+    OrderState,
+    OrderStatus,
+    RevocationReason,
+)
+from .._outcomes import Done, Failed, Pending
+from .._settings import DigiCertSettings
+
+__all__ = ["REVOCATION_REASONS", "DigiCert"]
+
+logger = logging.getLogger("certpoll")
+
+#: Order statuses that mean "not yet".
+PENDING_STATUSES = frozenset(
+    {"pending", "processing", "needs_approval", "waiting_pickup", "reissue_pending"}
+)
+#: Order statuses that are a final "no".
+FAILED_STATUSES = frozenset({"rejected", "denied", "canceled", "revoked", "expired"})
+
+#: RFC 5280 reasons as DigiCert's ``revocation_reason`` names. DigiCert takes the reasons a
+#: subscriber may give under the CA/Browser Forum Baseline Requirements; the others (CA
+#: compromise, certificate hold, privilege withdrawn) are the CA's own to give and are sent
+#: as ``unspecified``.
+REVOCATION_REASONS: Mapping[RevocationReason, str] = {
+    RevocationReason.UNSPECIFIED: "unspecified",
+    RevocationReason.KEY_COMPROMISE: "key_compromise",
+    RevocationReason.CA_COMPROMISE: "unspecified",
+    RevocationReason.AFFILIATION_CHANGED: "affiliation_changed",
+    RevocationReason.SUPERSEDED: "superseded",
+    RevocationReason.CESSATION_OF_OPERATION: "cessation_of_operation",
+    RevocationReason.CERTIFICATE_HOLD: "unspecified",
+    RevocationReason.PRIVILEGE_WITHDRAWN: "unspecified",
+}
+
+
+def _positive_int(value: object) -> int | None:
+    # bool is an int to Python, never an id to DigiCert.
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
+
+
+@final
+class DigiCert(Connector[DigiCertSettings]):
+    """DigiCert CertCentral.
+
+    >>> async with certpoll.DigiCert(certpoll.DigiCertSettings()) as dc:  # doctest: +SKIP
+    ...     order = await dc.issue(request)
+    ...     status = await dc.get_order_status(order.order_id)
+
+    Order ids and certificate ids are DigiCert's integers, as decimal strings.
+    """
+
+    ca: ClassVar[CAName] = "digicert"
+    order_noun: ClassVar[str] = "order"
+
+    @property
+    def base_url(self) -> str:
+        """``settings.base_url`` without a trailing slash."""
+        return self.settings.base_url.rstrip("/")
+
+    def check_order_id(self, order_id: str) -> str:
+        """``order_id`` if it is a positive decimal integer, else :class:`ConfigError`."""
+        return decimal_id(order_id, what="DigiCert order id")
+
+    def _request(
+        self, method: str, *segments: str, body: Mapping[str, object] | None = None
+    ) -> httpx.Request:
+        headers = {
+            "X-DC-DEVKEY": self.settings.api_key.get_secret_value(),
+            "Accept": "application/json",
+        }
+        return self.http.build_request(method, self.url(*segments), headers=headers, json=body)
+
+    async def issue(self, request: CertificateRequest) -> OrderStatus:
+        """Order a certificate for one year: ``ISSUED`` if DigiCert issued it at once.
+
+        A rejected order comes back ``FAILED``; anything else ``PENDING``. Never retried:
+        an answer that leaves the order's fate open raises :class:`SubmissionUncertain`.
+        """
+        product = path_segment(self.settings.product_type, what="DigiCert product type")
+        certificate: dict[str, object] = {
+            "common_name": request.common_name,
+            "csr": request.csr_pem,
+        }
+        if request.sans:
+            certificate["dns_names"] = list(request.sans)
+        body = {
+            "certificate": certificate,
+            "organization": {"id": self.settings.org_id},
+            "order_validity": {"years": 1},
+        }
+        response = await self._submit(
+            self._request("POST", "order", "certificate", product, body=body),
+            certificate_request=request,
+        )
+        try:
+            answer = self._json(response, order_id=None)
+            number = _positive_int(answer.get("id"))
+            if number is None:
+                raise self._parse_error("the answer has no order id", response, None)
+        except ResponseParseError as exc:
+            raise SubmissionUncertain(
+                f"digicert: the answer to the order for {request.common_name!r} cannot be "
+                "read; check the CA before ordering again",
+                ca=self.ca,
+                common_name=request.common_name,
+                status_code=response.status_code,
+                body_excerpt=exc.body_excerpt,
+            ) from exc
+        order_id = str(number)
+        status = answer.get("status")
+        if isinstance(status, str) and status in FAILED_STATUSES:
+            return self._failed(order_id, status)
+        certificate_id = _positive_int(answer.get("certificate_id"))
+        if status == "issued" and certificate_id is not None:
+            return self._submitted(order_id, await self._download(order_id, certificate_id))
+        if isinstance(status, str) and status:
+            return self._submitted(order_id, Pending(detail=f"order {order_id} is {status}"))
+        return self._submitted(order_id)
+
+    async def poll_once(self, order_id: str) -> Done[OrderStatus] | Pending | Failed:
+        """Look at the order once and, when it is issued, download the certificate."""
+        order_id = self.check_order_id(order_id)
+        sent = await self._send(
+            self._request("GET", "order", "certificate", order_id), order_id=order_id
+        )
+        if not isinstance(sent, httpx.Response):
+            return sent
+        try:
+            answer = self._json(sent, order_id=order_id)
+            status = answer.get("status")
+            if not isinstance(status, str):
+                raise self._parse_error("the answer has no status", sent, order_id)
+        except ResponseParseError as exc:
+            return Failed(exc)
+        if status in PENDING_STATUSES:
+            return Pending(detail=f"order {order_id} is {status}")
+        if status in FAILED_STATUSES:
+            return Done(self._failed(order_id, status))
+        if status != "issued":
+            return self._unknown_status(status, order_id=order_id)
+        certificate = answer.get("certificate")
+        certificate_id = (
+            _positive_int(certificate.get("id")) if isinstance(certificate, dict) else None
+        )
+        if certificate_id is None:
+            return Failed(
+                self._parse_error("the order is issued but has no certificate id", sent, order_id)
+            )
+        return await self._download(order_id, certificate_id)
+
+    async def _download(
+        self, order_id: str, certificate_id: int
+    ) -> Done[OrderStatus] | Failed | Pending:
+        request = self._request(
+            "GET", "certificate", str(certificate_id), "download", "format", "pem_all"
+        )
+        sent = await self._send(request, order_id=order_id)
+        if not isinstance(sent, httpx.Response):
+            return sent
+        try:
+            certificate = certificate_from_pem(
+                sent.text,
+                ca=self.ca,
+                order_id=order_id,
+                ca_certificate_id=str(certificate_id),
+            )
+        except ResponseParseError as exc:
+            return Failed(exc)
+        return Done(
+            OrderStatus(
+                ca=self.ca, order_id=order_id, state=OrderState.ISSUED, certificate=certificate
+            )
+        )
+
+    def _failed(self, order_id: str, status: str) -> OrderStatus:
+        return OrderStatus(
+            ca=self.ca,
+            order_id=order_id,
+            state=OrderState.FAILED,
+            message=f"order {order_id} is {status}",
+        )
+
+    async def revoke(
+        self,
+        certificate: Certificate | str,
+        *,
+        reason: RevocationReason = RevocationReason.UNSPECIFIED,
+        comment: str | None = None,
+    ) -> None:
+        """Ask DigiCert to revoke a certificate, by its DigiCert certificate id.
+
+        ``certificate`` is a :class:`Certificate` (its ``ca_certificate_id`` is used) or the
+        id itself. ``reason`` is mapped by :data:`REVOCATION_REASONS`; ``comment`` goes to the
+        approver (default: the reason). DigiCert may hold the request for an administrator's
+        approval. A refusal raises the triaged error (:class:`AuthenticationError`,
+        :class:`OrderNotFound`, :class:`PermanentError`, :class:`TransientError`).
+        """
+        raw = certificate.ca_certificate_id if isinstance(certificate, Certificate) else certificate
+        certificate_id = decimal_id(raw, what="DigiCert certificate id")
+        try:
+            name = REVOCATION_REASONS[RevocationReason(reason)]
+        except ValueError as exc:
+            raise ConfigError(f"{reason!r} is not a RevocationReason") from exc
+        if name == "unspecified" and reason != RevocationReason.UNSPECIFIED:
+            logger.info(
+                "certpoll.revocation_reason_mapped ca=digicert reason=%s sent=unspecified",
+                RevocationReason(reason).name,
+            )
+        body = {
+            "revocation_reason": name,
+            "comments": comment if comment is not None else f"revoked through certpoll: {name}",
+        }
+        sent = await self._send(
+            self._request("PUT", "certificate", certificate_id, "revoke", body=body)
+        )
+        if not isinstance(sent, httpx.Response):
+            raise self._raise_for(sent)

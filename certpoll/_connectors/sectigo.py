@@ -1,0 +1,243 @@
+"""Sectigo Certificate Manager (SCM REST API, SSL v1): :class:`Sectigo`.
+
+Every request carries the ``customerUri``, ``login`` and ``password`` headers. An order is
+enrolled with ``POST /ssl/v1/enroll`` (answer: ``sslId``), watched with
+``GET /ssl/v1/{sslId}`` and, once ``Issued``, collected with
+``GET /ssl/v1/collect/{sslId}?format=x509`` (leaf, then the chain). SCM reports ``Issued``
+before the certificate can be collected: a collect answered HTTP 400 with one of the
+"try later" codes in :data:`COLLECT_NOT_READY_CODES` is pending, any other 400 permanent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import ClassVar, final
+
+import httpx
+
+from .._certs import certificate_from_pem
+from .._connector import Connector, decimal_id
+from .._errors import ConfigError, ResponseParseError, SubmissionUncertain
+from .._models import (
+    CAName,
+    Certificate,
+    CertificateRequest,
+    OrderState,
+    OrderStatus,
+    RevocationReason,
+)
+from .._outcomes import Done, Failed, Pending
+from .._settings import SectigoSettings
+from .._triage import Triage
+
+__all__ = ["COLLECT_NOT_READY_CODES", "Sectigo"]
+
+#: Statuses that mean "not yet".
+PENDING_STATUSES = frozenset({"Requested", "Approved", "SAApproved", "Applied", "Init", "Pending"})
+#: Statuses that are a final "no".
+FAILED_STATUSES = frozenset(
+    {"Declined", "Rejected", "Revoked", "Expired", "Invalid", "Replaced", "Not Enrolled"}
+)
+#: SCM error codes of a collect that mean "try later": -1400 being processed, -109 not
+#: available now, -183 not collectable, -195 CA not available, -140 CSR decoding
+#: unavailable, -130 SSL state is not ISSUED.
+COLLECT_NOT_READY_CODES = frozenset({-1400, -109, -183, -195, -140, -130})
+#: The RFC 5280 reason codes SCM accepts; any other is sent as 0 (unspecified).
+ACCEPTED_REASON_CODES = frozenset({0, 1, 3, 4, 5})
+
+_COLLECT_PATH = "/ssl/v1/collect/"
+_CODE = re.compile(r"-?[0-9]{1,9}")
+_MAX_REASON_CHARS = 512
+
+
+def _collect_not_ready(response: httpx.Response) -> str | None:
+    """The words of a collect's "try later" HTTP 400, or None for any other answer."""
+    if response.status_code != 400 or _COLLECT_PATH not in response.request.url.path:
+        return None
+    try:
+        body = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    code = body.get("code")
+    if isinstance(code, str) and _CODE.fullmatch(code):
+        code = int(code)
+    if isinstance(code, bool) or not isinstance(code, int) or code not in COLLECT_NOT_READY_CODES:
+        return None
+    description = body.get("description")
+    words = description[:200] if isinstance(description, str) else "not ready"
+    return f"issued, but not ready to collect yet (SCM code {code}: {words})"
+
+
+def _positive_int(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
+
+
+@final
+class Sectigo(Connector[SectigoSettings]):
+    """Sectigo Certificate Manager.
+
+    >>> async with certpoll.Sectigo(certpoll.SectigoSettings()) as scm:  # doctest: +SKIP
+    ...     order = await scm.issue(request)
+    ...     status = await scm.get_order_status(order.order_id)
+
+    Order ids are SCM's ``sslId``: positive decimal integers, strictly (``"12abc"`` is a
+    :class:`ConfigError`, not 12).
+    """
+
+    ca: ClassVar[CAName] = "sectigo"
+    order_noun: ClassVar[str] = "enrollment"
+
+    @property
+    def base_url(self) -> str:
+        """``settings.base_url`` without a trailing slash."""
+        return self.settings.base_url.rstrip("/")
+
+    def _make_triage(self) -> Triage:
+        return Triage(ca=self.ca, not_ready=_collect_not_ready, redact=self.redact)
+
+    def check_order_id(self, order_id: str) -> str:
+        """``order_id`` if it is a positive decimal integer, else :class:`ConfigError`."""
+        return decimal_id(order_id, what="Sectigo sslId")
+
+    def _request(
+        self,
+        method: str,
+        *segments: str,
+        body: Mapping[str, object] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> httpx.Request:
+        headers = {
+            "customerUri": self.settings.customer_uri,
+            "login": self.settings.login.get_secret_value(),
+            "password": self.settings.password.get_secret_value(),
+            "Accept": "application/json",
+        }
+        return self.http.build_request(
+            method, self.url(*segments), headers=headers, json=body, params=params
+        )
+
+    async def issue(self, request: CertificateRequest) -> OrderStatus:
+        """Enroll a certificate, then look at it once: ``ISSUED`` if SCM issued it at once.
+
+        A rejected enrollment comes back ``FAILED``; anything else ``PENDING``. The enroll
+        is never retried: an answer that leaves its fate open raises
+        :class:`SubmissionUncertain`.
+        """
+        for name in request.sans:
+            if "," in name or not name.strip():
+                raise ConfigError(f"{name!r} is not a DNS name SCM can take in subjAltNames")
+        body: dict[str, object] = {
+            "orgId": self.settings.org_id,
+            "csr": request.csr_pem,
+            "certType": self.settings.cert_type,
+            "term": self.settings.term,
+            "comments": "requested through certpoll",
+        }
+        if request.sans:
+            body["subjAltNames"] = ",".join(request.sans)
+        if self.settings.external_requester:
+            body["externalRequester"] = self.settings.external_requester
+        response = await self._submit(
+            self._request("POST", "ssl", "v1", "enroll", body=body),
+            certificate_request=request,
+        )
+        try:
+            answer = self._json(response, order_id=None)
+            ssl_id = _positive_int(answer.get("sslId"))
+            if ssl_id is None:
+                raise self._parse_error("the answer has no sslId", response, None)
+        except ResponseParseError as exc:
+            raise SubmissionUncertain(
+                f"sectigo: the answer to the enrollment for {request.common_name!r} cannot be "
+                "read; check the CA before ordering again",
+                ca=self.ca,
+                common_name=request.common_name,
+                status_code=response.status_code,
+                body_excerpt=exc.body_excerpt,
+            ) from exc
+        order_id = str(ssl_id)
+        return self._submitted(order_id, await self.poll_once(order_id))
+
+    async def poll_once(self, order_id: str) -> Done[OrderStatus] | Pending | Failed:
+        """Look at the enrollment once and, when it is issued, collect the certificate."""
+        order_id = self.check_order_id(order_id)
+        sent = await self._send(self._request("GET", "ssl", "v1", order_id), order_id=order_id)
+        if not isinstance(sent, httpx.Response):
+            return sent
+        try:
+            answer = self._json(sent, order_id=order_id)
+            status = answer.get("status")
+            if not isinstance(status, str):
+                raise self._parse_error("the answer has no status", sent, order_id)
+        except ResponseParseError as exc:
+            return Failed(exc)
+        if status in PENDING_STATUSES:
+            return Pending(detail=f"enrollment {order_id} is {status}")
+        if status in FAILED_STATUSES:
+            return Done(
+                OrderStatus(
+                    ca=self.ca,
+                    order_id=order_id,
+                    state=OrderState.FAILED,
+                    message=f"enrollment {order_id} is {status}",
+                )
+            )
+        if status != "Issued":
+            return self._unknown_status(status, order_id=order_id)
+        return await self._collect(order_id)
+
+    async def _collect(self, order_id: str) -> Done[OrderStatus] | Pending | Failed:
+        request = self._request("GET", "ssl", "v1", "collect", order_id, params={"format": "x509"})
+        sent = await self._send(request, order_id=order_id)
+        if not isinstance(sent, httpx.Response):
+            return sent
+        try:
+            certificate = certificate_from_pem(
+                sent.text, ca=self.ca, order_id=order_id, ca_certificate_id=order_id
+            )
+        except ResponseParseError as exc:
+            return Failed(exc)
+        return Done(
+            OrderStatus(
+                ca=self.ca, order_id=order_id, state=OrderState.ISSUED, certificate=certificate
+            )
+        )
+
+    async def revoke(
+        self,
+        certificate: Certificate | str,
+        *,
+        reason: RevocationReason = RevocationReason.UNSPECIFIED,
+        comment: str | None = None,
+    ) -> None:
+        """Revoke a certificate, by its ``sslId``.
+
+        ``certificate`` is a :class:`Certificate` (its ``ca_certificate_id`` is the sslId) or
+        the sslId itself. SCM takes the reason codes 0, 1, 3, 4 and 5; any other is sent as 0.
+        ``comment`` (1 to 512 characters; default: the reason) is SCM's required ``reason``
+        text. A refusal raises the triaged error.
+        """
+        raw = certificate.ca_certificate_id if isinstance(certificate, Certificate) else certificate
+        ssl_id = decimal_id(raw, what="Sectigo sslId")
+        try:
+            rfc_reason = RevocationReason(reason)
+        except ValueError as exc:
+            raise ConfigError(f"{reason!r} is not a RevocationReason") from exc
+        code = int(rfc_reason) if rfc_reason in ACCEPTED_REASON_CODES else 0
+        text = (
+            comment
+            if comment is not None
+            else f"revoked through certpoll: {rfc_reason.name.lower()}"
+        )
+        if not text.strip() or len(text) > _MAX_REASON_CHARS:
+            raise ConfigError(f"comment must be 1 to {_MAX_REASON_CHARS} characters")
+        body = {"reasonCode": code, "reason": text}
+        sent = await self._send(self._request("POST", "ssl", "v1", "revoke", ssl_id, body=body))
+        if not isinstance(sent, httpx.Response):
+            raise self._raise_for(sent)
