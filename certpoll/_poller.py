@@ -14,14 +14,19 @@ It knows nothing of HTTP. Its rules (each is tested):
    floor that would end past the deadline ends the poll early with ``StillPending.retry_after``.
 6. Cancellation (``task.cancel()``, ``asyncio.timeout()``) is never caught.
 7. Clock, sleep and random source are injectable; by default time is the event loop's clock.
+8. Time an attempt spends queued at the upstream gate (rate limit, shared cooldown) does not
+   count against ``attempt_timeout``: the gate pauses the attempt's clock while it waits
+   (:func:`attempt_clock_paused`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar, final
 
@@ -29,7 +34,7 @@ from ._errors import AttemptTimeout, ConfigError
 from ._instrumentation import AttemptOutcome, PollDetails, PollHook, get_poll_hooks
 from ._outcomes import Done, Failed, Pending, StillPending
 
-__all__ = ["BackoffPolicy", "Poller"]
+__all__ = ["BackoffPolicy", "Poller", "attempt_clock_paused"]
 
 T = TypeVar("T")
 
@@ -37,6 +42,39 @@ T = TypeVar("T")
 DEFAULT_MAX_WAIT = 600.0
 #: The default bound on one attempt (all its requests together).
 DEFAULT_ATTEMPT_TIMEOUT = 30.0
+
+
+#: The attempt timeout of the attempt running in this task, so the gate can pause it.
+_running_attempt: contextvars.ContextVar[tuple[asyncio.Task[object], asyncio.Timeout] | None] = (
+    contextvars.ContextVar("certpoll_running_attempt", default=None)
+)
+
+
+@contextmanager
+def attempt_clock_paused() -> Iterator[None]:
+    """Stop the running attempt's ``attempt_timeout`` clock inside the block.
+
+    For waits that are not the CA's doing (a request queued behind a rate limit or a shared
+    cooldown): without this, orders queued behind many others would all time out. Outside an
+    attempt, or in a task the attempt did not start, it does nothing.
+    """
+    running = _running_attempt.get()
+    if running is None or running[0] is not asyncio.current_task():
+        yield
+        return
+    timeout = running[1]
+    when = timeout.when()
+    if when is None or timeout.expired():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    left = when - loop.time()
+    timeout.reschedule(None)
+    try:
+        yield
+    finally:
+        if not timeout.expired():
+            timeout.reschedule(loop.time() + left)
 
 
 def _require(condition: bool, message: str) -> None:
@@ -250,9 +288,14 @@ class Poller:
     ) -> Done[T] | Pending | Failed:
         limit = None if math.isinf(self._attempt_timeout) else self._attempt_timeout
         timeout = asyncio.timeout(limit)
+        task = asyncio.current_task()
         try:
             async with timeout:
-                return await attempt()
+                token = _running_attempt.set(None if task is None else (task, timeout))
+                try:
+                    return await attempt()
+                finally:
+                    _running_attempt.reset(token)
         except TimeoutError as exc:
             if not timeout.expired():
                 raise

@@ -35,11 +35,11 @@ def now() -> float:
 
 
 def max_in_window(times: list[float], seconds: float) -> int:
-    """The most of ``times`` inside any half-open window ``[t, t + seconds)``."""
+    """The most of ``times`` inside any window ``seconds`` long (less the gate's 1 ms slack)."""
     ordered = sorted(times)
     best = start = 0
     for end, t in enumerate(ordered):
-        while ordered[start] <= t - seconds:
+        while ordered[start] <= t - seconds + 1e-3:
             start += 1
         best = max(best, end - start + 1)
     return best

@@ -1,0 +1,640 @@
+"""Many orders at once: :func:`poll_many`, resumable :class:`PendingOrder` handles, progress.
+
+One scheduler per :func:`poll_many` call, no task per order: a heap of next-poll times and
+at most ``concurrency`` attempts in flight, each one a short-lived task. A pending order costs
+one small record in the heap, so 100,000 of them fit in one event loop. Every request still
+goes through the connector's :class:`~certpoll._gate.UpstreamGate` (rate limits, shared
+cooldown). Each order follows the Poller's schedule rules exactly: first attempt at once,
+jittered growing waits, ``Retry-After`` as a floor, a last attempt at the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import json
+import math
+import types
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Self, TypeVar, get_args
+
+from ._connector import Connector
+from ._errors import AuthenticationError, CertpollError, ConfigError
+from ._instrumentation import get_poll_hooks
+from ._models import CAName, OrderState, OrderStatus
+from ._outcomes import Done, Failed, Pending
+from ._poller import _Reporter
+from ._settings import CASettings
+
+__all__ = ["OrderStream", "PendingOrder", "Progress", "poll_many", "resume"]
+
+S = TypeVar("S", bound=CASettings)
+
+_CA_NAMES: Final = frozenset(get_args(CAName))
+_HANDLE_FIELDS: Final = ("ca", "order_id", "attempts", "next_poll_at", "deadline")
+#: Without a finished order, progress is reported at most this often (loop seconds).
+_HEARTBEAT = 1.0
+#: An order due within this many seconds is due now. Event loops fire timers up to their
+#: clock resolution early; without this slack a virtual-time loop, whose clock only moves
+#: when nothing is ready, would spin on a timer that keeps firing a hair before its time.
+_SLACK = 1e-3
+
+
+def _utcnow() -> datetime:
+    """The wall clock, read only to convert between handles and the loop's clock."""
+    return datetime.now(UTC)
+
+
+def _utc(value: object, name: str) -> datetime:
+    if not isinstance(value, datetime):
+        raise ConfigError(f"{name} must be a datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ConfigError(f"{name} must be timezone-aware (UTC), not naive: {value!r}")
+    return value.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingOrder:
+    """A pending order, small and serialisable, to persist and resume polling later.
+
+    ``attempts`` counts the attempts made so far (the schedule continues after them);
+    ``next_poll_at`` is when the next attempt is due and ``deadline`` when the poll gives up,
+    both aware UTC datetimes. Get handles from :meth:`OrderStream.pending`, store them with
+    :meth:`to_json`, and hand them back to :func:`poll_many` or :func:`resume`.
+    """
+
+    ca: CAName
+    order_id: str
+    attempts: int
+    next_poll_at: datetime
+    deadline: datetime
+
+    def __post_init__(self) -> None:
+        if self.ca not in _CA_NAMES:
+            raise ConfigError(f"ca must be one of {sorted(_CA_NAMES)}, not {self.ca!r}")
+        order_id: object = self.order_id
+        if not isinstance(order_id, str) or not order_id:
+            raise ConfigError(f"order_id must be a non-empty string, not {self.order_id!r}")
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
+            raise ConfigError(f"attempts must be an integer, not {self.attempts!r}")
+        if self.attempts < 0:
+            raise ConfigError(f"attempts must be 0 or more, not {self.attempts}")
+        object.__setattr__(self, "next_poll_at", _utc(self.next_poll_at, "next_poll_at"))
+        object.__setattr__(self, "deadline", _utc(self.deadline, "deadline"))
+
+    def to_json(self) -> str:
+        """The handle as a JSON object; times in ISO 8601 with their UTC offset."""
+        return json.dumps(
+            {
+                "ca": self.ca,
+                "order_id": self.order_id,
+                "attempts": self.attempts,
+                "next_poll_at": self.next_poll_at.isoformat(),
+                "deadline": self.deadline.isoformat(),
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> PendingOrder:
+        """A handle from :meth:`to_json`'s output; :class:`ConfigError` if it is not one.
+
+        Keys other than the five of a handle are ignored.
+        """
+        try:
+            data = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError("a pending order handle must be JSON") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"a pending order handle is a JSON object, not {type(data).__name__}")
+        missing = [key for key in _HANDLE_FIELDS if key not in data]
+        if missing:
+            raise ConfigError(f"the pending order handle lacks {', '.join(missing)}")
+        times = {}
+        for key in ("next_poll_at", "deadline"):
+            value = data[key]
+            if not isinstance(value, str):
+                raise ConfigError(f"{key} must be an ISO 8601 string, not {value!r}")
+            try:
+                times[key] = datetime.fromisoformat(value)
+            except ValueError as exc:
+                raise ConfigError(f"{key} is not an ISO 8601 time: {value[:64]!r}") from exc
+        return cls(
+            ca=data["ca"],
+            order_id=data["order_id"],
+            attempts=data["attempts"],
+            next_poll_at=times["next_poll_at"],
+            deadline=times["deadline"],
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Progress:
+    """Where a :func:`poll_many` stands, handed to its ``on_progress`` callback.
+
+    ``pending`` orders are still being watched; ``issued``, ``failed`` and ``still_pending``
+    (PollMaxWait passed) are done with. ``requests_sent`` and ``rate_limited`` (429 answers)
+    count what the connector's gate saw since the call started, including requests of other
+    callers that share the connector.
+    """
+
+    pending: int
+    issued: int
+    failed: int
+    still_pending: int
+    requests_sent: int
+    rate_limited: int
+
+    @property
+    def total(self) -> int:
+        """All orders of the call."""
+        return self.pending + self.issued + self.failed + self.still_pending
+
+
+class _Order:
+    """One watched order: where it is in its schedule."""
+
+    __slots__ = (
+        "attempts",
+        "deadline",
+        "detail",
+        "due",
+        "last_error",
+        "order_id",
+        "started",
+        "wait_index",
+    )
+
+    def __init__(
+        self, order_id: str, *, attempts: int, due: float, deadline: float, started: float
+    ) -> None:
+        self.order_id = order_id
+        self.attempts = attempts
+        self.wait_index = attempts
+        self.due = due
+        self.deadline = deadline
+        self.started = started
+        self.last_error: Exception | None = None
+        self.detail: str | None = None
+
+
+class _Inbox:
+    """Finished attempt tasks, and the driver's wake-up; held by the tasks, not the stream."""
+
+    __slots__ = ("done", "waiter")
+
+    def __init__(self) -> None:
+        self.done: deque[asyncio.Task[Done[OrderStatus] | Pending | Failed]] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def push(self, task: asyncio.Task[Done[OrderStatus] | Pending | Failed]) -> None:
+        self.done.append(task)
+        self.wake()
+
+    def wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def wait(self, delay: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        self.waiter = loop.create_future()
+        timer = None if delay is None else loop.call_later(delay, self.wake)
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
+            if timer is not None:
+                timer.cancel()
+
+
+class OrderStream:
+    """The async iterator :func:`poll_many` returns: each :class:`OrderStatus` as it completes.
+
+    Use it as ``async with poll_many(...) as stream: async for status in stream: ...`` (or
+    call :meth:`aclose`) so that leaving early stops every poll at once. Statuses in state
+    ``PENDING`` are orders still pending at their deadline; :meth:`handle` and
+    :meth:`pending` give their resumable :class:`PendingOrder` handles.
+    """
+
+    def __init__(
+        self,
+        connector: Connector[Any],
+        orders: Iterable[str | PendingOrder],
+        *,
+        concurrency: int,
+        on_progress: Callable[[Progress], object] | None,
+        max_wait: float | None,
+    ) -> None:
+        given: object = concurrency
+        if isinstance(given, bool) or not isinstance(given, int) or given < 1:
+            raise ConfigError(f"concurrency must be a positive integer, not {concurrency!r}")
+        if max_wait is not None and (math.isnan(max_wait) or max_wait <= 0):
+            raise ConfigError(
+                f"max_wait must be a positive number of seconds (math.inf for no limit), "
+                f"not {max_wait!r}"
+            )
+        if isinstance(orders, str | bytes):
+            raise ConfigError("orders must be a collection of order ids, not one string")
+        self._connector = connector
+        self._concurrency = concurrency
+        self._on_progress = on_progress
+        self._max_wait = max_wait
+        self._given: list[str | PendingOrder] = list(orders)
+        seen: set[str] = set()
+        for item in self._given:
+            if isinstance(item, PendingOrder):
+                if item.ca != connector.ca:
+                    raise ConfigError(
+                        f"the handle of order {item.order_id!r} is for {item.ca}, "
+                        f"not {connector.ca}"
+                    )
+                order_id = item.order_id
+            else:
+                order_id = item
+            connector.check_order_id(order_id)
+            if order_id in seen:
+                raise ConfigError(f"order {order_id!r} is listed twice")
+            seen.add(order_id)
+        self._started = False
+        self._closed = False
+        self._heap: list[tuple[float, int, _Order]] = []
+        self._seq = itertools.count()
+        self._orders: dict[str, _Order] = {}
+        self._running: dict[asyncio.Task[Done[OrderStatus] | Pending | Failed], _Order] = {}
+        self._inbox = _Inbox()
+        self._ready: deque[OrderStatus] = deque()
+        self._issued = self._failed = self._still_pending = 0
+        self._gate_base = (connector.gate.requests_sent, connector.gate.rate_limited)
+        self._last_report = -math.inf
+        self._rng = connector.poller._rng
+        hooks = connector.poller._hooks
+        self._hooks = get_poll_hooks() if hooks is None else hooks
+
+    # -- the public surface ---------------------------------------------------------------
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def __anext__(self) -> OrderStatus:
+        if not self._ready and not self._closed:
+            try:
+                await self._run_until_ready()
+            except BaseException:
+                await self._shutdown()
+                raise
+        if self._ready:
+            return self._ready.popleft()
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """Stop every poll now; the attempts in flight are cancelled and awaited."""
+        await self._shutdown()
+
+    def progress(self) -> Progress:
+        """The counts right now."""
+        gate = self._connector.gate
+        return Progress(
+            pending=len(self._given) - self._issued - self._failed - self._still_pending,
+            issued=self._issued,
+            failed=self._failed,
+            still_pending=self._still_pending,
+            requests_sent=gate.requests_sent - self._gate_base[0],
+            rate_limited=gate.rate_limited - self._gate_base[1],
+        )
+
+    def handle(self, order_id: str) -> PendingOrder | None:
+        """The resumable handle of an order not issued or failed; None otherwise."""
+        if not self._started:
+            self._start()
+        order = self._orders.get(order_id)
+        return None if order is None else self._handles([order])[0]
+
+    def pending(self) -> tuple[PendingOrder, ...]:
+        """Handles of every order neither issued nor failed: still watched (or not yet
+        started, or interrupted by :meth:`aclose`) and still pending at their deadline.
+        """
+        if not self._started:
+            self._start()
+        return self._handles(list(self._orders.values()))
+
+    def __del__(self) -> None:
+        # Left without aclose (a ``break`` in a bare ``async for``): cancel what is in flight.
+        for task in getattr(self, "_running", ()):
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                task.cancel()
+
+    # -- the scheduler --------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._started = True
+        now = asyncio.get_running_loop().time()
+        wall = _utcnow()
+        poller = self._connector.poller
+        fresh_budget = poller.max_wait if self._max_wait is None else self._max_wait
+        for item in self._given:
+            if isinstance(item, PendingOrder):
+                deadline = now + (item.deadline - wall).total_seconds()
+                if self._max_wait is not None or deadline <= now:
+                    deadline = now + fresh_budget
+                due = now + (item.next_poll_at - wall).total_seconds()
+                order = _Order(
+                    item.order_id,
+                    attempts=item.attempts,
+                    due=min(max(due, now), deadline),
+                    deadline=deadline,
+                    started=now,
+                )
+            else:
+                order = _Order(item, attempts=0, due=now, deadline=now + fresh_budget, started=now)
+            self._orders[order.order_id] = order
+            self._push(order)
+
+    def _push(self, order: _Order) -> None:
+        heapq.heappush(self._heap, (order.due, next(self._seq), order))
+
+    async def _run_until_ready(self) -> None:
+        if not self._started:
+            self._start()
+        loop = asyncio.get_running_loop()
+        while not self._ready and not self._closed:
+            while self._inbox.done:
+                self._settle(self._inbox.done.popleft())
+            if self._ready:
+                break
+            if not self._heap and not self._running:
+                self._closed = True
+                self._report(force=True)
+                return
+            now = loop.time()
+            self._launch_due(now)
+            timeout: float | None = None
+            if self._heap and len(self._running) < self._concurrency:
+                timeout = max(0.0, self._heap[0][0] - now)
+            if not self._inbox.done:
+                await self._inbox.wait(timeout)
+
+    def _launch_due(self, now: float) -> None:
+        connector = self._connector
+        while (
+            self._heap
+            and len(self._running) < self._concurrency
+            and self._heap[0][0] <= now + _SLACK
+        ):
+            _, _, order = heapq.heappop(self._heap)
+            task = asyncio.get_running_loop().create_task(
+                _attempt(connector, order.order_id),
+                name=f"certpoll.poll_many {connector.ca} {order.order_id}",
+            )
+            task.add_done_callback(self._inbox.push)
+            self._running[task] = order
+
+    def _settle(self, task: asyncio.Task[Done[OrderStatus] | Pending | Failed]) -> None:
+        order = self._running.pop(task)
+        if task.cancelled():
+            # Cancelled by someone else: the attempt did not happen; try again at once.
+            self._push(order)
+            return
+        error = task.exception()
+        if error is not None:
+            result: Done[OrderStatus] | Pending | Failed = _fatal_or_failed(error)
+        else:
+            result = task.result()
+        loop_now = asyncio.get_running_loop().time()
+        order.attempts += 1
+        report = _Reporter(
+            hooks=self._hooks,
+            ca=self._connector.ca,
+            order_id=order.order_id,
+            attempt=order.attempts,
+        )
+        elapsed = loop_now - order.started
+        if isinstance(result, Done):
+            report("done", error=None, detail=order.detail, elapsed=elapsed)
+            self._finish(order, result.value)
+            return
+        if isinstance(result, Failed):
+            report("failed", error=result.error, detail=order.detail, elapsed=elapsed)
+            failure = _fatal_or_failed(result.error)
+            self._finish(order, self._failed_status(order, failure.error))
+            return
+        if not isinstance(result, Pending):
+            raise TypeError(
+                f"a poll attempt must return Done, Pending or Failed, not {type(result)!r}"
+            )
+        order.last_error = result.error
+        if result.detail is not None:
+            order.detail = result.detail
+        policy = self._connector.poller.policy
+        remaining = order.deadline - loop_now
+        retry_after = None if result.retry_after is None else max(0.0, result.retry_after)
+        if remaining <= 0 or (retry_after is not None and retry_after > remaining):
+            report("pending", error=order.last_error, detail=order.detail, elapsed=elapsed)
+            # When a resumed poll should look next: the server's wish, else the schedule.
+            wait = policy.base_wait(order.wait_index) if retry_after is None else retry_after
+            order.due = loop_now + wait
+            self._finish(
+                order,
+                _pending_status(
+                    self._connector,
+                    order.order_id,
+                    detail=order.detail,
+                    last_error=order.last_error,
+                    retry_after=retry_after,
+                ),
+            )
+            return
+        # The Poller's rules, step for step (see Poller.poll).
+        wait = policy.jittered(policy.base_wait(order.wait_index), self._rng)
+        order.wait_index += 1
+        if retry_after is not None:
+            wait = max(wait, retry_after * (1 + self._rng.uniform(0, policy.jitter / 2)))
+        wait = min(wait, remaining)
+        report(
+            "pending", error=order.last_error, detail=order.detail, elapsed=elapsed, next_wait=wait
+        )
+        order.due = loop_now + wait
+        self._push(order)
+        self._report(force=False)
+
+    def _finish(self, order: _Order, status: OrderStatus) -> None:
+        if status.state is OrderState.ISSUED:
+            self._issued += 1
+            del self._orders[order.order_id]
+        elif status.state is OrderState.FAILED:
+            self._failed += 1
+            del self._orders[order.order_id]
+        else:
+            self._still_pending += 1
+        self._ready.append(status)
+        self._report(force=True)
+
+    def _failed_status(self, order: _Order, error: Exception) -> OrderStatus:
+        return OrderStatus(
+            ca=self._connector.ca,
+            order_id=order.order_id,
+            state=OrderState.FAILED,
+            message=str(error),
+            last_error=error,
+        )
+
+    def _report(self, *, force: bool) -> None:
+        if self._on_progress is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if not force and now - self._last_report < _HEARTBEAT:
+            return
+        self._last_report = now
+        self._on_progress(self.progress())
+
+    async def _shutdown(self) -> None:
+        self._closed = True
+        tasks = list(self._running)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        for task in tasks:
+            order = self._running.pop(task)
+            if not task.cancelled():
+                task.exception()  # retrieved: an attempt that failed while we stopped
+            # Interrupted: that attempt does not count, and the order is due at once.
+            self._push(order)
+        self._inbox.done.clear()
+        self._inbox.wake()  # a consumer waiting in another task sees the end
+
+    def _handles(self, orders: list[_Order]) -> tuple[PendingOrder, ...]:
+        now = asyncio.get_running_loop().time()
+        wall = _utcnow()
+        ca = self._connector.ca
+        return tuple(
+            PendingOrder(
+                ca=ca,
+                order_id=order.order_id,
+                attempts=order.attempts,
+                next_poll_at=wall + timedelta(seconds=max(0.0, order.due - now)),
+                deadline=wall + timedelta(seconds=min(order.deadline - now, _MAX_SECONDS)),
+            )
+            for order in orders
+        )
+
+
+#: A deadline of math.inf is stored as this far away (about 3,000 years): datetimes end.
+_MAX_SECONDS: Final = 1e11
+
+
+def _fatal_or_failed(error: BaseException) -> Failed:
+    """An exception from an attempt: one order's failure, or the end of the whole stream."""
+    if isinstance(error, AuthenticationError) or not isinstance(error, CertpollError):
+        # A refused credential fails every order the same way; anything else is a bug.
+        raise error
+    return Failed(error)
+
+
+async def _attempt(
+    connector: Connector[Any], order_id: str
+) -> Done[OrderStatus] | Pending | Failed:
+    # The Poller's own attempt runner: same attempt_timeout, same AttemptTimeout, and the
+    # gate pauses its clock while a request is queued.
+    return await connector.poller._run_attempt(
+        lambda: connector.poll_once(order_id), ca=connector.ca, order_id=order_id
+    )
+
+
+def poll_many(
+    connector: Connector[S],
+    orders: Iterable[str | PendingOrder],
+    *,
+    concurrency: int = 10,
+    on_progress: Callable[[Progress], object] | None = None,
+    max_wait: float | None = None,
+) -> OrderStream:
+    """Poll many orders through one connector; yields each :class:`OrderStatus` as it completes.
+
+    ``orders`` are order ids (polled from their first attempt) or :class:`PendingOrder`
+    handles (their schedule continues). ``concurrency`` bounds the requests in flight, not the
+    orders watched. ``on_progress`` is called with a :class:`Progress` after every finished
+    order and at most once a second otherwise. ``max_wait`` replaces PollMaxWait for every
+    order; without it, new orders get the connector's PollMaxWait and handles keep their
+    deadline (or get a fresh PollMaxWait if it has passed).
+
+    Every order gets at least one attempt, and one last attempt at its deadline, even when
+    the rate limits make it wait past that deadline. A bad order (unknown, unreadable answer)
+    comes back ``FAILED`` with the error in ``last_error``; a refused credential raises
+    :class:`~certpoll.AuthenticationError` and stops everything. Bad arguments raise
+    :class:`~certpoll.ConfigError` at once, before any request.
+    """
+    return OrderStream(
+        connector, orders, concurrency=concurrency, on_progress=on_progress, max_wait=max_wait
+    )
+
+
+async def resume(
+    connector: Connector[S], handle: PendingOrder, *, max_wait: float | None = None
+) -> OrderStatus:
+    """Poll one order from its handle, continuing its schedule, like ``get_order_status``.
+
+    The next attempt comes at ``handle.next_poll_at`` (at once if that has passed) and waits
+    grow from where they stopped. The poll ends at ``handle.deadline``, or after ``max_wait``
+    seconds when given, or after a fresh PollMaxWait when the deadline has already passed.
+    """
+    if handle.ca != connector.ca:
+        raise ConfigError(
+            f"the handle of order {handle.order_id!r} is for {handle.ca}, not {connector.ca}"
+        )
+    order_id = connector.check_order_id(handle.order_id)
+    poller = connector.poller
+    wall = _utcnow()
+    left = (handle.deadline - wall).total_seconds()
+    budget = max_wait if max_wait is not None else (left if left > 0 else poller.max_wait)
+    outcome = await poller.poll(
+        lambda: connector.poll_once(order_id),
+        ca=connector.ca,
+        order_id=order_id,
+        prior_attempts=handle.attempts,
+        first_wait=max(0.0, (handle.next_poll_at - wall).total_seconds()),
+        max_wait=budget,
+    )
+    if isinstance(outcome, Done):
+        return outcome.value
+    return _pending_status(
+        connector,
+        order_id,
+        detail=outcome.detail,
+        last_error=outcome.last_error,
+        retry_after=outcome.retry_after,
+    )
+
+
+def _pending_status(
+    connector: Connector[Any],
+    order_id: str,
+    *,
+    detail: str | None,
+    last_error: Exception | None,
+    retry_after: float | None,
+) -> OrderStatus:
+    """What ``get_order_status`` returns for an order still pending after PollMaxWait."""
+    return OrderStatus(
+        ca=connector.ca,
+        order_id=order_id,
+        state=OrderState.PENDING,
+        message=detail or f"{connector.order_noun} {order_id} still pending after PollMaxWait",
+        last_error=last_error,
+        retry_after=retry_after,
+    )
