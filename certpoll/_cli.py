@@ -1,0 +1,457 @@
+"""The ``certpoll`` command: ``demo``, ``status`` and ``serve-sim`` (argparse, no click).
+
+Exit codes of ``status``: 0 every order issued, 2 any order failed, 3 any order still
+pending (and none failed), 1 an error (bad arguments, a missing setting, a refused
+credential). A user mistake prints one line and a hint on stderr, never a traceback.
+``rich`` (the ``cli`` extra) draws the live display when installed; it is imported here only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Final, NoReturn
+from urllib.parse import quote
+
+from ._connector import Connector
+from ._connectors.digicert import DigiCert
+from ._connectors.entrust import Entrust
+from ._connectors.globalsign import GlobalSign
+from ._connectors.sectigo import Sectigo
+from ._errors import AuthenticationError, CertpollError, ConfigError
+from ._fleet import poll_many
+from ._models import OrderState, OrderStatus
+from ._settings import (
+    CASettings,
+    DigiCertSettings,
+    EntrustSettings,
+    GlobalSignSettings,
+    SectigoSettings,
+)
+
+if TYPE_CHECKING:
+    from .testing import Credentials, SimulatedCA
+
+__all__ = ["EXIT_ERROR", "EXIT_FAILED", "EXIT_OK", "EXIT_PENDING", "main"]
+
+EXIT_OK: Final = 0
+EXIT_ERROR: Final = 1
+EXIT_FAILED: Final = 2
+EXIT_PENDING: Final = 3
+
+_CONNECTORS: Final[dict[str, tuple[type[CASettings], type[Connector[CASettings]]]]] = {
+    "digicert": (DigiCertSettings, DigiCert),  # type: ignore[dict-item]
+    "sectigo": (SectigoSettings, Sectigo),  # type: ignore[dict-item]
+    "entrust": (EntrustSettings, Entrust),  # type: ignore[dict-item]
+    "globalsign": (GlobalSignSettings, GlobalSign),  # type: ignore[dict-item]
+}
+
+
+class UserError(Exception):
+    """A mistake of the user: printed as one line and a hint, exit code 1."""
+
+    def __init__(self, message: str, *, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse exits with 2 on a usage error; 2 means "an order failed" here.
+    def error(self, message: str) -> NoReturn:
+        raise UserError(message, hint=f"see '{self.prog} --help'")
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
+        prog="certpoll",
+        description="Poll commercial CAs (DigiCert, Sectigo, Entrust, GlobalSign) for "
+        "certificates that are issued asynchronously.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="command", parser_class=_Parser)
+    demo = commands.add_parser(
+        "demo", help="renew thousands of certificates against the simulated CA"
+    )
+    demo.add_argument("--orders", type=_positive_int, default=None, help="default 2000")
+    demo.add_argument("--seed", type=int, default=None, help="the simulator's random seed")
+    demo.add_argument(
+        "--speed", type=float, default=None, help="simulated seconds per real second (600)"
+    )
+    demo.add_argument("--plain", action="store_true", help="plain lines, no live table")
+
+    status = commands.add_parser(
+        "status",
+        help="poll orders until issued, failed or still pending",
+        description="Settings come from the environment: CERTPOLL_<CA>_* (or CERTCTL_<CA>_*).",
+    )
+    status.add_argument("ca", help="digicert, sectigo, entrust or globalsign")
+    status.add_argument("order_ids", nargs="+", metavar="order-id")
+    status.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    status.add_argument("--out", type=Path, default=None, help="write certificates to DIR")
+    status.add_argument(
+        "--max-wait",
+        type=_positive_float,
+        default=None,
+        help="seconds to poll (default: the CA's PollMaxWait setting)",
+    )
+    status.add_argument("--plain", action="store_true", help="plain lines, no live table")
+
+    serve = commands.add_parser(
+        "serve-sim", help="serve the simulated CA on 127.0.0.1 (needs certpoll[sim])"
+    )
+    serve.add_argument("--port", type=_port, default=0, help="default: a free port")
+    serve.add_argument(
+        "--profile", choices=("instant", "realistic"), default="instant", help="order scripts"
+    )
+    serve.add_argument("--seed", type=int, default=0)
+    serve.add_argument("--speed", type=_positive_float, default=1.0)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a positive integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a positive integer: {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a positive number: {text!r}") from None
+    if not (value > 0) or math.isnan(value):
+        raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            raise UserError("no command given", hint="try 'certpoll demo' or 'certpoll --help'")
+        if args.command == "demo":
+            return _demo(args)
+        if args.command == "status":
+            return _status(args)
+        return _serve_sim(args)
+    except UserError as exc:
+        _complain(str(exc), exc.hint)
+    except ConfigError as exc:
+        _complain(str(exc), "see 'certpoll --help' and docs/cli.md")
+    except KeyboardInterrupt:
+        print("certpoll: interrupted", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _complain(message: str, hint: str) -> None:
+    line = " ".join(message.split())  # one line, whatever the message held
+    print(f"certpoll: error: {line}", file=sys.stderr)
+    print(f"hint: {hint}", file=sys.stderr)
+
+
+# -- demo -------------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from . import _demo as demo
+
+    orders = demo.demo_orders_from_env() if args.orders is None else args.orders
+    demo.run_demo(
+        orders=orders,
+        seed=demo.DEFAULT_SEED if args.seed is None else args.seed,
+        speed=demo.DEFAULT_SPEED if args.speed is None else args.speed,
+        live=False if args.plain else None,
+    )
+    return EXIT_OK
+
+
+# -- status -----------------------------------------------------------------------------
+
+
+def _connector_for(ca_name: str) -> Connector[CASettings]:
+    ca = ca_name.lower()
+    if ca not in _CONNECTORS:
+        raise UserError(
+            f"unknown CA {ca_name!r}",
+            hint="the CA is one of: digicert, sectigo, entrust, globalsign",
+        )
+    settings_cls, connector_cls = _CONNECTORS[ca]
+    prefix = f"CERTPOLL_{settings_cls.env_name}_"
+    try:
+        settings = settings_cls()
+    except ConfigError as exc:
+        raise UserError(
+            str(exc), hint=f"set the {prefix}* environment variables (see docs/cli.md)"
+        ) from exc
+    try:
+        return connector_cls(settings)
+    except ConfigError as exc:
+        raise UserError(str(exc), hint=f"check the {prefix}* file settings") from exc
+
+
+def _status(args: argparse.Namespace) -> int:
+    connector = _connector_for(args.ca)
+    for order_id in args.order_ids:
+        try:
+            connector.check_order_id(order_id)
+        except ConfigError as exc:
+            raise UserError(
+                str(exc), hint=f"give the order ids as {connector.ca} shows them"
+            ) from exc
+    if len(set(args.order_ids)) != len(args.order_ids):
+        raise UserError("an order id is given twice", hint="give each order id once")
+    out: Path | None = args.out
+    if out is not None:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(
+                f"cannot create {str(out)!r}: {exc.strerror}", hint="choose another --out DIR"
+            ) from exc
+    display = _Display(
+        list(args.order_ids),
+        json_out=args.json,
+        live=not (args.json or args.plain) and sys.stdout.isatty() and _has_rich(),
+    )
+    try:
+        statuses = asyncio.run(_poll(connector, args.order_ids, args.max_wait, display))
+    except AuthenticationError as exc:
+        raise UserError(
+            str(exc),
+            hint=f"check the credential in CERTPOLL_{connector.settings.env_name}_* settings",
+        ) from exc
+    except CertpollError as exc:
+        raise UserError(str(exc), hint="check the settings and the CA's address") from exc
+    files: dict[str, list[str]] = {}
+    if out is not None:
+        files = _write(out, statuses)
+    display.finish(statuses, files)
+    states = {status.state for status in statuses}
+    if OrderState.FAILED in states:
+        return EXIT_FAILED
+    if OrderState.PENDING in states:
+        return EXIT_PENDING
+    return EXIT_OK
+
+
+async def _poll(
+    connector: Connector[CASettings],
+    order_ids: Sequence[str],
+    max_wait: float | None,
+    display: _Display,
+) -> list[OrderStatus]:
+    results: dict[str, OrderStatus] = {}
+    async with connector:
+        display.start()
+        try:
+            async with poll_many(
+                connector, order_ids, concurrency=min(10, len(order_ids)), max_wait=max_wait
+            ) as stream:
+                async for status in stream:
+                    results[status.order_id] = status
+                    display.update(status)
+        finally:
+            display.stop()
+    return [results[order_id] for order_id in order_ids]
+
+
+def _file_stem(status: OrderStatus) -> str:
+    return f"{status.ca}-{quote(status.order_id, safe='')}"
+
+
+def _write(out: Path, statuses: Sequence[OrderStatus]) -> dict[str, list[str]]:
+    files: dict[str, list[str]] = {}
+    for status in statuses:
+        certificate = status.certificate
+        if certificate is None:
+            continue
+        leaf = out / f"{_file_stem(status)}.pem"
+        chain = out / f"{_file_stem(status)}.chain.pem"
+        try:
+            leaf.write_text(certificate.pem)
+            chain.write_text(certificate.chain_pem)
+        except OSError as exc:
+            raise UserError(
+                f"cannot write {str(leaf)!r}: {exc.strerror}", hint="choose another --out DIR"
+            ) from exc
+        files[status.order_id] = [str(leaf), str(chain)]
+    return files
+
+
+def _has_rich() -> bool:
+    try:
+        import rich  # noqa: F401
+    except ModuleNotFoundError:  # pragma: no cover - rich is installed with the cli extra
+        return False
+    return True
+
+
+def _describe(status: OrderStatus) -> str:
+    if status.state is OrderState.ISSUED and status.certificate is not None:
+        cert = status.certificate
+        return f"issued  serial {cert.serial}  valid until {cert.not_after:%Y-%m-%d}"
+    message = " ".join((status.message or "").split())
+    if status.state is OrderState.FAILED:
+        return f"failed  {message}"
+    return f"still pending  {message}"
+
+
+class _Display:
+    """One line per order: live (rich) while polling, or printed as each order settles."""
+
+    def __init__(self, order_ids: list[str], *, json_out: bool, live: bool) -> None:
+        self._order_ids = order_ids
+        self._json = json_out
+        self._live_wanted = live
+        self._lines: dict[str, str] = dict.fromkeys(order_ids, "polling…")
+        self._stop: Callable[[], None] | None = None
+        self._refresh: Callable[[], None] | None = None
+        self._out: IO[str] = sys.stdout
+
+    def start(self) -> None:
+        if not self._live_wanted:
+            return
+        from rich.console import Console
+        from rich.live import Live
+        from rich.table import Table
+
+        def render() -> Table:
+            table = Table(show_header=False, box=None)
+            for order_id in self._order_ids:
+                table.add_row(order_id, self._lines[order_id])
+            return table
+
+        live = Live(render(), console=Console(file=self._out), auto_refresh=False, transient=True)
+        live.start()
+        self._refresh = lambda: live.update(render(), refresh=True)
+        self._stop = live.stop
+
+    def update(self, status: OrderStatus) -> None:
+        self._lines[status.order_id] = _describe(status)
+        if self._refresh is not None:
+            self._refresh()
+        elif not self._json:
+            print(f"{status.ca} {status.order_id}  {_describe(status)}", file=self._out)
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop()
+            self._stop = None
+
+    def finish(self, statuses: Sequence[OrderStatus], files: dict[str, list[str]]) -> None:
+        if self._json:
+            json.dump([_as_json(s, files.get(s.order_id, [])) for s in statuses], self._out)
+            print(file=self._out)
+            return
+        if self._live_wanted:
+            for status in statuses:
+                print(f"{status.ca} {status.order_id}  {_describe(status)}", file=self._out)
+        for written in files.values():
+            print(f"wrote {', '.join(written)}", file=self._out)
+
+
+def _as_json(status: OrderStatus, files: list[str]) -> dict[str, object]:
+    certificate = status.certificate
+    return {
+        "ca": status.ca,
+        "order_id": status.order_id,
+        "state": status.state.value,
+        "message": status.message,
+        "retry_after": status.retry_after,
+        "serial": None if certificate is None else certificate.serial,
+        "not_after": None if certificate is None else certificate.not_after.isoformat(),
+        "ca_certificate_id": None if certificate is None else certificate.ca_certificate_id,
+        "files": files,
+    }
+
+
+# -- serve-sim --------------------------------------------------------------------------
+
+
+def _serve_sim(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn  # noqa: F401
+    except ModuleNotFoundError:  # pragma: no cover - uvicorn is a dev dependency
+        raise UserError("serve-sim needs uvicorn", hint="pip install 'certpoll[sim]'") from None
+    from .testing import Profile, SimulatedCA
+
+    profile = Profile.realistic(args.seed) if args.profile == "realistic" else Profile()
+    sim = SimulatedCA(profile=profile, speed=args.speed)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", args.port))
+    except OSError as exc:
+        sock.close()
+        raise UserError(
+            f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}",
+            hint="choose another --port, or --port 0 for a free one",
+        ) from exc
+    try:
+        asyncio.run(_run_server(sim, sock))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    return EXIT_OK
+
+
+def _announce(origin: str, creds: Credentials, stream: IO[str]) -> None:
+    from .testing import MOUNTS
+
+    lines = [
+        f"certpoll simulated CA on {origin} (plain HTTP; Ctrl-C stops it)",
+        "# the simulator's own test accounts, not secrets:",
+        f"export CERTPOLL_DIGICERT_BASE_URL={origin}{MOUNTS['digicert']}",
+        f"export CERTPOLL_DIGICERT_API_KEY={creds.digicert_api_key}",
+        f"export CERTPOLL_DIGICERT_ORG_ID={creds.digicert_org_id}",
+        f"export CERTPOLL_SECTIGO_BASE_URL={origin}{MOUNTS['sectigo']}",
+        f"export CERTPOLL_SECTIGO_CUSTOMER_URI={creds.sectigo_customer_uri}",
+        f"export CERTPOLL_SECTIGO_LOGIN={creds.sectigo_login}",
+        f"export CERTPOLL_SECTIGO_PASSWORD={creds.sectigo_password}",
+        f"export CERTPOLL_SECTIGO_ORG_ID={creds.sectigo_org_id}",
+        f"export CERTPOLL_SECTIGO_CERT_TYPE={creds.sectigo_cert_type}",
+        f"export CERTPOLL_ENTRUST_API_URL={origin}{MOUNTS['entrust']}",
+        f"export CERTPOLL_ENTRUST_CA_ID={creds.entrust_ca_id}",
+        f"export CERTPOLL_GLOBALSIGN_API_URL={origin}{MOUNTS['globalsign']}",
+        f"export CERTPOLL_GLOBALSIGN_API_KEY={creds.globalsign_api_key}",
+        f"export CERTPOLL_GLOBALSIGN_API_SECRET={creds.globalsign_api_secret}",
+        "# Entrust and GlobalSign also need CLIENT_CERT_PATH / CLIENT_KEY_PATH set to any "
+        "files: without TLS the simulator does not check them",
+    ]
+    print("\n".join(lines), file=stream, flush=True)
+
+
+async def _run_server(sim: SimulatedCA, sock: socket.socket) -> None:
+    import uvicorn
+
+    config = uvicorn.Config(sim, lifespan="off", log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has a flag only
+        await asyncio.sleep(0.01)
+    if server.started:
+        host, port = sock.getsockname()[:2]
+        _announce(f"http://{host}:{port}", sim.credentials, sys.stdout)
+    await serving

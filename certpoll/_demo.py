@@ -1,0 +1,496 @@
+"""The batch renewal demo: thousands of orders over the four simulated CAs, on compressed time.
+
+``certpoll demo`` and ``examples/batch_renewal.py`` both run :func:`run_demo`. The library
+part is :func:`renew`: submit each order once, then hand the pending ones to
+:func:`certpoll.poll_many`, which polls them all through the connector's gate.
+
+Time. The demo runs on an event loop whose clock runs ``speed`` times faster than the wall
+clock (:func:`compressed_loop`). Everything reads that clock (the simulator, the
+schedules of ``poll_many``, the gate's rate limits and cooldowns, ``Retry-After``), so the
+connectors keep their real settings: a 5 s first wait, a 5-minute backoff cap, DigiCert's
+rate limits. Only PollMaxWait is raised to an hour, so that validation taking minutes and
+some approvals finish, and the attempt timeout to 2 minutes, because in compressed time a
+millisecond of CPU is most of a simulated second. The CPU time of the run (certificates
+are really signed, requests really parsed) is simulated time too, so the simulated span is
+longer than PollMaxWait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import selectors
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from ._connector import Connector
+from ._connectors.digicert import DigiCert
+from ._connectors.entrust import Entrust
+from ._connectors.globalsign import GlobalSign
+from ._connectors.sectigo import Sectigo
+from ._errors import CertpollError, ConfigError
+from ._fleet import poll_many
+from ._models import CAName, CertificateRequest, OrderState
+from ._settings import (
+    CASettings,
+    DigiCertSettings,
+    EntrustSettings,
+    GlobalSignSettings,
+    SectigoSettings,
+)
+
+__all__ = [
+    "CAS",
+    "DemoResult",
+    "Tally",
+    "compressed_loop",
+    "make_requests",
+    "render_summary",
+    "renew",
+    "run_batch",
+    "run_demo",
+]
+
+CAS: Final[tuple[CAName, ...]] = ("digicert", "sectigo", "entrust", "globalsign")
+#: Simulated seconds per wall-clock second.
+DEFAULT_SPEED: Final = 600.0
+DEFAULT_ORDERS: Final = 2000
+DEFAULT_SEED: Final = 2024
+#: PollMaxWait of the demo, in simulated seconds: long enough for validation that takes
+#: minutes and for some approvals; orders waiting hours for approval stay pending.
+DEMO_MAX_WAIT: Final = 60 * 60.0
+DEMO_ATTEMPT_TIMEOUT: Final = 120.0
+#: How often the live display refreshes, in wall-clock seconds.
+_REFRESH: Final = 0.25
+
+
+# -- compressed time ----------------------------------------------------------------------
+
+
+class _CompressedSelector(selectors.DefaultSelector):
+    """Waits ``1 / speed`` of every timeout the loop asks for."""
+
+    def __init__(self, speed: float) -> None:
+        super().__init__()
+        self._speed = speed
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        return super().select(None if timeout is None else timeout / self._speed)
+
+
+class _CompressedLoop(asyncio.SelectorEventLoop):
+    def __init__(self, speed: float) -> None:
+        self._speed = speed
+        self._origin = time.monotonic()
+        super().__init__(_CompressedSelector(speed))
+
+    def time(self) -> float:
+        return (time.monotonic() - self._origin) * self._speed
+
+
+def compressed_loop(speed: float) -> asyncio.AbstractEventLoop:
+    """An event loop whose clock (``loop.time()``, so every sleep) runs ``speed`` times faster."""
+    given: object = speed
+    if not (isinstance(given, int | float) and 1 <= given <= 100_000):
+        raise ConfigError(f"speed must be between 1 and 100000, not {speed!r}")
+    return _CompressedLoop(float(speed))
+
+
+# -- the library part -------------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class Tally:
+    """Where one CA's orders stand; every order is in exactly one of the last five counts."""
+
+    ca: CAName
+    orders: int
+    #: Not submitted: the CA refused the order, or its fate is uncertain.
+    not_submitted: int = 0
+    #: Submitted and not yet settled.
+    polling: int = 0
+    issued: int = 0
+    failed: int = 0
+    #: Still pending at PollMaxWait.
+    still_pending: int = 0
+    #: Submitted, not yet answered.
+    submitting: int = 0
+    requests_sent: int = 0
+    rate_limited: int = 0
+
+    @property
+    def accounted(self) -> int:
+        """Orders in one of the counts (equals ``orders`` at all times)."""
+        return (
+            self.submitting
+            + self.not_submitted
+            + self.polling
+            + self.issued
+            + self.failed
+            + self.still_pending
+        )
+
+
+async def renew(
+    connector: Connector[CASettings],
+    requests: Sequence[CertificateRequest],
+    tally: Tally,
+    *,
+    concurrency: int = 20,
+) -> None:
+    """Submit every request once, then poll the pending orders with ``poll_many``.
+
+    ``tally`` is updated as orders move on; ``requests_sent`` and ``rate_limited`` come from
+    the connector's gate, so they count submissions and polls alike.
+    """
+    gate = connector.gate
+    tally.submitting = len(requests)
+    pending: list[str] = []
+    slots = asyncio.Semaphore(concurrency)
+
+    async def submit(request: CertificateRequest) -> None:
+        async with slots:
+            try:
+                status = await connector.issue(request)
+            except CertpollError:
+                # Refused (4xx, 429) or uncertain (timeout, 5xx): never submitted twice.
+                tally.submitting -= 1
+                tally.not_submitted += 1
+                return
+            finally:
+                tally.requests_sent, tally.rate_limited = gate.requests_sent, gate.rate_limited
+        tally.submitting -= 1
+        if status.state is OrderState.ISSUED:
+            tally.issued += 1
+        elif status.state is OrderState.FAILED:
+            tally.failed += 1
+        else:
+            tally.polling += 1
+            pending.append(status.order_id)
+
+    async with asyncio.TaskGroup() as group:
+        for request in requests:
+            group.create_task(submit(request))
+
+    def progress(_: object) -> None:
+        tally.requests_sent, tally.rate_limited = gate.requests_sent, gate.rate_limited
+
+    async with poll_many(
+        connector, pending, concurrency=concurrency, on_progress=progress
+    ) as stream:
+        async for status in stream:
+            tally.polling -= 1
+            if status.state is OrderState.ISSUED:
+                tally.issued += 1
+            elif status.state is OrderState.FAILED:
+                tally.failed += 1
+            else:
+                tally.still_pending += 1
+    progress(None)
+
+
+# -- the simulated world ----------------------------------------------------------------
+
+
+def make_requests(count: int, *, ca: str) -> list[CertificateRequest]:
+    """``count`` renewal requests for ``ca``, one CSR each (one key shared: it is a demo)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    requests = []
+    for index in range(count):
+        name = f"host{index:05d}.{ca}.example.com"
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .sign(key, hashes.SHA256())
+        )
+        requests.append(
+            CertificateRequest(
+                common_name=name, csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode()
+            )
+        )
+    return requests
+
+
+def _split(total: int) -> dict[CAName, int]:
+    share, extra = divmod(total, len(CAS))
+    return {ca: share + (1 if i < extra else 0) for i, ca in enumerate(CAS)}
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class DemoResult:
+    """What a demo run did."""
+
+    tallies: tuple[Tally, ...]
+    wall_seconds: float
+    simulated_seconds: float
+    #: What the simulated CA saw: every request, and the 429s it sent.
+    ca_requests: int
+    ca_throttled: int
+
+
+async def run_batch(
+    *,
+    orders: int = DEFAULT_ORDERS,
+    seed: int = DEFAULT_SEED,
+    concurrency: int = 20,
+    on_tick: Callable[[Sequence[Tally]], None] | None = None,
+    tick: float = 1.0,
+) -> DemoResult:
+    """Renew ``orders`` certificates over the four CAs of one simulator (realistic profile).
+
+    Runs on the current loop's clock: use :func:`compressed_loop` to see hours in seconds.
+    ``on_tick`` gets the tallies every ``tick`` loop seconds and once at the end.
+    """
+    from .testing import Profile, SimulatedCA  # not imported by ``import certpoll``
+
+    given: object = orders
+    if isinstance(given, bool) or not isinstance(given, int) or given < 1:
+        raise ConfigError(f"orders must be a positive integer, not {orders!r}")
+    loop = asyncio.get_running_loop()
+    started_wall, started = time.monotonic(), loop.time()
+    sim = SimulatedCA(profile=Profile.realistic(seed))
+    urls, creds = sim.base_urls(), sim.credentials
+    # In-process there is no TLS: Entrust and GlobalSign trust the transport, and their
+    # certificate paths are never opened because the connectors get the simulator's client.
+    unused = Path("in-process-no-tls.pem")
+    settings: dict[CAName, CASettings] = {
+        "digicert": DigiCertSettings(
+            api_key=creds.digicert_api_key,
+            org_id=creds.digicert_org_id,
+            base_url=urls.digicert,
+            poll_max_wait_seconds=DEMO_MAX_WAIT,
+            attempt_timeout_seconds=DEMO_ATTEMPT_TIMEOUT,
+        ),
+        "sectigo": SectigoSettings(
+            customer_uri=creds.sectigo_customer_uri,
+            login=creds.sectigo_login,
+            password=creds.sectigo_password,
+            org_id=creds.sectigo_org_id,
+            cert_type=creds.sectigo_cert_type,
+            base_url=urls.sectigo,
+            poll_max_wait_seconds=DEMO_MAX_WAIT,
+            attempt_timeout_seconds=DEMO_ATTEMPT_TIMEOUT,
+        ),
+        "entrust": EntrustSettings(
+            api_url=urls.entrust,
+            ca_id=creds.entrust_ca_id,
+            client_cert_path=unused,
+            client_key_path=unused,
+            poll_max_wait_seconds=DEMO_MAX_WAIT,
+            attempt_timeout_seconds=DEMO_ATTEMPT_TIMEOUT,
+        ),
+        "globalsign": GlobalSignSettings(
+            api_url=urls.globalsign,
+            api_key=creds.globalsign_api_key,
+            api_secret=creds.globalsign_api_secret,
+            client_cert_path=unused,
+            client_key_path=unused,
+            poll_max_wait_seconds=DEMO_MAX_WAIT,
+            attempt_timeout_seconds=DEMO_ATTEMPT_TIMEOUT,
+        ),
+    }
+    kinds: dict[CAName, type[Connector[CASettings]]] = {
+        "digicert": DigiCert,  # type: ignore[dict-item]
+        "sectigo": Sectigo,  # type: ignore[dict-item]
+        "entrust": Entrust,  # type: ignore[dict-item]
+        "globalsign": GlobalSign,  # type: ignore[dict-item]
+    }
+    counts = _split(orders)
+    tallies = tuple(Tally(ca=ca, orders=counts[ca]) for ca in CAS)
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        while not done.is_set():
+            if on_tick is not None:
+                on_tick(tallies)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), tick)
+
+    async with sim.client() as http:
+        connectors = [
+            # The display replaces the per-attempt log lines: no hooks.
+            kinds[ca](settings[ca], http=http, poller=settings[ca].make_poller(hooks=()))
+            for ca in CAS
+        ]
+        work = {ca: make_requests(counts[ca], ca=ca) for ca in CAS}
+        async with asyncio.TaskGroup() as group:
+            display = group.create_task(ticker())
+            try:
+                async with asyncio.TaskGroup() as renewals:
+                    for connector, tally in zip(connectors, tallies, strict=True):
+                        renewals.create_task(renew(connector, work[tally.ca], tally))
+            finally:
+                done.set()
+            await display
+        for connector in connectors:
+            await connector.aclose()
+    if on_tick is not None:
+        on_tick(tallies)
+    return DemoResult(
+        tallies=tallies,
+        wall_seconds=time.monotonic() - started_wall,
+        simulated_seconds=loop.time() - started,
+        ca_requests=sim.requests,
+        ca_throttled=sim.throttled,
+    )
+
+
+# -- display ----------------------------------------------------------------------------
+
+_COLUMNS: Final = ("CA", "orders", "issued", "failed", "pending", "refused", "requests", "429s")
+
+
+def _rows(tallies: Sequence[Tally], *, final: bool) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for t in tallies:
+        pending = t.still_pending if final else t.polling + t.submitting + t.still_pending
+        rows.append(
+            (
+                t.ca,
+                str(t.orders),
+                str(t.issued),
+                str(t.failed),
+                str(pending),
+                str(t.not_submitted),
+                str(t.requests_sent),
+                str(t.rate_limited),
+            )
+        )
+    totals = [sum(int(row[i]) for row in rows) for i in range(1, len(_COLUMNS))]
+    rows.append(("total", *map(str, totals)))
+    return rows
+
+
+def _plain_table(rows: Sequence[tuple[str, ...]]) -> str:
+    table = [_COLUMNS, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(_COLUMNS))]
+    lines = [
+        "  ".join(
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
+        )
+        for row in table
+    ]
+    return "\n".join(lines)
+
+
+def render_summary(result: DemoResult) -> str:
+    """The summary table as plain text, with the times and what the CA saw."""
+    minutes = result.simulated_seconds / 60
+    return "\n".join(
+        [
+            _plain_table(_rows(result.tallies, final=True)),
+            "",
+            "pending: still pending at PollMaxWait (an hour, simulated), resumable later; "
+            "refused: the CA refused the submission",
+            f"the simulated CA saw {result.ca_requests} requests and sent "
+            f"{result.ca_throttled} HTTP 429 answers",
+            f"wall time {result.wall_seconds:.1f} s for {minutes:.0f} simulated minutes",
+        ]
+    )
+
+
+def _progress_line(tallies: Sequence[Tally]) -> str:
+    parts = []
+    for t in tallies:
+        pending = t.polling + t.submitting + t.still_pending
+        parts.append(f"{t.ca} {t.issued}✓ {t.failed}✗ {pending}…")
+    sent = sum(t.requests_sent for t in tallies)
+    limited = sum(t.rate_limited for t in tallies)
+    return " | ".join(parts) + f" | {sent} requests, {limited}×429"
+
+
+def run_demo(
+    *,
+    orders: int = DEFAULT_ORDERS,
+    seed: int = DEFAULT_SEED,
+    speed: float = DEFAULT_SPEED,
+    out: IO[str] | None = None,
+    live: bool | None = None,
+) -> DemoResult:
+    """Run the demo on a compressed clock and print a progress display and the summary.
+
+    ``live`` picks the ``rich`` display (None: when rich is installed and ``out`` is a
+    terminal); otherwise a plain progress line is printed every wall-clock second.
+    """
+    stream = sys.stdout if out is None else out
+    loop_speed = float(speed)
+    compressed_loop(loop_speed).close()  # validate before printing anything
+    use_rich = _rich_available() and stream.isatty() if live is None else live
+    print(
+        f"certpoll demo: {orders} renewals over {', '.join(CAS)} against the simulated CA "
+        f"(realistic profile, seed {seed}); time runs {loop_speed:g}x faster",
+        file=stream,
+        flush=True,
+    )
+    with asyncio.Runner(loop_factory=lambda: compressed_loop(loop_speed)) as runner:
+        if use_rich:
+            result = runner.run(_run_rich(orders=orders, seed=seed, speed=loop_speed, out=stream))
+        else:
+            last = [time.monotonic()]
+
+            def plain(tallies: Sequence[Tally]) -> None:
+                now = time.monotonic()
+                if now - last[0] >= 1.0:
+                    last[0] = now
+                    print(_progress_line(tallies), file=stream, flush=True)
+
+            result = runner.run(
+                run_batch(orders=orders, seed=seed, on_tick=plain, tick=_REFRESH * loop_speed)
+            )
+    print(render_summary(result), file=stream, flush=True)
+    return result
+
+
+def _rich_available() -> bool:
+    try:
+        import rich  # noqa: F401
+    except ModuleNotFoundError:  # pragma: no cover - rich is installed with the cli extra
+        return False
+    return True
+
+
+async def _run_rich(*, orders: int, seed: int, speed: float, out: IO[str]) -> DemoResult:
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
+    def table(tallies: Sequence[Tally]) -> Table:
+        view = Table(title="certpoll demo: renewals in flight")
+        for name in _COLUMNS:
+            view.add_column(name, justify="left" if name == "CA" else "right")
+        for row in _rows(tallies, final=False):
+            view.add_row(*row)
+        return view
+
+    console = Console(file=out)
+    with Live(console=console, auto_refresh=False, transient=True) as live:
+        return await run_batch(
+            orders=orders,
+            seed=seed,
+            on_tick=lambda tallies: live.update(table(tallies), refresh=True),
+            tick=_REFRESH * speed,
+        )
+
+
+def demo_orders_from_env(default: int = DEFAULT_ORDERS) -> int:
+    """``CERTPOLL_DEMO_ORDERS`` when set (for quick runs), else ``default``."""
+    raw = os.environ.get("CERTPOLL_DEMO_ORDERS", "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"CERTPOLL_DEMO_ORDERS must be a positive integer, not {raw!r}") from exc
+    if value < 1:
+        raise ConfigError(f"CERTPOLL_DEMO_ORDERS must be a positive integer, not {raw!r}")
+    return value

@@ -1,0 +1,192 @@
+"""The ``certpoll`` command: demo, status (against the simulator served on 127.0.0.1), serve-sim.
+
+``main`` runs in a worker thread, as from a shell: it owns its event loop there, while the
+test's loop serves the simulated CA. Time: the simulator runs 1000 times faster and the
+poll schedule starts at 10 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import certpoll
+from certpoll.__main__ import main
+from certpoll.testing import Credentials, OrderScript, ServedCA, SimulatedCA, serve
+from tests.certs import make_csr
+from tests.helpers import DIGICERT_API_KEY, leaked_secrets
+
+CREDENTIALS = Credentials(digicert_api_key=DIGICERT_API_KEY)
+
+
+async def run(*argv: str) -> int:
+    return await asyncio.to_thread(main, list(argv))
+
+
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(("CERTPOLL_", "CERTCTL_")):
+            monkeypatch.delenv(name)
+
+
+def check_output(capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
+    out, err = capsys.readouterr()
+    assert not leaked_secrets(out + err)
+    assert "Traceback" not in err
+    return out, err
+
+
+@pytest.fixture
+async def served(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[SimulatedCA, ServedCA]]:
+    clean_env(monkeypatch)
+    sim = SimulatedCA(credentials=CREDENTIALS, speed=1000)
+    async with serve(sim, tls=False) as served:
+        monkeypatch.setenv("CERTPOLL_DIGICERT_API_KEY", DIGICERT_API_KEY)
+        monkeypatch.setenv("CERTPOLL_DIGICERT_ORG_ID", "112233")
+        monkeypatch.setenv("CERTPOLL_DIGICERT_BASE_URL", served.base_urls.digicert)
+        monkeypatch.setenv("CERTPOLL_DIGICERT_POLL_INITIAL_WAIT_SECONDS", "0.01")
+        monkeypatch.setenv("CERTPOLL_DIGICERT_POLL_MAX_BACKOFF_SECONDS", "0.05")
+        yield sim, served
+
+
+async def submit(served: ServedCA, sim: SimulatedCA, script: OrderScript) -> str:
+    sim.script_next(script)
+    settings = certpoll.DigiCertSettings(
+        api_key=DIGICERT_API_KEY, org_id=112233, base_url=served.base_urls.digicert
+    )
+    async with certpoll.DigiCert(settings) as dc:
+        order = await dc.issue(
+            certpoll.CertificateRequest(common_name="a.example", csr_pem=make_csr("a.example"))
+        )
+    return order.order_id
+
+
+async def test_status_issued_json_and_out(
+    served: tuple[SimulatedCA, ServedCA], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim, where = served
+    first = await submit(where, sim, OrderScript(issue_after=20))
+    second = await submit(where, sim, OrderScript())
+    code = await run("status", "digicert", first, second, "--json", "--out", str(tmp_path / "o"))
+    out, _ = check_output(capsys)
+    assert code == 0
+    report = json.loads(out)
+    assert [r["order_id"] for r in report] == [first, second]
+    assert {r["state"] for r in report} == {"issued"}
+    assert report[0]["serial"] == str(sim.order("digicert", first).serial)
+    leaf = Path(report[0]["files"][0])
+    assert leaf.read_text().startswith("-----BEGIN CERTIFICATE-----")  # noqa: ASYNC240
+    assert leaf.parent == tmp_path / "o"
+
+
+async def test_status_exit_codes(
+    served: tuple[SimulatedCA, ServedCA], capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim, where = served
+    rejected = await submit(where, sim, OrderScript(issue_after=5, reject=True))
+    waiting = await submit(where, sim, OrderScript(approval_for=10**7))
+    issued = await submit(where, sim, OrderScript())
+    assert await run("status", "digicert", rejected, "--plain") == 2
+    out, _ = check_output(capsys)
+    assert f"digicert {rejected}  failed" in out
+    assert await run("status", "digicert", waiting, issued, "--max-wait", "0.1", "--plain") == 3
+    out, _ = check_output(capsys)
+    assert f"digicert {waiting}  still pending" in out
+    assert f"digicert {issued}  issued" in out
+    assert await run("status", "digicert", waiting, rejected, "--max-wait", "0.1") == 2
+
+
+async def test_refused_credential_is_one_line(
+    served: tuple[SimulatedCA, ServedCA],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CERTPOLL_DIGICERT_API_KEY", DIGICERT_API_KEY + "-wrong")
+    assert await run("status", "digicert", "100001") == 1
+    _, err = check_output(capsys)
+    assert err.count("\n") == 2
+    assert err.startswith("certpoll: error: ")
+    assert "hint: check the credential" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["status", "verisign", "1"], "digicert, sectigo, entrust, globalsign"),
+        (["status", "digicert", "1"], "CERTPOLL_DIGICERT_"),
+        ([], "certpoll demo"),
+        (["status"], "--help"),
+        (["frobnicate"], "--help"),
+        (["demo", "--orders", "zero"], "--help"),
+        (["serve-sim", "--port", "99999"], "--help"),
+    ],
+)
+async def test_user_mistakes(
+    argv: list[str],
+    hint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clean_env(monkeypatch)
+    assert await run(*argv) == 1
+    _, err = check_output(capsys)
+    lines = err.splitlines()
+    assert len(lines) == 2, err
+    assert lines[0].startswith("certpoll: error: ")
+    assert lines[1].startswith("hint: ")
+    assert hint in lines[1]
+
+
+async def test_bad_order_id_and_duplicates(
+    served: tuple[SimulatedCA, ServedCA], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await run("status", "digicert", "12abc") == 1
+    _, err = check_output(capsys)
+    assert "'12abc' is not a valid DigiCert order id" in err
+    assert await run("status", "digicert", "5", "5") == 1
+    _, err = check_output(capsys)
+    assert "twice" in err
+
+
+async def test_demo_small(capsys: pytest.CaptureFixture[str]) -> None:
+    assert await run("demo", "--orders", "8", "--speed", "20000", "--plain", "--seed", "3") == 0
+    out, _ = check_output(capsys)
+    assert "8 renewals" in out
+    assert out.splitlines()[-1].startswith("wall time")
+    total = next(line for line in out.splitlines() if line.startswith("total"))
+    assert total.split()[1] == "8"
+
+
+async def test_serve_sim_serves_until_interrupted() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "certpoll",
+        "serve-sim",
+        "--port",
+        "0",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    first = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
+    origin = first.split(" on ")[1].split()[0]
+    assert origin.startswith("http://127.0.0.1:")
+    exports = [(await process.stdout.readline()).decode() for _ in range(4)]
+    base_url = exports[1].strip().split("=", 1)[1]
+    async with httpx.AsyncClient() as client:
+        answer = await client.get(f"{base_url}/order/certificate/1")
+    assert answer.status_code in (401, 403, 404)  # the simulator answered
+    process.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode == 0, err
+    assert b"Traceback" not in err
