@@ -27,8 +27,6 @@ from certpoll._mtls import MTLSTransport
 from tests.helpers import GLOBALSIGN_API_KEY, GLOBALSIGN_API_SECRET, GLOBALSIGN_TOKEN
 from tests.tls_helpers import ClientFiles, MTLSServer, Seen, bump_mtime, write_padded
 
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[MTLSServer]:

@@ -1,0 +1,386 @@
+"""GlobalSign Atlas HVCA (Certificate Management API v2): :class:`GlobalSign`.
+
+Two layers of authentication: the client certificate (mTLS, see
+:class:`~certpoll.MTLSTransport`) on every request, and a bearer token from
+``POST /login {api_key, api_secret}``. The token is valid for 10 minutes and its lifetime is
+not in the answer, so it is renewed after 9 minutes (on the Poller's clock) and once more on
+a 401. One login serves every concurrent poll: logins are single-flight under a lock.
+
+An order is ``POST /certificates`` (201, the serial number as the last segment of
+``Location``: that serial is the order id and the certificate's serial), watched with
+``GET /certificates/{serial}`` (202 while being issued, 200 when done; the certificate is in
+the answer) and revoked with ``PATCH /certificates/{serial}``. Bodies are sent as
+``application/json;charset=utf-8``, which HVCA insists on. Status words are compared
+case-insensitively: HVCA writes ``ISSUED``/``REVOKED``, older clients ``issued``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import ClassVar, final
+from urllib.parse import unquote
+
+import httpx
+
+from .._certs import certificate_from_pem
+from .._connector import Connector, path_segment
+from .._errors import AuthenticationError, ConfigError, ResponseParseError, SubmissionUncertain
+from .._gate import UpstreamGate
+from .._models import (
+    CAName,
+    Certificate,
+    CertificateRequest,
+    OrderState,
+    OrderStatus,
+    RevocationReason,
+)
+from .._mtls import mtls_mounts
+from .._outcomes import Done, Failed, Pending
+from .._poller import Poller
+from .._settings import GlobalSignSettings
+from .._triage import Triage
+
+__all__ = ["REVOCATION_REASONS", "GlobalSign"]
+
+#: Status words (lowercased) that mean "not yet", besides HTTP 202.
+PENDING_STATUSES = frozenset({"pending", "processing"})
+#: Status words (lowercased) that are a final "no".
+FAILED_STATUSES = frozenset({"revoked", "rejected", "denied", "failed"})
+
+#: RFC 5280 reasons by their ASN.1 names, as HVCA's ``revocation_reason`` takes them.
+REVOCATION_REASONS: Mapping[RevocationReason, str] = {
+    RevocationReason.UNSPECIFIED: "unspecified",
+    RevocationReason.KEY_COMPROMISE: "keyCompromise",
+    RevocationReason.CA_COMPROMISE: "cACompromise",
+    RevocationReason.AFFILIATION_CHANGED: "affiliationChanged",
+    RevocationReason.SUPERSEDED: "superseded",
+    RevocationReason.CESSATION_OF_OPERATION: "cessationOfOperation",
+    RevocationReason.CERTIFICATE_HOLD: "certificateHold",
+    RevocationReason.PRIVILEGE_WITHDRAWN: "privilegeWithdrawn",
+}
+
+_JSON_UTF8 = "application/json;charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    value: str
+    renew_at: float
+
+    def __repr__(self) -> str:
+        return f"_Token([redacted], renew_at={self.renew_at!r})"
+
+
+@final
+class GlobalSign(Connector[GlobalSignSettings]):
+    """GlobalSign Atlas HVCA, over mTLS with a bearer token.
+
+    >>> async with certpoll.GlobalSign(certpoll.GlobalSignSettings()) as gs:  # doctest: +SKIP
+    ...     order = await gs.issue(request)
+    ...     status = await gs.get_order_status(order.order_id)
+
+    Without ``http=`` the connector creates its own client with an :class:`MTLSTransport`
+    mounted for ``api_url`` (pinning ``server_ca_path`` when set); a shared client must mount
+    one itself (see :func:`certpoll.mtls_mounts`). ``clock`` (default: the Poller's) times
+    the token. Order ids are HVCA serial numbers.
+    """
+
+    ca: ClassVar[CAName] = "globalsign"
+    order_noun: ClassVar[str] = "certificate"
+    #: HVCA tokens live 10 minutes; renew a minute early.
+    token_lifetime: ClassVar[float] = 540.0
+
+    def __init__(
+        self,
+        settings: GlobalSignSettings,
+        *,
+        http: httpx.AsyncClient | None = None,
+        poller: Poller | None = None,
+        gate: UpstreamGate | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._tokens: deque[str] = deque(maxlen=4)
+        super().__init__(settings, http=http, poller=poller, gate=gate)
+        self._clock = self.poller.now if clock is None else clock
+        self._token: _Token | None = None
+        self._login_lock = asyncio.Lock()
+        self._logins_done = 0
+        self._login_failure: Pending | Failed | None = None
+
+    @property
+    def base_url(self) -> str:
+        """``settings.api_url`` without a trailing slash."""
+        return self.settings.api_url.rstrip("/")
+
+    def _default_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=self.settings.attempt_timeout_seconds, mounts=mtls_mounts(self.settings)
+        )
+
+    def _make_triage(self) -> Triage:
+        return Triage(ca=self.ca, pending_status_codes=frozenset({202}), redact=self.redact)
+
+    def redact(self, text: str) -> str:
+        """``text`` without the API key, the API secret or any recent bearer token."""
+        text = super().redact(text)
+        for token in self._tokens:
+            text = text.replace(token, "[redacted]")
+        return text
+
+    # -- the token --------------------------------------------------------------------
+
+    async def _bearer(self) -> str | Pending | Failed:
+        """A valid token, logging in first if needed; one login however many callers."""
+        token = self._token
+        if token is not None and self._clock() < token.renew_at:
+            return token.value
+        seen = self._logins_done
+        async with self._login_lock:
+            token = self._token
+            if token is not None and self._clock() < token.renew_at:
+                return token.value
+            if self._logins_done != seen and self._login_failure is not None:
+                # A login failed while this caller waited: share its outcome, don't storm.
+                return self._login_failure
+            outcome = await self._login()
+            # Counted when done: callers that arrived during this login share its outcome.
+            self._logins_done += 1
+            if isinstance(outcome, _Token):
+                self._token, self._login_failure = outcome, None
+                return outcome.value
+            self._login_failure = outcome
+            return outcome
+
+    async def _login(self) -> _Token | Pending | Failed:
+        started = self._clock()
+        body = {
+            "api_key": self.settings.api_key.get_secret_value(),
+            "api_secret": self.settings.api_secret.get_secret_value(),
+        }
+        sent = await self._send(self._build("POST", self.url("login"), body=body))
+        if not isinstance(sent, httpx.Response):
+            return sent
+        try:
+            value = self._json(sent, order_id=None).get("access_token")
+            if not isinstance(value, str) or not value.strip():
+                raise self._parse_error("the login answer has no access_token", sent, None)
+        except ResponseParseError as exc:
+            return Failed(exc)
+        self._tokens.append(value)
+        return _Token(value, started + self.token_lifetime)
+
+    def _forget(self, value: str) -> None:
+        """Drop a token the CA refused, unless another caller already replaced it."""
+        if self._token is not None and self._token.value == value:
+            self._token = None
+
+    def _build(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Mapping[str, object] | None = None,
+        token: str | None = None,
+    ) -> httpx.Request:
+        headers = {"Accept": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        content = None
+        if body is not None:
+            headers["Content-Type"] = _JSON_UTF8
+            content = json.dumps(body).encode("utf-8")
+        return self.http.build_request(method, url, headers=headers, content=content)
+
+    async def _authorised(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Mapping[str, object] | None = None,
+        order_id: str | None = None,
+    ) -> httpx.Response | Pending | Failed:
+        """Send with the bearer token; on a 401, log in again once and resend once."""
+        sent: httpx.Response | Pending | Failed = Pending()
+        for _ in range(2):
+            token = await self._bearer()
+            if not isinstance(token, str):
+                return token
+            sent = await self._send(
+                self._build(method, url, body=body, token=token), order_id=order_id
+            )
+            if not _is_401(sent):
+                return sent
+            self._forget(token)
+        return sent
+
+    # -- the API ----------------------------------------------------------------------
+
+    async def issue(self, request: CertificateRequest) -> OrderStatus:
+        """Order a certificate: the answer is the serial number, the certificate comes later.
+
+        Never retried, except once after a 401 (a refused request created nothing): an
+        answer that leaves the order's fate open raises :class:`SubmissionUncertain`.
+        """
+        body: dict[str, object] = {
+            # HVCA takes the CSR as the public key; the policy decides what else it uses.
+            "public_key": request.csr_pem,
+            "subject_dn": {"common_name": request.common_name},
+            "validity": {"not_before": int(time.time()), "not_after": 0},
+        }
+        if request.sans:
+            body["san"] = {"dns_names": list(request.sans)}
+        try:
+            response = await self._post_order(request, body)
+        except AuthenticationError as exc:
+            if exc.status_code != 401:
+                raise
+            # A 401 means nothing was created: log in again and send once more.
+            response = await self._post_order(request, body)
+        return self._accepted(request, response)
+
+    async def _post_order(
+        self, request: CertificateRequest, body: Mapping[str, object]
+    ) -> httpx.Response:
+        token = await self._bearer()
+        if not isinstance(token, str):
+            raise self._raise_for(token)
+        try:
+            return await self._submit(
+                self._build("POST", self.url("certificates"), body=body, token=token),
+                certificate_request=request,
+            )
+        except AuthenticationError as exc:
+            if exc.status_code == 401:
+                self._forget(token)
+            raise
+
+    def _accepted(self, request: CertificateRequest, response: httpx.Response) -> OrderStatus:
+        answer: Mapping[str, object] = {}
+        try:
+            if response.content.strip():
+                answer = self._json(response, order_id=None)
+            serial = _location_serial(response.headers.get("Location"))
+            if serial is None:
+                number = answer.get("serial_number")
+                serial = number if isinstance(number, str) and number.strip() else None
+            if serial is None:
+                raise self._parse_error("the answer has no Location serial", response, None)
+            path_segment(serial, what="GlobalSign serial number")
+        except (ResponseParseError, ConfigError) as exc:
+            raise SubmissionUncertain(
+                f"globalsign: the answer to the order for {request.common_name!r} cannot be "
+                "read; check the CA before ordering again",
+                ca=self.ca,
+                common_name=request.common_name,
+                status_code=response.status_code,
+                body_excerpt=self.triage.excerpt(response),
+            ) from exc
+        if "status" not in answer:
+            return self._submitted(serial)
+        return self._submitted(serial, self._outcome(answer, response, serial))
+
+    async def poll_once(self, order_id: str) -> Done[OrderStatus] | Pending | Failed:
+        """Look at the certificate once: 202 is pending, 200 carries the verdict."""
+        order_id = self.check_order_id(order_id)
+        url = self.url("certificates", path_segment(order_id, what="GlobalSign serial number"))
+        sent = await self._authorised("GET", url, order_id=order_id)
+        if not isinstance(sent, httpx.Response):
+            return sent
+        try:
+            answer = self._json(sent, order_id=order_id)
+        except ResponseParseError as exc:
+            return Failed(exc)
+        return self._outcome(answer, sent, order_id)
+
+    def _outcome(
+        self, answer: Mapping[str, object], response: httpx.Response, serial: str
+    ) -> Done[OrderStatus] | Pending | Failed:
+        status = answer.get("status")
+        if not isinstance(status, str):
+            return Failed(self._parse_error("the answer has no status", response, serial))
+        word = status.strip().lower()
+        if word in PENDING_STATUSES:
+            return Pending(detail=f"certificate {serial} is {status}")
+        if word in FAILED_STATUSES:
+            return Done(
+                OrderStatus(
+                    ca=self.ca,
+                    order_id=serial,
+                    state=OrderState.FAILED,
+                    message=f"certificate {serial} is {status}",
+                )
+            )
+        if word != "issued":
+            return self._unknown_status(status, order_id=serial)
+        pem = answer.get("certificate")
+        if not isinstance(pem, str) or not pem.strip():
+            return Failed(
+                self._parse_error(
+                    "the certificate is ISSUED but its PEM is missing", response, serial
+                )
+            )
+        chain = answer.get("chain")
+        try:
+            certificate = certificate_from_pem(
+                pem,
+                ca=self.ca,
+                order_id=serial,
+                ca_certificate_id=serial,
+                serial=serial,
+                chain=chain if isinstance(chain, str) else "",
+            )
+        except ResponseParseError as exc:
+            return Failed(exc)
+        return Done(
+            OrderStatus(
+                ca=self.ca, order_id=serial, state=OrderState.ISSUED, certificate=certificate
+            )
+        )
+
+    async def revoke(
+        self,
+        certificate: Certificate | str,
+        *,
+        reason: RevocationReason = RevocationReason.UNSPECIFIED,
+    ) -> None:
+        """Revoke a certificate by its HVCA serial number (``PATCH /certificates/{serial}``).
+
+        ``certificate`` is a :class:`Certificate` (its ``ca_certificate_id``) or the serial.
+        The reason goes as ``revocation_reason`` with the current time as
+        ``revocation_time``. A refusal raises the triaged error.
+        """
+        raw = certificate.ca_certificate_id if isinstance(certificate, Certificate) else certificate
+        serial = path_segment(raw, what="GlobalSign serial number")
+        try:
+            name = REVOCATION_REASONS[RevocationReason(reason)]
+        except ValueError as exc:
+            raise ConfigError(f"{reason!r} is not a RevocationReason") from exc
+        body = {"revocation_reason": name, "revocation_time": int(time.time())}
+        sent = await self._authorised("PATCH", self.url("certificates", serial), body=body)
+        if not isinstance(sent, httpx.Response):
+            raise self._raise_for(sent)
+
+
+def _is_401(sent: httpx.Response | Pending | Failed) -> bool:
+    return (
+        isinstance(sent, Failed)
+        and isinstance(sent.error, AuthenticationError)
+        and sent.error.status_code == 401
+    )
+
+
+def _location_serial(location: str | None) -> str | None:
+    """The serial number HVCA puts as the last path segment of ``Location``."""
+    if not location:
+        return None
+    try:
+        path = httpx.URL(location).path
+    except httpx.InvalidURL:
+        return None
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    return unquote(last) or None
