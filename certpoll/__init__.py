@@ -3,6 +3,10 @@
 Everything public is re-exported here; the modules behind it are private.
 """
 
+from ._connectors.digicert import DigiCert as DigiCert
+from ._connectors.entrust import Entrust as Entrust
+from ._connectors.globalsign import GlobalSign as GlobalSign
+from ._connectors.sectigo import Sectigo as Sectigo
 from ._errors import AttemptTimeout as AttemptTimeout
 from ._errors import AuthenticationError as AuthenticationError
 from ._errors import CertpollError as CertpollError
@@ -13,17 +17,26 @@ from ._errors import RateLimited as RateLimited
 from ._errors import ResponseParseError as ResponseParseError
 from ._errors import SubmissionUncertain as SubmissionUncertain
 from ._errors import TransientError as TransientError
+from ._fleet import OrderStream as OrderStream
+from ._fleet import PendingOrder as PendingOrder
+from ._fleet import Progress as Progress
+from ._fleet import poll_many as poll_many
+from ._fleet import resume as resume
 from ._instrumentation import PollDetails as PollDetails
 from ._instrumentation import PollHook as PollHook
 from ._instrumentation import get_poll_hooks as get_poll_hooks
 from ._instrumentation import logging_hook as logging_hook
 from ._instrumentation import set_poll_hooks as set_poll_hooks
+from ._integrations import prometheus_hook as prometheus_hook
+from ._integrations import structlog_hook as structlog_hook
 from ._models import CAName as CAName
 from ._models import Certificate as Certificate
 from ._models import CertificateRequest as CertificateRequest
 from ._models import OrderState as OrderState
 from ._models import OrderStatus as OrderStatus
 from ._models import RevocationReason as RevocationReason
+from ._mtls import MTLSTransport as MTLSTransport
+from ._mtls import mtls_mounts as mtls_mounts
 from ._outcomes import AttemptResult as AttemptResult
 from ._outcomes import Done as Done
 from ._outcomes import Failed as Failed
@@ -55,6 +68,19 @@ __all__ = [
     "OrderState",
     "OrderStatus",
     "RevocationReason",
+    # Connectors
+    "DigiCert",
+    "Sectigo",
+    "Entrust",
+    "GlobalSign",
+    "MTLSTransport",
+    "mtls_mounts",
+    # Many orders
+    "poll_many",
+    "resume",
+    "PendingOrder",
+    "Progress",
+    "OrderStream",
     # Settings
     "CASettings",
     "DigiCertSettings",
@@ -67,6 +93,8 @@ __all__ = [
     "logging_hook",
     "set_poll_hooks",
     "get_poll_hooks",
+    "prometheus_hook",
+    "structlog_hook",
     # Errors
     "CertpollError",
     "ConfigError",

@@ -9,6 +9,7 @@ the order submission goes through :meth:`Connector._submit`, which never retries
 from __future__ import annotations
 
 import abc
+import dataclasses
 import json
 import logging
 import re
@@ -40,7 +41,7 @@ from ._poller import Poller
 from ._settings import CASettings
 from ._triage import Triage
 
-__all__ = ["Connector", "path_segment"]
+__all__ = ["Connector", "decimal_id", "path_segment"]
 
 logger = logging.getLogger("certpoll")
 
@@ -50,6 +51,11 @@ S = TypeVar("S", bound=CASettings)
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DECIMAL_ID = re.compile(r"[1-9][0-9]{0,19}")
+#: Unknown status words already warned about, per CA; bounded so a CA inventing a new word
+#: on every answer cannot grow it without limit.
+_WARNED_STATUSES: set[tuple[str, str]] = set()
+_MAX_WARNED_STATUSES = 1024
 #: Transport errors raised before any byte of the request left: safe to send again.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
@@ -65,6 +71,19 @@ def path_segment(value: str, *, what: str = "order id") -> str:
     if value in ("", ".", "..") or len(value) > 256 or _CONTROL.search(value):
         raise ConfigError(f"{value[:64]!r} is not a valid {what}")
     return quote(value, safe="")
+
+
+def decimal_id(value: str, *, what: str = "order id") -> str:
+    """``value`` if it is a positive decimal integer (ASCII digits, no sign, no leading zero).
+
+    Anything else (``"12abc"``, ``" 12"``, ``"-5"``, ``"0x10"``, ``"1e3"``, ``""``) is a
+    :class:`ConfigError`: a lenient parse would poll some other order.
+    """
+    if not isinstance(value, str):
+        raise ConfigError(f"the {what} must be a string, not {type(value).__name__}")
+    if not _DECIMAL_ID.fullmatch(value):
+        raise ConfigError(f"{value[:64]!r} is not a valid {what}: expected a positive integer")
+    return value
 
 
 class Connector(abc.ABC, Generic[S]):
@@ -184,6 +203,51 @@ class Connector(abc.ABC, Generic[S]):
             text = text.replace(secret, "[redacted]")
         return text
 
+    def _submitted(
+        self, order_id: str, first_look: Done[OrderStatus] | Pending | Failed | None = None
+    ) -> OrderStatus:
+        """What ``issue`` returns for an order the CA accepted, after an optional first look.
+
+        A problem during that first look (even a permanent one, such as an unreadable
+        download) is not the order's fate and must not lose its id: the order comes back
+        ``PENDING`` with the problem as ``last_error``, for ``get_order_status`` to settle.
+        """
+        if isinstance(first_look, Done):
+            return first_look.value
+        pending = OrderStatus(
+            ca=self.ca,
+            order_id=order_id,
+            state=OrderState.PENDING,
+            message=f"{self.order_noun} {order_id} submitted",
+        )
+        if isinstance(first_look, Pending):
+            return dataclasses.replace(
+                pending,
+                message=first_look.detail or pending.message,
+                last_error=first_look.error,
+                retry_after=first_look.retry_after,
+            )
+        if isinstance(first_look, Failed):
+            return dataclasses.replace(pending, last_error=first_look.error)
+        return pending
+
+    def _unknown_status(self, status: str, *, order_id: str) -> Pending:
+        """A status word this connector does not know: pending, warned about once per word."""
+        word = self.redact(status[:64])
+        key = (self.ca, word)
+        if key not in _WARNED_STATUSES and len(_WARNED_STATUSES) < _MAX_WARNED_STATUSES:
+            _WARNED_STATUSES.add(key)
+            logger.warning(
+                "certpoll.unknown_status ca=%s status=%r order_id=%s: treated as pending",
+                self.ca,
+                word,
+                order_id,
+                extra={"certpoll_ca": self.ca, "certpoll_status": word},
+            )
+        return Pending(
+            detail=f"{self.order_noun} {order_id} has status {word!r}, unknown to certpoll"
+        )
+
     def url(self, *segments: str) -> str:
         """The URL of ``segments`` under :attr:`base_url`; each must already be escaped."""
         return "/".join((self.base_url, *segments))
@@ -192,16 +256,16 @@ class Connector(abc.ABC, Generic[S]):
         self, request: httpx.Request, *, order_id: str | None = None
     ) -> httpx.Response | Pending | Failed:
         """Send through the gate; a 2xx response, read in full, or the triaged outcome."""
-        async with self.gate.admit():
+        async with self.gate.admit() as admission:
             try:
                 response = await self._fetch(request, order_id=order_id)
             except httpx.HTTPError as exc:
                 return self.triage.exception(exc, order_id=order_id)
             except ResponseParseError as exc:
                 return Failed(exc)
-        outcome = self.triage.response(response, order_id=order_id)
-        if isinstance(outcome, Pending) and outcome.retry_after:
-            self.gate.hold(outcome.retry_after)
+            # Inside the block: a 429 holds the whole gate, and a probe's answer is known.
+            outcome = self.triage.response(response, order_id=order_id)
+            admission.observe(outcome)
         return response if outcome is None else outcome
 
     async def _submit(
@@ -215,7 +279,7 @@ class Connector(abc.ABC, Generic[S]):
         :class:`PermanentError` or, for 429, :class:`RateLimited`.
         """
         name = certificate_request.common_name
-        async with self.gate.admit():
+        async with self.gate.admit() as admission:
             try:
                 response = await self._fetch(request, order_id=None)
             except _NOT_SENT as exc:
@@ -237,7 +301,8 @@ class Connector(abc.ABC, Generic[S]):
                     ca=self.ca,
                     common_name=name,
                 ) from exc
-        triaged = self.triage.response(response)
+            triaged = self.triage.response(response)
+            admission.observe(triaged)
         if triaged is None:
             return response
         outcome = triaged
@@ -254,11 +319,18 @@ class Connector(abc.ABC, Generic[S]):
                 body_excerpt=error.body_excerpt,
             ) from error
         if error is not None:
-            if outcome.retry_after:
-                self.gate.hold(outcome.retry_after)
             raise error
-        # A "still working" status code (GlobalSign's 202) on a submit is an accepted order.
-        return response
+        if response.status_code in self.triage.pending_status_codes:
+            # A "still working" status code (GlobalSign's 202) on a submit is an accepted order.
+            return response
+        # A CA's "not ready, try later" words make sense for a download, never for an order.
+        raise PermanentError(
+            f"{self.ca}: the order for {name!r} was refused: HTTP {response.status_code}: "
+            f"{outcome.detail}",
+            ca=self.ca,
+            status_code=response.status_code,
+            body_excerpt=self.triage.excerpt(response),
+        )
 
     async def _fetch(self, request: httpx.Request, *, order_id: str | None) -> httpx.Response:
         """Send ``request`` and read its body, refusing bodies over the cap."""

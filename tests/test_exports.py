@@ -28,6 +28,16 @@ EXPECTED = {
     # Connectors
     "DigiCert",
     "Sectigo",
+    "Entrust",
+    "GlobalSign",
+    "MTLSTransport",
+    "mtls_mounts",
+    # Many orders
+    "poll_many",
+    "resume",
+    "PendingOrder",
+    "Progress",
+    "OrderStream",
     # Settings
     "CASettings",
     "DigiCertSettings",
