@@ -18,6 +18,10 @@ $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[cli]'
 	touch $@
 
+$(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
 demo: $(VENV)/.demo-installed
 	$(BIN)/python -m certpoll demo
 
@@ -30,6 +34,10 @@ typecheck: $(VENV)/.dev-installed
 
 test: lint typecheck
 	$(BIN)/pytest --cov --cov-report=term-missing
+
+# Not part of `make test`: about 8 minutes; writes docs/benchmarks.md and its plots.
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage build dist
