@@ -10,14 +10,6 @@ from bench import overhead, ratelimit, scale, storm
 from bench._common import summarize
 from bench.report import Results, headlines, write_report
 
-# An event loop made in the workloads' worker threads is left to the garbage collector
-# (not found in the time available); nothing of certpoll's leaks.
-pytestmark = [
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-]
-
-
 def test_summarize_gives_median_min_and_max() -> None:
     stats = summarize([3.0, 1.0, 2.0])
     assert (stats.median, stats.low, stats.high, stats.runs) == (2.0, 1.0, 3.0, 3)
