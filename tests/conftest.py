@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import Generator, Iterator
 
@@ -97,7 +96,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[object]:
     looptime 0.9 asks the event loop policy for the loop even around a sync test; in Python
     3.11 that creates a loop nobody closes, and its garbage collection fails a later test.
     """
-    if inspect.iscoroutinefunction(pyfuncitem.obj):
+    # pytest-asyncio marks every async test (auto mode), and wraps it in a sync function.
+    if pyfuncitem.get_closest_marker("asyncio") is not None:
         return (yield)
     policy = asyncio.get_event_loop_policy()
     loop = asyncio.new_event_loop()
