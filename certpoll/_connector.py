@@ -50,6 +50,23 @@ S = TypeVar("S", bound=CASettings)
 #: Reading stops here: no certificate answer is anywhere near this size.
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 
+#: Redirects followed at most, when ``follow_redirects`` is on.
+MAX_REDIRECTS = 5
+_REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+#: Headers carrying a CA credential (DigiCert's key, Sectigo's account, GlobalSign's bearer
+#: token): never sent to another origin. Any header holding a credential value is dropped too.
+CREDENTIAL_HEADERS = frozenset(
+    {
+        "x-dc-devkey",
+        "customeruri",
+        "login",
+        "password",
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+    }
+)
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DECIMAL_ID = re.compile(r"[1-9][0-9]{0,19}")
 #: Unknown status words already warned about, per CA; bounded so a CA inventing a new word
@@ -109,6 +126,16 @@ class Connector(abc.ABC, Generic[S]):
     ) -> None:
         self.settings = settings
         self._owns_http = http is None
+        if not settings.tls_verify:
+            logger.warning(
+                "certpoll.tls_verify_off ca=%s: %s",
+                self.ca,
+                "the CA's TLS certificate is NOT verified (tls_verify=false)"
+                if http is None
+                else "tls_verify=false does not apply to the http= client passed in, "
+                "which verifies as it was built",
+                extra={"certpoll_ca": self.ca},
+            )
         self.http = self._default_client() if http is None else http
         self.poller = settings.make_poller() if poller is None else poller
         self.gate = UpstreamGate(rate_limits=settings.rate_limits) if gate is None else gate
@@ -120,7 +147,9 @@ class Connector(abc.ABC, Generic[S]):
         return Triage(ca=self.ca, redact=self.redact)
 
     def _default_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=self.settings.attempt_timeout_seconds)
+        return httpx.AsyncClient(
+            timeout=self.settings.attempt_timeout_seconds, verify=self.settings.tls_verify
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
@@ -333,6 +362,74 @@ class Connector(abc.ABC, Generic[S]):
         )
 
     async def _fetch(self, request: httpx.Request, *, order_id: str | None) -> httpx.Response:
+        """Send ``request`` and read its body; follow redirects only if the settings say so.
+
+        A redirect not followed (the default, too many, one that would carry a body to
+        another origin) comes back as the 3xx it is, which the triage makes permanent.
+        """
+        response = await self._read(request, order_id=order_id)
+        if not self.settings.follow_redirects:
+            return response
+        for _ in range(MAX_REDIRECTS):
+            following = self._redirect(request, response)
+            if following is None:
+                break
+            request = following
+            response = await self._read(request, order_id=order_id)
+        return response
+
+    def _redirect(self, request: httpx.Request, response: httpx.Response) -> httpx.Request | None:
+        """The request a 3xx answer points to, without credentials if it leaves the origin."""
+        location = response.headers.get("Location")
+        if response.status_code not in _REDIRECT_CODES or not location:
+            return None
+        try:
+            url = request.url.join(location)
+            content = request.content
+        except (httpx.InvalidURL, httpx.RequestNotRead):
+            return None
+        if url.scheme not in ("http", "https"):
+            return None
+        method = request.method
+        status = response.status_code
+        if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+            method, content = "GET", b""
+        same_origin = (url.scheme, url.host, url.port) == (
+            request.url.scheme,
+            request.url.host,
+            request.url.port,
+        )
+        # Host and lengths are recomputed for the new request; a body that changes to GET
+        # takes its Content-Type with it.
+        dropped = {"host", "content-length", "transfer-encoding"}
+        if not content:
+            dropped.add("content-type")
+        if not same_origin:
+            if content:
+                # A body may hold a credential (GlobalSign's login): never to another origin.
+                return None
+            dropped |= CREDENTIAL_HEADERS
+        headers = [
+            (name, value)
+            for name, value in request.headers.raw
+            if name.decode("latin-1").lower() not in dropped
+            and (same_origin or not self._holds_secret(value.decode("latin-1")))
+        ]
+        logger.info(
+            "certpoll.redirect ca=%s status=%s to=%s same_origin=%s",
+            self.ca,
+            status,
+            self.redact(f"{url.scheme}://{url.netloc.decode('ascii')}{url.path}"),
+            same_origin,
+        )
+        return httpx.Request(
+            method, url, headers=headers, content=content or None, extensions=request.extensions
+        )
+
+    def _holds_secret(self, text: str) -> bool:
+        return self.redact(text) != text
+
+    async def _read(self, request: httpx.Request, *, order_id: str | None) -> httpx.Response:
         """Send ``request`` and read its body, refusing bodies over the cap."""
         response = await self.http.send(request, stream=True, follow_redirects=False)
         try:
@@ -353,10 +450,11 @@ class Connector(abc.ABC, Generic[S]):
         finally:
             await response.aclose()
         # The body is already decoded: drop the headers that describe the encoded form.
+        # Raw bytes: a header value that is not ASCII must not break the copy.
         headers = [
             (k, v)
-            for k, v in response.headers.multi_items()
-            if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+            for k, v in response.headers.raw
+            if k.lower() not in (b"content-encoding", b"content-length", b"transfer-encoding")
         ]
         return httpx.Response(
             response.status_code,

@@ -89,7 +89,8 @@ class MTLSTransport(httpx.AsyncBaseTransport):
     usual roots (``httpx``'s: certifi, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when
     ``trust_env``), or, when ``server_ca_path`` is given, against the certificates of that
     file **only**. TLS 1.2 is the minimum. ``http2`` and ``limits`` go to the
-    ``httpx.AsyncHTTPTransport`` underneath.
+    ``httpx.AsyncHTTPTransport`` underneath. ``verify=False`` (only that explicit value)
+    skips the server's certificate check, with a warning; it cannot be combined with a pin.
 
     The pair is loaded at once: a missing or unreadable file is a :class:`ConfigError`.
     """
@@ -103,7 +104,13 @@ class MTLSTransport(httpx.AsyncBaseTransport):
         http2: bool = False,
         limits: httpx.Limits | None = None,
         trust_env: bool = True,
+        verify: bool = True,
     ) -> None:
+        if verify is not True and verify is not False:
+            raise ConfigError(f"verify must be True or False, not {verify!r}")
+        if not verify and server_ca_path is not None:
+            raise ConfigError("server_ca_path pins the server's CA: it needs verify=True")
+        self.verify = verify
         self.cert_path = Path(cert_path)
         self.key_path = Path(key_path)
         self.server_ca_path = None if server_ca_path is None else Path(server_ca_path)
@@ -113,6 +120,12 @@ class MTLSTransport(httpx.AsyncBaseTransport):
         self._retired: list[_Generation] = []
         self._failed_keys: set[tuple[_FileKey, ...]] = set()
         self.reloads = 0
+        if not verify:
+            logger.warning(
+                "certpoll.tls_verify_off mTLS transport for cert=%s: the server's certificate "
+                "is NOT verified",
+                self.cert_path,
+            )
         try:
             self._current = self._load(self._stat())
         except (OSError, ssl.SSLError, ValueError) as exc:
@@ -144,7 +157,11 @@ class MTLSTransport(httpx.AsyncBaseTransport):
 
     def ssl_context(self) -> ssl.SSLContext:
         """A new context with the key pair and trust roots as the files hold them now."""
-        if self.server_ca_path is None:
+        if not self.verify:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        elif self.server_ca_path is None:
             context = httpx.create_ssl_context(trust_env=self._trust_env)
         else:
             # The pinned bundle is the only trust root: no system store, no certifi.
@@ -248,11 +265,12 @@ def mtls_mounts(
         server_ca = item.server_ca_path if isinstance(item, GlobalSignSettings) else None
         existing = mounts.get(origin)
         if existing is not None:
-            if (existing.cert_path, existing.key_path, existing.server_ca_path) != (
-                item.client_cert_path,
-                item.client_key_path,
-                server_ca,
-            ):
+            if (
+                existing.cert_path,
+                existing.key_path,
+                existing.server_ca_path,
+                existing.verify,
+            ) != (item.client_cert_path, item.client_key_path, server_ca, item.tls_verify):
                 raise ConfigError(
                     f"{origin} is given two different mTLS key pairs or server CAs; "
                     "one client can mount only one transport per origin"
@@ -260,7 +278,10 @@ def mtls_mounts(
             continue
         try:
             mounts[origin] = MTLSTransport(
-                item.client_cert_path, item.client_key_path, server_ca_path=server_ca
+                item.client_cert_path,
+                item.client_key_path,
+                server_ca_path=server_ca,
+                verify=item.tls_verify,
             )
         except ConfigError as exc:
             names = [type(item).env_var("client_cert_path"), type(item).env_var("client_key_path")]

@@ -15,9 +15,9 @@ import random
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Self
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -75,6 +75,17 @@ class CASettings(BaseSettings):
         description="Client-side limits as (requests, per seconds) pairs, all enforced; "
         'in the environment as JSON, e.g. "[[80, 5], [800, 180]]". Empty means none.',
     )
+    tls_verify: bool = Field(
+        default=True,
+        description="Verify the CA's TLS certificate. Only an explicit false (or 0) switches "
+        "it off, for the client the connector creates; every connector start then logs a "
+        "warning.",
+    )
+    follow_redirects: bool = Field(
+        default=False,
+        description="Follow 3xx answers (at most 5). A redirect to another origin is followed "
+        "without the CA credential headers, and never with a request body.",
+    )
 
     @field_validator("poll_max_wait_seconds")
     @classmethod
@@ -82,6 +93,22 @@ class CASettings(BaseSettings):
         if math.isnan(value) or value < 0:
             raise ValueError("must be 0 (the default, 600) or a positive number of seconds")
         return DEFAULT_MAX_WAIT if value == 0 else value
+
+    @field_validator("tls_verify", "follow_redirects", mode="before")
+    @classmethod
+    def _strict_bool(cls, value: object) -> object:
+        # pydantic also reads "off", "no", "n", "f" as false: for a switch that turns TLS
+        # verification off, accept only an unmistakable spelling.
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text in ("true", "1"):
+                return True
+            if text in ("false", "0"):
+                return False
+            raise ValueError("must be true or false (or 1 or 0)")
+        if isinstance(value, bool):
+            return value
+        raise ValueError("must be true or false")
 
     @field_validator("rate_limits")
     @classmethod
@@ -179,7 +206,9 @@ def _config_error(
     for error in exc.errors(include_input=False, include_url=False):
         field = str(error["loc"][0]) if error["loc"] else ""
         where = _origin(settings_cls, field, values)
-        if error["type"] == "missing":
+        if not field:  # a check across fields: its message names them
+            problems.append(str(error["msg"]).removeprefix("Value error, "))
+        elif error["type"] == "missing":
             certpoll_var, certctl_var = (p + field.upper() for p in settings_cls._prefixes())
             problems.append(f"{certpoll_var} is required (or {certctl_var}, or {field}=...)")
         else:
@@ -263,3 +292,12 @@ class GlobalSignSettings(CASettings):
     server_ca_path: Path | None = None
 
     _check_api_url = field_validator("api_url")(_api_url)
+
+    @model_validator(mode="after")
+    def _pin_needs_verification(self) -> Self:
+        if self.server_ca_path is not None and not self.tls_verify:
+            raise ValueError(
+                f"{self.env_var('server_ca_path')} pins the server's CA, so "
+                f"{self.env_var('tls_verify')} cannot be false"
+            )
+        return self

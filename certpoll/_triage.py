@@ -46,6 +46,7 @@ logger = logging.getLogger("certpoll")
 BODY_EXCERPT_CHARS = 200
 
 _DELAY_SECONDS = re.compile(r"[0-9]+")
+_MAX_DELAY_DIGITS = 12
 
 
 def parse_retry_after(value: str, *, now: datetime | None = None) -> float | None:
@@ -57,7 +58,8 @@ def parse_retry_after(value: str, *, now: datetime | None = None) -> float | Non
     ignored.
     """
     text = value.strip()
-    if _DELAY_SECONDS.fullmatch(text):
+    # More digits than centuries of seconds is garbage (and would overflow a float).
+    if _DELAY_SECONDS.fullmatch(text) and len(text) <= _MAX_DELAY_DIGITS:
         return float(int(text))
     try:
         when = parsedate_to_datetime(text)

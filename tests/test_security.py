@@ -1,0 +1,395 @@
+"""Security promises (docs/security.md): redirects, credentials across origins, TLS verification.
+
+Server-CA pinning against a real TLS server with two generated CAs is in tests/test_mtls.py
+(``test_pinning_an_unrelated_ca_fails_the_handshake``, ``test_a_pinned_ca_is_the_only_trust_root``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import respx
+import trustme
+
+import certpoll
+from certpoll import _connector
+from certpoll._mtls import MTLSTransport
+from tests.helpers import (
+    DIGICERT_API_KEY,
+    GLOBALSIGN_API_KEY,
+    GLOBALSIGN_API_SECRET,
+    GLOBALSIGN_TOKEN,
+    SECTIGO_LOGIN,
+    SECTIGO_PASSWORD,
+    FakeTime,
+    leaked_secrets,
+)
+
+DC = "https://dc.test/services/v2"
+DC_STATUS = f"{DC}/order/certificate/99001"
+SC = "https://scm.test/api"
+SC_STATUS = f"{SC}/ssl/v1/55001"
+GS = "https://gs.test:8443/v2"
+EVIL = "https://evil.test/collect"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith(("CERTPOLL_", "CERTCTL_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+@pytest.fixture
+def mock() -> Iterator[respx.MockRouter]:
+    with respx.mock(assert_all_called=True, assert_all_mocked=True) as router:
+        yield router
+
+
+def digicert(fake_time: FakeTime, **overrides: object) -> certpoll.DigiCert:
+    values: dict[str, object] = {"api_key": DIGICERT_API_KEY, "org_id": 1, "base_url": DC}
+    values.update(overrides)
+    settings = certpoll.DigiCertSettings(**values)  # type: ignore[arg-type]
+    return certpoll.DigiCert(settings, poller=fake_time.poller(max_wait=60.0))
+
+
+def sectigo(fake_time: FakeTime, **overrides: object) -> certpoll.Sectigo:
+    values: dict[str, object] = {
+        "customer_uri": "test-org",
+        "login": SECTIGO_LOGIN,
+        "password": SECTIGO_PASSWORD,
+        "org_id": 1,
+        "cert_type": 2,
+        "base_url": SC,
+    }
+    values.update(overrides)
+    settings = certpoll.SectigoSettings(**values)  # type: ignore[arg-type]
+    return certpoll.Sectigo(settings, poller=fake_time.poller(max_wait=60.0))
+
+
+def globalsign(fake_time: FakeTime, **overrides: object) -> certpoll.GlobalSign:
+    values: dict[str, object] = {
+        "api_url": GS,
+        "api_key": GLOBALSIGN_API_KEY,
+        "api_secret": GLOBALSIGN_API_SECRET,
+        "client_cert_path": Path("/nonexistent/client.crt"),
+        "client_key_path": Path("/nonexistent/client.key"),
+    }
+    values.update(overrides)
+    settings = certpoll.GlobalSignSettings(**values)  # type: ignore[arg-type]
+    return certpoll.GlobalSign(
+        settings, http=httpx.AsyncClient(), poller=fake_time.poller(max_wait=60.0)
+    )
+
+
+def credentials_in(request: httpx.Request) -> list[str]:
+    return leaked_secrets(" ".join(f"{k}: {v}" for k, v in request.headers.multi_items()))
+
+
+# -- redirects: off by default -------------------------------------------------------------
+
+
+async def test_redirects_are_not_followed_by_default(
+    mock: respx.MockRouter, fake_time: FakeTime
+) -> None:
+    mock.get(DC_STATUS).respond(302, headers={"Location": EVIL})
+    outcome = await digicert(fake_time).poll_once("99001")
+    assert isinstance(outcome, certpoll.Failed)
+    assert isinstance(outcome.error, certpoll.PermanentError)
+    assert outcome.error.status_code == 302
+    assert len(mock.calls) == 1  # nothing sent to evil.test (it is not even mocked)
+
+
+async def test_a_redirect_on_submit_is_a_refusal_not_a_second_post(
+    mock: respx.MockRouter, fake_time: FakeTime
+) -> None:
+    from tests.certs import make_csr
+
+    submit = mock.post(f"{DC}/order/certificate/ssl_basic").respond(
+        307, headers={"Location": f"{DC}/elsewhere"}
+    )
+    request = certpoll.CertificateRequest(common_name="a.example", csr_pem=make_csr("a.example"))
+    with pytest.raises(certpoll.PermanentError):
+        await digicert(fake_time).issue(request)
+    assert submit.call_count == 1
+
+
+def test_follow_redirects_is_off_unless_set() -> None:
+    assert certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=1).follow_redirects is False
+
+
+# -- redirects turned on: credentials never leave the origin ----------------------------
+
+
+async def test_digicert_key_is_not_sent_to_another_origin(
+    mock: respx.MockRouter, fake_time: FakeTime
+) -> None:
+    first = mock.get(DC_STATUS).respond(302, headers={"Location": EVIL})
+    evil = mock.get(EVIL).respond(200, json={"id": 99001, "status": "pending"})
+    outcome = await digicert(fake_time, follow_redirects=True).poll_once("99001")
+    assert isinstance(outcome, certpoll.Pending)
+    assert first.calls.last.request.headers["X-DC-DEVKEY"] == DIGICERT_API_KEY
+    sent = evil.calls.last.request
+    assert "X-DC-DEVKEY" not in sent.headers
+    assert credentials_in(sent) == []
+    assert sent.headers["Host"] == "evil.test"
+
+
+async def test_sectigo_account_headers_are_not_sent_to_another_origin(
+    mock: respx.MockRouter, fake_time: FakeTime
+) -> None:
+    mock.get(SC_STATUS).respond(301, headers={"Location": EVIL})
+    evil = mock.get(EVIL).respond(200, json={"sslId": 55001, "status": "Applied"})
+    outcome = await sectigo(fake_time, follow_redirects=True).poll_once("55001")
+    assert isinstance(outcome, certpoll.Pending)
+    sent = evil.calls.last.request
+    for name in ("customerUri", "login", "password"):
+        assert name not in sent.headers
+    assert credentials_in(sent) == []
+
+
+async def test_globalsign_bearer_token_is_not_sent_to_another_origin(
+    mock: respx.MockRouter, fake_time: FakeTime
+) -> None:
+    mock.post(f"{GS}/login").respond(200, json={"access_token": GLOBALSIGN_TOKEN})
+    first = mock.get(f"{GS}/certificates/0A1B").respond(
+        307, headers={"Location": "http://gs.test:8443/v2/certificates/0A1B"}
+    )
+    # Same host, but http: another origin, so no token in clear text.
+    downgraded = mock.get("http://gs.test:8443/v2/certificates/0A1B").respond(202)
+    outcome = await globalsign(fake_time, follow_redirects=True).poll_once("0A1B")
+    assert isinstance(outcome, certpoll.Pending)
+    assert first.calls.last.request.headers["Authorization"] == f"Bearer {GLOBALSIGN_TOKEN}"
+    sent = downgraded.calls.last.request
+    assert "Authorization" not in sent.headers
+    assert credentials_in(sent) == []
+
+
+async def test_a_body_holding_secrets_is_never_resent_to_another_origin(
+    mock: respx.MockRouter, fake_time: FakeTime
+) -> None:
+    login = mock.post(f"{GS}/login").respond(307, headers={"Location": f"{EVIL}/login"})
+    outcome = await globalsign(fake_time, follow_redirects=True).poll_once("0A1B")
+    assert isinstance(outcome, certpoll.Failed)
+    assert isinstance(outcome.error, certpoll.PermanentError)
+    assert outcome.error.status_code == 307
+    assert login.call_count == 1  # evil.test is not mocked: nothing was sent there
+
+
+async def test_a_same_origin_redirect_keeps_the_credential_and_the_body(
+    mock: respx.MockRouter, fake_time: FakeTime
+) -> None:
+    mock.post(f"{GS}/login").respond(308, headers={"Location": "/v2/login2"})
+    moved = mock.post(f"{GS}/login2").respond(200, json={"access_token": GLOBALSIGN_TOKEN})
+    mock.get(f"{GS}/certificates/0A1B").respond(202)
+    outcome = await globalsign(fake_time, follow_redirects=True).poll_once("0A1B")
+    assert isinstance(outcome, certpoll.Pending)
+    body = json.loads(moved.calls.last.request.content)
+    assert body == {"api_key": GLOBALSIGN_API_KEY, "api_secret": GLOBALSIGN_API_SECRET}
+
+
+async def test_a_303_after_a_post_becomes_a_get_without_a_body(
+    mock: respx.MockRouter, fake_time: FakeTime
+) -> None:
+    mock.post(f"{GS}/login").respond(303, headers={"Location": f"{EVIL}/token"})
+    token = mock.get(f"{EVIL}/token").respond(200, json={"access_token": GLOBALSIGN_TOKEN})
+    mock.get(f"{GS}/certificates/0A1B").respond(202)
+    outcome = await globalsign(fake_time, follow_redirects=True).poll_once("0A1B")
+    assert isinstance(outcome, certpoll.Pending)
+    sent = token.calls.last.request
+    assert sent.content == b""
+    assert "Content-Type" not in sent.headers
+    assert credentials_in(sent) == []
+
+
+async def test_a_header_holding_a_credential_value_is_dropped_too(
+    mock: respx.MockRouter, fake_time: FakeTime
+) -> None:
+    dc = digicert(fake_time, follow_redirects=True)
+    mock.get(DC_STATUS).respond(302, headers={"Location": EVIL})
+    evil = mock.get(EVIL).respond(200, json={"id": 99001, "status": "pending"})
+    request = dc.http.build_request(
+        "GET", DC_STATUS, headers={"X-Custom": f"key={DIGICERT_API_KEY}", "X-Other": "kept"}
+    )
+    response = await dc._send(request, order_id="99001")
+    assert isinstance(response, httpx.Response)
+    assert "X-Custom" not in evil.calls.last.request.headers
+    assert evil.calls.last.request.headers["X-Other"] == "kept"
+
+
+async def test_redirects_stop_after_the_maximum(
+    mock: respx.MockRouter, fake_time: FakeTime
+) -> None:
+    loop = mock.get(DC_STATUS).respond(302, headers={"Location": DC_STATUS})
+    outcome = await digicert(fake_time, follow_redirects=True).poll_once("99001")
+    assert isinstance(outcome, certpoll.Failed)
+    assert isinstance(outcome.error, certpoll.PermanentError)
+    assert loop.call_count == _connector.MAX_REDIRECTS + 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Location": ""}, {"Location": "ftp://dc.test/x"}],
+)
+async def test_a_redirect_without_a_usable_location_is_not_followed(
+    mock: respx.MockRouter, fake_time: FakeTime, headers: dict[str, str]
+) -> None:
+    route = mock.get(DC_STATUS).respond(302, headers=headers)
+    outcome = await digicert(fake_time, follow_redirects=True).poll_once("99001")
+    assert isinstance(outcome, certpoll.Failed)
+    assert route.call_count == 1
+
+
+async def test_a_streamed_body_is_not_replayed(mock: respx.MockRouter, fake_time: FakeTime) -> None:
+    async def stream() -> object:
+        yield b"x"
+
+    dc = digicert(fake_time, follow_redirects=True)
+    route = mock.post(DC_STATUS).respond(307, headers={"Location": DC_STATUS + "/2"})
+    request = httpx.Request("POST", DC_STATUS, content=stream())  # type: ignore[arg-type]
+    outcome = await dc._send(request)
+    assert isinstance(outcome, certpoll.Failed)
+    assert route.call_count == 1
+
+
+# -- TLS verification -----------------------------------------------------------------------
+
+
+def test_tls_verification_is_on_unless_switched_off_explicitly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=1).tls_verify is True
+    monkeypatch.setenv("CERTPOLL_DIGICERT_TLS_VERIFY", "false")
+    assert certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=1).tls_verify is False
+    monkeypatch.setenv("CERTPOLL_DIGICERT_TLS_VERIFY", "0")
+    assert certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=1).tls_verify is False
+    monkeypatch.setenv("CERTPOLL_DIGICERT_TLS_VERIFY", "TRUE")
+    assert certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=1).tls_verify is True
+
+
+@pytest.mark.parametrize("value", ["", "off", "no", "n", "f", "disable", "2", 0, None])
+def test_an_unclear_tls_verify_value_is_a_config_error(value: object) -> None:
+    with pytest.raises(certpoll.ConfigError, match="tls_verify"):
+        certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=1, tls_verify=value)
+
+
+def test_an_unclear_value_in_the_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CERTCTL_SECTIGO_TLS_VERIFY", "nope")
+    with pytest.raises(certpoll.ConfigError, match="CERTCTL_SECTIGO_TLS_VERIFY"):
+        certpoll.SectigoSettings(customer_uri="c", login="l", password="p", org_id=1, cert_type=2)
+
+
+async def test_a_connector_with_verification_off_warns_at_every_start(
+    caplog: pytest.LogCaptureFixture, fake_time: FakeTime
+) -> None:
+    for _ in range(2):
+        dc = digicert(fake_time, tls_verify=False)
+        assert dc.http._transport._pool._ssl_context.verify_mode == ssl.CERT_NONE  # type: ignore[attr-defined]
+        await dc.aclose()
+    warnings = [r for r in caplog.records if "tls_verify_off" in r.getMessage()]
+    assert len(warnings) == 2
+    assert all(r.levelno == logging.WARNING for r in warnings)
+    assert "NOT verified" in warnings[0].getMessage()
+
+
+async def test_a_connector_with_verification_on_verifies_and_says_nothing(
+    caplog: pytest.LogCaptureFixture, fake_time: FakeTime
+) -> None:
+    dc = digicert(fake_time)
+    context = dc.http._transport._pool._ssl_context  # type: ignore[attr-defined]
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+    await dc.aclose()
+    assert not [r for r in caplog.records if "tls_verify_off" in r.getMessage()]
+
+
+async def test_a_shared_client_is_the_callers_business(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=1, tls_verify=False)
+    async with httpx.AsyncClient() as http:
+        certpoll.DigiCert(settings, http=http)
+        context = http._transport._pool._ssl_context  # type: ignore[attr-defined]
+        assert context.verify_mode == ssl.CERT_REQUIRED  # untouched
+    [warning] = [r for r in caplog.records if "tls_verify_off" in r.getMessage()]
+    assert "does not apply" in warning.getMessage()
+
+
+async def test_an_unverified_client_really_connects_to_an_untrusted_server(
+    fake_time: FakeTime,
+) -> None:
+    """A real TLS server on 127.0.0.1 with a certificate from a CA nobody trusts."""
+    from tests.reliability_servers import tls_server
+
+    async with tls_server(trustme.CA(), b'{"id": 99001, "status": "pending"}') as url:
+        strict = digicert(fake_time, base_url=url)
+        outcome = await strict.poll_once("99001")
+        assert isinstance(outcome, certpoll.Pending)
+        assert isinstance(outcome.error, certpoll.TransientError)
+        assert "CERTIFICATE_VERIFY_FAILED" in str(outcome.error)
+        await strict.aclose()
+        lax = digicert(fake_time, base_url=url, tls_verify=False)
+        outcome = await lax.poll_once("99001")
+        assert isinstance(outcome, certpoll.Pending)
+        assert outcome.error is None
+        await lax.aclose()
+
+
+def test_mtls_transport_verification_off_is_explicit_and_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("client.example")
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    on = MTLSTransport(cert, key).ssl_context()
+    assert on.verify_mode == ssl.CERT_REQUIRED
+    assert on.check_hostname
+    off = MTLSTransport(cert, key, verify=False)
+    assert off.ssl_context().verify_mode == ssl.CERT_NONE
+    assert [r.levelno for r in caplog.records if "tls_verify_off" in r.getMessage()] == [
+        logging.WARNING
+    ]
+    with pytest.raises(certpoll.ConfigError, match="verify must be"):
+        MTLSTransport(cert, key, verify="false")  # type: ignore[arg-type]
+    with pytest.raises(certpoll.ConfigError, match="needs verify=True"):
+        MTLSTransport(cert, key, verify=False, server_ca_path=cert)
+
+
+def test_mtls_mounts_follows_the_setting(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("client.example")
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    common = {"ca_id": "CA1", "client_cert_path": cert, "client_key_path": key}
+    off = certpoll.EntrustSettings(api_url="https://a.test", tls_verify=False, **common)  # type: ignore[arg-type]
+    on = certpoll.EntrustSettings(api_url="https://a.test", **common)  # type: ignore[arg-type]
+    [transport] = certpoll.mtls_mounts(off).values()
+    assert isinstance(transport, MTLSTransport)
+    assert transport.verify is False
+    with pytest.raises(certpoll.ConfigError, match="two different"):
+        certpoll.mtls_mounts(off, on)
+
+
+def test_a_pin_and_verification_off_contradict_each_other() -> None:
+    with pytest.raises(certpoll.ConfigError, match="SERVER_CA_PATH pins"):
+        certpoll.GlobalSignSettings(
+            api_key="k",
+            api_secret="s",
+            client_cert_path="c",
+            client_key_path="k",
+            server_ca_path="ca.pem",
+            tls_verify=False,
+        )
