@@ -90,7 +90,7 @@ def pytest_runtest_makereport(
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[object]:
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
     """Lend a sync test an event loop, and close it after.
 
     looptime 0.9 asks the event loop policy for the loop even around a sync test; in Python

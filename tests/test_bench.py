@@ -10,6 +10,7 @@ from bench import overhead, ratelimit, scale, storm
 from bench._common import summarize
 from bench.report import Results, headlines, write_report
 
+
 def test_summarize_gives_median_min_and_max() -> None:
     stats = summarize([3.0, 1.0, 2.0])
     assert (stats.median, stats.low, stats.high, stats.runs) == (2.0, 1.0, 3.0, 3)
