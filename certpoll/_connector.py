@@ -226,6 +226,23 @@ class Connector(abc.ABC, Generic[S]):
             retry_after=outcome.retry_after,
         )
 
+    def _rejected(self, order_id: str, message: str) -> OrderStatus:
+        """The CA's final "no" for an order: ``FAILED``, with the CA's words in ``message``."""
+        return OrderStatus(ca=self.ca, order_id=order_id, state=OrderState.FAILED, message=message)
+
+    def _unreadable_submission(
+        self, request: CertificateRequest, response: httpx.Response
+    ) -> SubmissionUncertain:
+        """A 2xx answer to an order that cannot be read: the order may well exist."""
+        return SubmissionUncertain(
+            f"{self.ca}: the answer to the {self.order_noun} for {request.common_name!r} "
+            "cannot be read; check the CA before ordering again",
+            ca=self.ca,
+            common_name=request.common_name,
+            status_code=response.status_code,
+            body_excerpt=self.triage.excerpt(response),
+        )
+
     def redact(self, text: str) -> str:
         """``text`` with every credential of these settings replaced by ``[redacted]``."""
         for secret in self._secrets:

@@ -16,7 +16,7 @@ import httpx
 
 from .._certs import certificate_from_pem
 from .._connector import Connector, decimal_id, path_segment
-from .._errors import ConfigError, ResponseParseError, SubmissionUncertain
+from .._errors import ConfigError, ResponseParseError
 from .._models import (
     CAName,
     Certificate,
@@ -122,18 +122,11 @@ class DigiCert(Connector[DigiCertSettings]):
             if number is None:
                 raise self._parse_error("the answer has no order id", response, None)
         except ResponseParseError as exc:
-            raise SubmissionUncertain(
-                f"digicert: the answer to the order for {request.common_name!r} cannot be "
-                "read; check the CA before ordering again",
-                ca=self.ca,
-                common_name=request.common_name,
-                status_code=response.status_code,
-                body_excerpt=exc.body_excerpt,
-            ) from exc
+            raise self._unreadable_submission(request, response) from exc
         order_id = str(number)
         status = answer.get("status")
         if isinstance(status, str) and status in FAILED_STATUSES:
-            return self._failed(order_id, status)
+            return self._rejected(order_id, f"order {order_id} is {status}")
         certificate_id = _positive_int(answer.get("certificate_id"))
         if status == "issued" and certificate_id is not None:
             return self._submitted(order_id, await self._download(order_id, certificate_id))
@@ -159,7 +152,7 @@ class DigiCert(Connector[DigiCertSettings]):
         if status in PENDING_STATUSES:
             return Pending(detail=f"order {order_id} is {status}")
         if status in FAILED_STATUSES:
-            return Done(self._failed(order_id, status))
+            return Done(self._rejected(order_id, f"order {order_id} is {status}"))
         if status != "issued":
             return self._unknown_status(status, order_id=order_id)
         certificate = answer.get("certificate")
@@ -194,14 +187,6 @@ class DigiCert(Connector[DigiCertSettings]):
             OrderStatus(
                 ca=self.ca, order_id=order_id, state=OrderState.ISSUED, certificate=certificate
             )
-        )
-
-    def _failed(self, order_id: str, status: str) -> OrderStatus:
-        return OrderStatus(
-            ca=self.ca,
-            order_id=order_id,
-            state=OrderState.FAILED,
-            message=f"order {order_id} is {status}",
         )
 
     async def revoke(

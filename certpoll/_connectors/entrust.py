@@ -24,7 +24,7 @@ import httpx
 
 from .._certs import certificate_from_pem
 from .._connector import Connector, path_segment
-from .._errors import ConfigError, ResponseParseError, SubmissionUncertain
+from .._errors import ConfigError, ResponseParseError
 from .._models import (
     CAName,
     Certificate,
@@ -161,14 +161,7 @@ class Entrust(Connector[EntrustSettings]):
                 raise self._parse_error("the answer has no tracking id", response, None)
             path_segment(order_id, what="Entrust tracking id")
         except (ResponseParseError, ConfigError) as exc:
-            raise SubmissionUncertain(
-                f"entrust: the answer to the enrollment for {request.common_name!r} cannot be "
-                "read; check the CA before ordering again",
-                ca=self.ca,
-                common_name=request.common_name,
-                status_code=response.status_code,
-                body_excerpt=self.triage.excerpt(response),
-            ) from exc
+            raise self._unreadable_submission(request, response) from exc
         return self._submitted(order_id, self._outcome(enrollment, response, order_id))
 
     async def poll_once(self, order_id: str) -> Done[OrderStatus] | Pending | Failed:
@@ -203,14 +196,7 @@ class Entrust(Connector[EntrustSettings]):
         if word in PENDING_STATUSES:
             return Pending(detail=f"enrollment {order_id} is {word}")
         if word in FAILED_STATUSES:
-            return Done(
-                OrderStatus(
-                    ca=self.ca,
-                    order_id=order_id,
-                    state=OrderState.FAILED,
-                    message=f"enrollment {order_id} was {word}",
-                )
-            )
+            return Done(self._rejected(order_id, f"enrollment {order_id} was {word}"))
         if word != "ISSUED":
             return self._unknown_status(status, order_id=order_id)
         pem = _text(enrollment.get("certificate"))

@@ -29,7 +29,7 @@ import httpx
 
 from .._certs import certificate_from_pem
 from .._connector import Connector, path_segment
-from .._errors import AuthenticationError, ConfigError, ResponseParseError, SubmissionUncertain
+from .._errors import AuthenticationError, ConfigError, ResponseParseError
 from .._gate import UpstreamGate
 from .._models import (
     CAName,
@@ -272,14 +272,7 @@ class GlobalSign(Connector[GlobalSignSettings]):
                 raise self._parse_error("the answer has no Location serial", response, None)
             path_segment(serial, what="GlobalSign serial number")
         except (ResponseParseError, ConfigError) as exc:
-            raise SubmissionUncertain(
-                f"globalsign: the answer to the order for {request.common_name!r} cannot be "
-                "read; check the CA before ordering again",
-                ca=self.ca,
-                common_name=request.common_name,
-                status_code=response.status_code,
-                body_excerpt=self.triage.excerpt(response),
-            ) from exc
+            raise self._unreadable_submission(request, response) from exc
         if "status" not in answer:
             return self._submitted(serial)
         return self._submitted(serial, self._outcome(answer, response, serial))
@@ -307,14 +300,7 @@ class GlobalSign(Connector[GlobalSignSettings]):
         if word in PENDING_STATUSES:
             return Pending(detail=f"certificate {serial} is {status}")
         if word in FAILED_STATUSES:
-            return Done(
-                OrderStatus(
-                    ca=self.ca,
-                    order_id=serial,
-                    state=OrderState.FAILED,
-                    message=f"certificate {serial} is {status}",
-                )
-            )
+            return Done(self._rejected(serial, f"certificate {serial} is {status}"))
         if word != "issued":
             return self._unknown_status(status, order_id=serial)
         pem = answer.get("certificate")

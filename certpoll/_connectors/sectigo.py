@@ -19,7 +19,7 @@ import httpx
 
 from .._certs import certificate_from_pem
 from .._connector import Connector, decimal_id
-from .._errors import ConfigError, ResponseParseError, SubmissionUncertain
+from .._errors import ConfigError, ResponseParseError
 from .._models import (
     CAName,
     Certificate,
@@ -153,14 +153,7 @@ class Sectigo(Connector[SectigoSettings]):
             if ssl_id is None:
                 raise self._parse_error("the answer has no sslId", response, None)
         except ResponseParseError as exc:
-            raise SubmissionUncertain(
-                f"sectigo: the answer to the enrollment for {request.common_name!r} cannot be "
-                "read; check the CA before ordering again",
-                ca=self.ca,
-                common_name=request.common_name,
-                status_code=response.status_code,
-                body_excerpt=exc.body_excerpt,
-            ) from exc
+            raise self._unreadable_submission(request, response) from exc
         order_id = str(ssl_id)
         return self._submitted(order_id, await self.poll_once(order_id))
 
@@ -180,14 +173,7 @@ class Sectigo(Connector[SectigoSettings]):
         if status in PENDING_STATUSES:
             return Pending(detail=f"enrollment {order_id} is {status}")
         if status in FAILED_STATUSES:
-            return Done(
-                OrderStatus(
-                    ca=self.ca,
-                    order_id=order_id,
-                    state=OrderState.FAILED,
-                    message=f"enrollment {order_id} is {status}",
-                )
-            )
+            return Done(self._rejected(order_id, f"enrollment {order_id} is {status}"))
         if status != "Issued":
             return self._unknown_status(status, order_id=order_id)
         return await self._collect(order_id)
