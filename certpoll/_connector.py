@@ -115,6 +115,11 @@ class Connector(abc.ABC, Generic[S]):
     ca: ClassVar[CAName]
     #: The word the CA's documents use for an order, in messages.
     order_noun: ClassVar[str] = "order"
+    #: The CA's status words (after :meth:`_status_word`) for "not yet", a final "no", and
+    #: issued; any other word is pending, with a warning.
+    pending_words: ClassVar[frozenset[str]]
+    failed_words: ClassVar[frozenset[str]]
+    issued_word: ClassVar[str]
 
     def __init__(
         self,
@@ -276,6 +281,22 @@ class Connector(abc.ABC, Generic[S]):
         if isinstance(first_look, Failed):
             return dataclasses.replace(pending, last_error=first_look.error)
         return pending
+
+    @staticmethod
+    def _status_word(status: str) -> str:
+        """``status`` as the word tables spell it (CAs that vary the case override this)."""
+        return status
+
+    def _status_outcome(self, status: str, *, order_id: str) -> Done[OrderStatus] | Pending | None:
+        """What a status word says: pending, rejected, or unknown (pending); None if issued."""
+        word = self._status_word(status)
+        if word in self.pending_words:
+            return Pending(detail=f"{self.order_noun} {order_id} is {status}")
+        if word in self.failed_words:
+            return Done(self._rejected(order_id, f"{self.order_noun} {order_id} is {status}"))
+        if word != self.issued_word:
+            return self._unknown_status(status, order_id=order_id)
+        return None
 
     def _unknown_status(self, status: str, *, order_id: str) -> Pending:
         """A status word this connector does not know: pending, warned about once per word."""

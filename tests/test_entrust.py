@@ -156,7 +156,7 @@ async def test_issue_rejected_at_once_is_failed(
     mock.post(ENROLLMENTS).respond(200, json={"trackingId": "T-9", "status": status})
     order = await entrust.issue(request())
     assert order.state is certpoll.OrderState.FAILED
-    assert order.message == f"enrollment T-9 was {status}"
+    assert order.message == f"enrollment T-9 is {status}"
 
 
 async def test_issue_issued_without_certificate_stays_pending_with_the_error(
@@ -247,7 +247,7 @@ async def test_poll_pending_words(
 ) -> None:
     mock.get(status_url()).respond(200, json={"trackingId": "ENR-1", "status": status})
     outcome = await entrust.poll_once("ENR-1")
-    assert outcome == certpoll.Pending(detail=f"enrollment ENR-1 is {status.upper()}")
+    assert outcome == certpoll.Pending(detail=f"enrollment ENR-1 is {status}")
 
 
 @pytest.mark.parametrize("status", ["REJECTED", "DENIED", "FAILED", "DECLINED", "rejected"])
@@ -258,7 +258,7 @@ async def test_poll_failed_words(
     outcome = await entrust.poll_once("ENR-1")
     assert isinstance(outcome, certpoll.Done)
     assert outcome.value.state is certpoll.OrderState.FAILED
-    assert outcome.value.message == f"enrollment ENR-1 was {status.upper()}"
+    assert outcome.value.message == f"enrollment ENR-1 is {status}"
 
 
 @pytest.mark.parametrize(

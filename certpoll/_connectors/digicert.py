@@ -75,6 +75,9 @@ class DigiCert(Connector[DigiCertSettings]):
 
     ca: ClassVar[CAName] = "digicert"
     order_noun: ClassVar[str] = "order"
+    pending_words: ClassVar[frozenset[str]] = PENDING_STATUSES
+    failed_words: ClassVar[frozenset[str]] = FAILED_STATUSES
+    issued_word: ClassVar[str] = "issued"
 
     @property
     def base_url(self) -> str:
@@ -149,12 +152,9 @@ class DigiCert(Connector[DigiCertSettings]):
                 raise self._parse_error("the answer has no status", sent, order_id)
         except ResponseParseError as exc:
             return Failed(exc)
-        if status in PENDING_STATUSES:
-            return Pending(detail=f"order {order_id} is {status}")
-        if status in FAILED_STATUSES:
-            return Done(self._rejected(order_id, f"order {order_id} is {status}"))
-        if status != "issued":
-            return self._unknown_status(status, order_id=order_id)
+        outcome = self._status_outcome(status, order_id=order_id)
+        if outcome is not None:
+            return outcome
         certificate = answer.get("certificate")
         certificate_id = (
             _positive_int(certificate.get("id")) if isinstance(certificate, dict) else None

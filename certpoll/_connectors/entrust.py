@@ -111,6 +111,14 @@ class Entrust(Connector[EntrustSettings]):
 
     ca: ClassVar[CAName] = "entrust"
     order_noun: ClassVar[str] = "enrollment"
+    pending_words: ClassVar[frozenset[str]] = PENDING_STATUSES
+    failed_words: ClassVar[frozenset[str]] = FAILED_STATUSES
+    issued_word: ClassVar[str] = "ISSUED"
+
+    @staticmethod
+    def _status_word(status: str) -> str:
+        """CA Gateway's words are upper case; be lenient about case and spaces."""
+        return status.strip().upper()
 
     @property
     def base_url(self) -> str:
@@ -192,13 +200,9 @@ class Entrust(Connector[EntrustSettings]):
         status = enrollment.get("status")
         if not isinstance(status, str):
             return Failed(self._parse_error("the answer has no status", response, order_id))
-        word = status.strip().upper()
-        if word in PENDING_STATUSES:
-            return Pending(detail=f"enrollment {order_id} is {word}")
-        if word in FAILED_STATUSES:
-            return Done(self._rejected(order_id, f"enrollment {order_id} was {word}"))
-        if word != "ISSUED":
-            return self._unknown_status(status, order_id=order_id)
+        outcome = self._status_outcome(status, order_id=order_id)
+        if outcome is not None:
+            return outcome
         pem = _text(enrollment.get("certificate"))
         if pem is None:
             return Failed(

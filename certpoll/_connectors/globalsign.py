@@ -92,6 +92,15 @@ class GlobalSign(Connector[GlobalSignSettings]):
 
     ca: ClassVar[CAName] = "globalsign"
     order_noun: ClassVar[str] = "certificate"
+    pending_words: ClassVar[frozenset[str]] = PENDING_STATUSES
+    failed_words: ClassVar[frozenset[str]] = FAILED_STATUSES
+    issued_word: ClassVar[str] = "issued"
+
+    @staticmethod
+    def _status_word(status: str) -> str:
+        """HVCA writes ``ISSUED`` and ``rejected`` alike: compare without case."""
+        return status.strip().lower()
+
     #: HVCA tokens live 10 minutes; renew a minute early.
     token_lifetime: ClassVar[float] = 540.0
 
@@ -296,13 +305,9 @@ class GlobalSign(Connector[GlobalSignSettings]):
         status = answer.get("status")
         if not isinstance(status, str):
             return Failed(self._parse_error("the answer has no status", response, serial))
-        word = status.strip().lower()
-        if word in PENDING_STATUSES:
-            return Pending(detail=f"certificate {serial} is {status}")
-        if word in FAILED_STATUSES:
-            return Done(self._rejected(serial, f"certificate {serial} is {status}"))
-        if word != "issued":
-            return self._unknown_status(status, order_id=serial)
+        outcome = self._status_outcome(status, order_id=serial)
+        if outcome is not None:
+            return outcome
         pem = answer.get("certificate")
         if not isinstance(pem, str) or not pem.strip():
             return Failed(

@@ -92,6 +92,9 @@ class Sectigo(Connector[SectigoSettings]):
 
     ca: ClassVar[CAName] = "sectigo"
     order_noun: ClassVar[str] = "enrollment"
+    pending_words: ClassVar[frozenset[str]] = PENDING_STATUSES
+    failed_words: ClassVar[frozenset[str]] = FAILED_STATUSES
+    issued_word: ClassVar[str] = "Issued"
 
     @property
     def base_url(self) -> str:
@@ -170,12 +173,9 @@ class Sectigo(Connector[SectigoSettings]):
                 raise self._parse_error("the answer has no status", sent, order_id)
         except ResponseParseError as exc:
             return Failed(exc)
-        if status in PENDING_STATUSES:
-            return Pending(detail=f"enrollment {order_id} is {status}")
-        if status in FAILED_STATUSES:
-            return Done(self._rejected(order_id, f"enrollment {order_id} is {status}"))
-        if status != "Issued":
-            return self._unknown_status(status, order_id=order_id)
+        outcome = self._status_outcome(status, order_id=order_id)
+        if outcome is not None:
+            return outcome
         return await self._collect(order_id)
 
     async def _collect(self, order_id: str) -> Done[OrderStatus] | Pending | Failed:
