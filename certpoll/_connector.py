@@ -231,6 +231,14 @@ class Connector(abc.ABC, Generic[S]):
             retry_after=outcome.retry_after,
         )
 
+    def _issued(self, order_id: str, certificate: Certificate) -> Done[OrderStatus]:
+        """The final answer for an issued order."""
+        return Done(
+            OrderStatus(
+                ca=self.ca, order_id=order_id, state=OrderState.ISSUED, certificate=certificate
+            )
+        )
+
     def _rejected(self, order_id: str, message: str) -> OrderStatus:
         """The CA's final "no" for an order: ``FAILED``, with the CA's words in ``message``."""
         return OrderStatus(ca=self.ca, order_id=order_id, state=OrderState.FAILED, message=message)
@@ -526,10 +534,9 @@ class Connector(abc.ABC, Generic[S]):
             body_excerpt=self.triage.excerpt(response),
         )
 
-    @staticmethod
-    def _raise_for(outcome: Pending | Failed) -> PermanentError | TransientError:
-        """The error behind a non-2xx outcome of a request outside a poll (``revoke``)."""
-        error = outcome.error
-        if isinstance(error, PermanentError | TransientError):
-            return error
-        return TransientError(f"the CA is not done: {getattr(outcome, 'detail', None)}")
+    def _raise_for(self, outcome: Pending | Failed) -> Exception:
+        """The error to raise for a non-2xx outcome of a request outside a poll (``revoke``)."""
+        if outcome.error is not None:
+            return outcome.error
+        # Only a Pending comes without an error: a "try later" answer where none was expected.
+        return TransientError(f"{self.ca}: the CA is not ready: {outcome.detail}", ca=self.ca)

@@ -21,7 +21,6 @@ from .._models import (
     CAName,
     Certificate,
     CertificateRequest,
-    OrderState,
     OrderStatus,
     RevocationReason,
 )
@@ -183,11 +182,7 @@ class DigiCert(Connector[DigiCertSettings]):
             )
         except ResponseParseError as exc:
             return Failed(exc)
-        return Done(
-            OrderStatus(
-                ca=self.ca, order_id=order_id, state=OrderState.ISSUED, certificate=certificate
-            )
-        )
+        return self._issued(order_id, certificate)
 
     async def revoke(
         self,

@@ -29,7 +29,6 @@ from .._models import (
     CAName,
     Certificate,
     CertificateRequest,
-    OrderState,
     OrderStatus,
     RevocationReason,
 )
@@ -220,11 +219,7 @@ class Entrust(Connector[EntrustSettings]):
         certificate = dataclasses.replace(
             certificate, ca_certificate_id=hex_serial(int(certificate.serial))
         )
-        return Done(
-            OrderStatus(
-                ca=self.ca, order_id=order_id, state=OrderState.ISSUED, certificate=certificate
-            )
-        )
+        return self._issued(order_id, certificate)
 
     async def revoke(
         self,

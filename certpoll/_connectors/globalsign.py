@@ -35,7 +35,6 @@ from .._models import (
     CAName,
     Certificate,
     CertificateRequest,
-    OrderState,
     OrderStatus,
     RevocationReason,
 )
@@ -327,11 +326,7 @@ class GlobalSign(Connector[GlobalSignSettings]):
             )
         except ResponseParseError as exc:
             return Failed(exc)
-        return Done(
-            OrderStatus(
-                ca=self.ca, order_id=serial, state=OrderState.ISSUED, certificate=certificate
-            )
-        )
+        return self._issued(serial, certificate)
 
     async def revoke(
         self,

@@ -24,7 +24,6 @@ from .._models import (
     CAName,
     Certificate,
     CertificateRequest,
-    OrderState,
     OrderStatus,
     RevocationReason,
 )
@@ -189,11 +188,7 @@ class Sectigo(Connector[SectigoSettings]):
             )
         except ResponseParseError as exc:
             return Failed(exc)
-        return Done(
-            OrderStatus(
-                ca=self.ca, order_id=order_id, state=OrderState.ISSUED, certificate=certificate
-            )
-        )
+        return self._issued(order_id, certificate)
 
     async def revoke(
         self,
