@@ -2,42 +2,11 @@
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass, field
-
-import certpoll
+from certpoll.testing import VirtualClock
 
 
-@dataclass
-class FakeTime:
-    """A virtual clock: ``sleep`` advances ``now`` instead of waiting."""
-
-    now: float = 0.0
-    sleeps: list[float] = field(default_factory=list)
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def poller(
-        self,
-        policy: certpoll.BackoffPolicy | None = None,
-        *,
-        max_wait: float = 600.0,
-        attempt_timeout: float = 30.0,
-        seed: int = 0,
-    ) -> certpoll.Poller:
-        return certpoll.Poller(
-            policy,
-            max_wait=max_wait,
-            attempt_timeout=attempt_timeout,
-            clock=self.clock,
-            sleep=self.sleep,
-            rng=random.Random(seed),
-        )
+#: The suite's virtual clock is the one certpoll.testing ships.
+FakeTime = VirtualClock
 
 
 #: The credentials every test uses. The autouse ``_no_secret_in_logs`` fixture fails any test

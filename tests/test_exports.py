@@ -58,9 +58,11 @@ EXPECTED = {
     "PermanentError",
     "AuthenticationError",
     "OrderNotFound",
+    "EndpointNotFound",
     "ResponseParseError",
     "TransientError",
     "RateLimited",
+    "GateClosed",
     "AttemptTimeout",
     "SubmissionUncertain",
 }
