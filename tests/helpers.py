@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from certpoll.testing import VirtualClock
 
-
 #: The suite's virtual clock is the one certpoll.testing ships.
 FakeTime = VirtualClock
 

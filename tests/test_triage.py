@@ -211,7 +211,8 @@ def test_triage_caps_a_hostile_retry_after() -> None:
     outcome = triage.response(answer(429, headers={"Retry-After": "999999999999"}))
     assert isinstance(outcome, Pending)
     assert outcome.retry_after == 90.0
-    assert isinstance(outcome.error, RateLimited) and outcome.error.retry_after == 90.0
+    assert isinstance(outcome.error, RateLimited)
+    assert outcome.error.retry_after == 90.0
 
 
 def test_retry_after_date_is_measured_against_the_server_date() -> None:
