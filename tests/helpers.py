@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
+from typing import TypeVar
+
+import looptime
+
 from certpoll.testing import VirtualClock
+
+T = TypeVar("T")
 
 #: The suite's virtual clock is the one certpoll.testing ships.
 FakeTime = VirtualClock
@@ -51,3 +58,15 @@ def assert_no_secrets(*things: object) -> None:
                 current = current.__cause__ or current.__context__
             else:
                 current = None
+
+
+def run_in_virtual_time(coroutine: Coroutine[object, object, T]) -> T:
+    """Run ``coroutine`` on a fresh virtual-time loop (``looptime``: the clock starts at 0 and
+    moves only when every task waits), closed at once: for ``@given`` examples, each on its
+    own loop.
+    """
+    loop = looptime.new_event_loop(start=0.0, _enabled=True)
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
