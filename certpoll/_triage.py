@@ -77,6 +77,12 @@ def parse_retry_after(
     was received (aware; default: the current UTC time), for dates. The result is at most
     ``cap`` seconds (``math.inf`` spells out "no cap"). Garbage is logged and ignored.
     """
+    return _parse_retry_after(value, now=now, cap=cap, redact=_no_secrets)
+
+
+def _parse_retry_after(
+    value: str, *, now: datetime | None, cap: float, redact: Callable[[str], str]
+) -> float | None:
     if math.isnan(cap) or cap < 0:
         raise ConfigError(f"cap must be 0 or more seconds, not {cap!r}")
     text = value.strip()
@@ -87,7 +93,7 @@ def parse_retry_after(
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
-        logger.warning("certpoll.retry_after_ignored value=%r", text[:64])
+        logger.warning("certpoll.retry_after_ignored value=%r", redact(text)[:64])
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -95,7 +101,9 @@ def parse_retry_after(
     return min(max(0.0, (when - reference).total_seconds()), cap)
 
 
-def _retry_after_of(response: httpx.Response, cap: float) -> float | None:
+def _retry_after_of(
+    response: httpx.Response, cap: float, redact: Callable[[str], str]
+) -> float | None:
     value = response.headers.get("Retry-After")
     if value is None:
         return None
@@ -110,7 +118,7 @@ def _retry_after_of(response: httpx.Response, cap: float) -> float | None:
         else:
             if now.tzinfo is None:
                 now = now.replace(tzinfo=UTC)
-    return parse_retry_after(value, now=now, cap=cap)
+    return _parse_retry_after(value, now=now, cap=cap, redact=redact)
 
 
 def _no_secrets(text: str) -> str:
@@ -157,7 +165,7 @@ class Triage:
 
     def retry_after(self, response: httpx.Response) -> float | None:
         """The answer's ``Retry-After`` in seconds, capped; None without a usable one."""
-        return _retry_after_of(response, self.retry_after_cap)
+        return _retry_after_of(response, self.retry_after_cap, self.redact)
 
     def response(
         self, response: httpx.Response, *, order_id: str | None = None

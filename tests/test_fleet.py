@@ -40,8 +40,8 @@ from certpoll import (
 )
 from certpoll._fleet import _utcnow as REAL_UTCNOW
 from certpoll._gate import UpstreamGate
-from tests.certs import make_chain
 from certpoll.testing import VirtualClock
+from tests.certs import make_chain
 from tests.helpers import DIGICERT_API_KEY
 from tests.test_gate import max_in_window
 
@@ -809,9 +809,13 @@ async def test_answers_settled_with_a_refused_credential_are_handed_over(
 
         monkeypatch.setattr(dc, "poll_once", refused_late)
         stream = poll_many(dc, ids(10), concurrency=10)
-        with pytest.raises(AuthenticationError):
+
+        async def consume() -> None:
             async for status in stream:
                 seen.append(status)
+
+        with pytest.raises(AuthenticationError):
+            await consume()
         handed = stream.undelivered()
         assert len(seen) + len(handed) == 9
         assert all(s.state is OrderState.ISSUED for s in [*seen, *handed])
@@ -869,7 +873,7 @@ async def test_stopping_the_stream_at_any_point_accounts_for_every_order(
 
         task = asyncio.create_task(consume())
         if how == "cancel":
-            while len(seen) < after and not task.done():
+            while len(seen) < after and not task.done():  # noqa: ASYNC110 - stop at that count
                 await asyncio.sleep(0.05)
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError, AuthenticationError):

@@ -444,7 +444,7 @@ def looks_by_the_schedule(policy: BackoffPolicy, budget: float) -> int:
 async def test_a_budget_off_the_clock_grid_ends_with_one_last_look(budget: float) -> None:
     policy = BackoffPolicy(initial_wait=0.1, multiplier=3.0, max_backoff=100.0, jitter=0)
     attempt = Counting(None)
-    outcome = await Poller(policy, max_wait=budget).poll(attempt)
+    outcome: Done[object] | StillPending = await Poller(policy, max_wait=budget).poll(attempt)
     assert isinstance(outcome, StillPending)
     assert len(attempt.starts) == looks_by_the_schedule(policy, budget)
     assert attempt.starts[-1] == pytest.approx(budget, abs=2e-3)
@@ -457,7 +457,8 @@ async def test_a_deadline_computed_from_the_loop_clock_ends_once() -> None:
     deadline = loop.time() + 0.3
     attempt = Counting(None)
     policy = BackoffPolicy(initial_wait=0.1, jitter=0)
-    outcome = await Poller(policy, max_wait=deadline - loop.time()).poll(attempt)
+    poller = Poller(policy, max_wait=deadline - loop.time())
+    outcome: Done[object] | StillPending = await poller.poll(attempt)
     assert isinstance(outcome, StillPending)
     assert len(attempt.starts) == 3
 
@@ -477,7 +478,9 @@ def test_any_budget_on_any_clock_makes_the_scheduled_looks_and_ends_at_the_deadl
     )
     clock = VirtualClock(now=start)
     attempt = Counting(clock)
-    outcome = run_in_virtual_time(clock.poller(policy, max_wait=budget).poll(attempt))
+    outcome: Done[object] | StillPending = run_in_virtual_time(
+        clock.poller(policy, max_wait=budget).poll(attempt)
+    )
     assert isinstance(outcome, StillPending)
     assert outcome.attempts == looks_by_the_schedule(policy, budget)
     assert clock.now - start == pytest.approx(budget, abs=2e-3)
