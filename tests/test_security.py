@@ -420,7 +420,7 @@ def spelled(secret: str, how: str, login: str, password: str) -> str:
 
 
 def survivors(text: str, login: str, password: str) -> list[str]:
-    """The credentials (raw, percent-encoded, basic header, or an 8-character prefix) in ``text``."""
+    """The credentials in ``text``: raw, percent-encoded, basic header, or 8-character prefix."""
     found = []
     for secret in (login, password):
         for form in (secret, urllib.parse.quote(secret, safe=""), secret[:8]):
