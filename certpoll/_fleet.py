@@ -203,11 +203,20 @@ class _Inbox:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
-    async def wait(self, delay: float | None, sleep: Callable[[float], Awaitable[object]]) -> None:
-        """Until a task finishes or ``delay`` has passed (through ``sleep``: the Poller's)."""
+    async def wait(
+        self, delay: float | None, sleep: Callable[[float], Awaitable[object]] | None
+    ) -> None:
+        """Until a task finishes or ``delay`` has passed: through ``sleep`` when the Poller
+        was given one, else on the loop's own timer (no task per wait).
+        """
         loop = asyncio.get_running_loop()
         self.waiter = loop.create_future()
-        timer = None if delay is None else loop.create_task(_call_after(sleep, delay, self.wake))
+        timer: asyncio.TimerHandle | asyncio.Task[None] | None = None
+        if delay is not None:
+            if sleep is None:
+                timer = loop.call_later(delay, self.wake)
+            else:
+                timer = loop.create_task(_call_after(sleep, delay, self.wake))
         try:
             await self.waiter
         finally:
@@ -286,6 +295,8 @@ class OrderStream:
         self._last_report = -math.inf
         self._poller = connector.poller
         self._hooks = connector.poller.hooks
+        injected = connector.poller.clock is not None or connector.poller.sleep is not asyncio.sleep
+        self._injected_sleep = connector.poller.sleep if injected else None
 
     # -- the public surface ---------------------------------------------------------------
 
@@ -420,7 +431,7 @@ class OrderStream:
             if self._heap and len(self._running) < self._concurrency:
                 timeout = max(0.0, self._heap[0][0] - now)
             if not self._inbox.done:
-                await self._inbox.wait(timeout, self._poller.sleep)
+                await self._inbox.wait(timeout, self._injected_sleep)
 
     def _launch_due(self, now: float) -> None:
         connector = self._connector
