@@ -625,11 +625,14 @@ def poll_many(
     order; without it, new orders get the connector's PollMaxWait and handles keep their
     deadline (or get a fresh PollMaxWait if it has passed).
 
-    Every order gets at least one attempt, and one last attempt at its deadline, even when
-    the rate limits make it wait past that deadline. A bad order (unknown, unreadable answer)
-    comes back ``FAILED`` with the error in ``last_error``; a refused credential raises
-    :class:`~certpoll.AuthenticationError` and stops everything. Bad arguments raise
-    :class:`~certpoll.ConfigError` at once, before any request.
+    Every order gets a first attempt and one last attempt at its deadline; a request the
+    rate limits cannot admit before the order's deadline is not sent, and the order ends
+    ``PENDING`` with :class:`~certpoll.GateClosed` as ``last_error``. A bad order (unknown,
+    unreadable answer) comes back ``FAILED`` with the error in ``last_error``; a refused
+    credential (:class:`~certpoll.AuthenticationError`) or a wrong base URL
+    (:class:`~certpoll.EndpointNotFound`) is raised and stops everything, after which
+    :meth:`OrderStream.undelivered` and :meth:`OrderStream.pending` account for every order.
+    Bad arguments raise :class:`~certpoll.ConfigError` at once, before any request.
     """
     return OrderStream(
         connector, orders, concurrency=concurrency, on_progress=on_progress, max_wait=max_wait

@@ -936,3 +936,17 @@ async def test_poll_many_runs_on_the_pollers_clock() -> None:
     assert clock.now == pytest.approx(600.0)  # 0, 5, 20, 65, 200, 500, 600 on the clock
     assert ca.looks["1"] == 7
     assert now() - loop_before < 5.0
+
+
+@pytest.mark.looptime
+async def test_a_wrong_base_url_stops_the_stream_and_every_order_stays_open() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"errors": [{"code": "not_found|route"}]})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        dc = DigiCert(settings(), http=http)
+        stream = poll_many(dc, ids(5))
+        with pytest.raises(certpoll.EndpointNotFound, match="CERTPOLL_DIGICERT_BASE_URL"):
+            await collect(stream)
+        assert stream.undelivered() == ()
+        assert sorted(h.order_id for h in stream.pending()) == ids(5)
