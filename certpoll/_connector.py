@@ -143,7 +143,9 @@ class Connector(abc.ABC, Generic[S]):
 
     ``http`` is the ``httpx.AsyncClient`` to share; without it the connector creates one and
     closes it in :meth:`aclose`. A client passed in is never closed by the connector.
-    ``poller`` replaces the Poller built from the settings (inject clock, sleep, rng there).
+    ``poller`` replaces the Poller built from the settings: inject clock, sleep and rng there,
+    the one place for a connector's time (its gate and ``poll_many`` use them too). A ``gate``
+    passed in keeps its own clock and sleep.
     """
 
     #: The CA's short name, as in :attr:`OrderStatus.ca`.
