@@ -122,7 +122,7 @@ async def test_issue_immediate_success(ca: respx.MockRouter, scm: Sectigo) -> No
     """Checklist 7 and 19: enroll, status Issued, collect; all three headers on every call."""
     enroll = ca.post("/ssl/v1/enroll").respond(200, json={"sslId": 55001, "renewId": "ren-abc"})
     ca.get(STATUS).mock(return_value=status("Issued"))
-    collect = ca.get(COLLECT, params={"format": "x509"}).respond(200, text=BUNDLE)
+    collect = ca.get(COLLECT, params={"format": "pemia"}).respond(200, text=BUNDLE)
 
     order = await scm.issue(request())
 
@@ -141,7 +141,7 @@ async def test_issue_immediate_success(ca: respx.MockRouter, scm: Sectigo) -> No
         "comments": "requested through certpoll",
     }
     assert enroll.calls.last.request.headers["Content-Type"] == "application/json"
-    assert collect.calls.last.request.url.params["format"] == "x509"
+    assert collect.calls.last.request.url.params["format"] == "pemia"
     assert enroll.call_count == 1
     assert ca.calls.call_count == 3
     _assert_auth(ca)
@@ -263,7 +263,7 @@ async def test_issue_refuses_sans_scm_cannot_take(scm: Sectigo, sans: tuple[str,
 
 
 @pytest.mark.parametrize(
-    "word", ["Requested", "Approved", "SAApproved", "Applied", "Init", "Pending"]
+    "word", ["Requested", "Approved", "SAApproved", "Applied", "Init", "Pending", "Not Enrolled"]
 )
 async def test_pending_words(ca: respx.MockRouter, scm: Sectigo, word: str) -> None:
     ca.get(STATUS).mock(return_value=status(word))
@@ -271,7 +271,7 @@ async def test_pending_words(ca: respx.MockRouter, scm: Sectigo, word: str) -> N
 
 
 @pytest.mark.parametrize(
-    "word", ["Declined", "Rejected", "Revoked", "Expired", "Invalid", "Replaced", "Not Enrolled"]
+    "word", ["Declined", "Rejected", "Revoked", "Expired", "Invalid", "Replaced"]
 )
 async def test_failed_words(ca: respx.MockRouter, scm: Sectigo, word: str) -> None:
     """Failure checklist 4 (the failed half)."""
@@ -296,9 +296,10 @@ async def test_unknown_word_is_pending_and_warned_once(
     assert sum("'issued'" in w for w in warnings) == 1
 
 
-async def test_issued_collects(ca: respx.MockRouter, scm: Sectigo) -> None:
-    ca.get(STATUS).mock(return_value=status("Issued"))
-    ca.get(COLLECT, params={"format": "x509"}).respond(200, text=BUNDLE)
+@pytest.mark.parametrize("word", ["Issued", "Enrolled - Pending Download", "Downloaded"])
+async def test_issued_collects(ca: respx.MockRouter, scm: Sectigo, word: str) -> None:
+    ca.get(STATUS).mock(return_value=status(word))
+    ca.get(COLLECT, params={"format": "pemia"}).respond(200, text=BUNDLE)
     outcome = await scm.poll_once("55001")
     assert isinstance(outcome, Done)
     assert outcome.value.state is OrderState.ISSUED
