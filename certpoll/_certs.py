@@ -4,7 +4,8 @@ CAs send a certificate with its chain in many orders (DigiCert leaf first, Secti
 ``x509`` bundle root first) and encodings (PEM with LF or CRLF, base64 DER). The order is
 never trusted: the leaf is the one certificate that issues none of the others (or, where
 certpoll knows it, the one carrying the submitted public key), and the chain is rebuilt from
-it towards the root, each link checked by signature.
+it towards the root, each link checked by signature. A bundle without exactly one such
+leaf is a :class:`ResponseParseError`.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ def issued_certificate(
     """The issued certificate among ``certificates``, in any order, with its chain.
 
     The leaf is the certificate whose public key is ``public_key`` (SubjectPublicKeyInfo
-    DER) when given, else the one certificate that issues none of the others. The chain
+    DER) when given, else the one certificate that issues none of the others and is not a
+    CA certificate (certpoll orders end-entity certificates). The chain
     runs from the leaf's issuer to the root, each certificate verified as the issuer of the
     one before; certificates off that path are dropped. No certificate, no leaf, or more
     than one candidate is a :class:`ResponseParseError`: certpoll never guesses.
@@ -144,7 +146,9 @@ def _leaf(
             order_id=order_id,
         )
     candidates = [
-        c for c in certificates if not any(_issued_by(other, c) for other in certificates)
+        c
+        for c in certificates
+        if not _is_ca(c) and not any(_issued_by(other, c) for other in certificates)
     ]
     if len(candidates) == 1:
         return candidates[0]
@@ -154,6 +158,15 @@ def _leaf(
         ca=ca,
         order_id=order_id,
     )
+
+
+def _is_ca(certificate: x509.Certificate) -> bool:
+    """Whether ``certificate`` is a CA's own (basicConstraints cA), never an order's leaf."""
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+    except x509.ExtensionNotFound:
+        return False
+    return constraints.value.ca
 
 
 def _chain_above(leaf: x509.Certificate, others: list[x509.Certificate]) -> list[x509.Certificate]:

@@ -308,6 +308,47 @@ async def test_issued_collects(ca: respx.MockRouter, scm: Sectigo, word: str) ->
     _assert_auth(ca)
 
 
+def _blocks(pem: str) -> list[str]:
+    end = "-----END CERTIFICATE-----\n"
+    return [block + end for block in pem.split(end) if block.strip()]
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+async def test_a_root_first_bundle_gives_the_leaf(
+    ca: respx.MockRouter, scm: Sectigo, crlf: bool
+) -> None:
+    """SCM's x509 bundle is root first, leaf last: the leaf is found by structure."""
+    root_first = "".join(reversed(_blocks(BUNDLE)))
+    text = root_first.replace("\n", "\r\n") if crlf else root_first
+    ca.get(STATUS).mock(return_value=status("Issued"))
+    ca.get(COLLECT, params={"format": "pemia"}).respond(200, text=text)
+    outcome = await scm.poll_once("55001")
+    assert isinstance(outcome, Done)
+    certificate = outcome.value.certificate
+    assert certificate is not None
+    assert certificate.serial == SERIAL
+    assert certificate.pem == LEAF
+    assert certificate.chain_pem == CHAIN
+
+
+@pytest.mark.parametrize(
+    "bundle",
+    [
+        pytest.param(LEAF + make_chain("other.example.com")[0], id="two-leaves"),
+        pytest.param(CHAIN, id="no-leaf-only-the-chain-ends"),
+        pytest.param(LEAF + _blocks(make_chain()[1])[0].replace("A", "B", 1), id="garbled"),
+    ],
+)
+async def test_a_bundle_without_one_leaf_is_a_parse_error(
+    ca: respx.MockRouter, scm: Sectigo, bundle: str
+) -> None:
+    ca.get(STATUS).mock(return_value=status("Issued"))
+    ca.get(COLLECT, params={"format": "pemia"}).respond(200, text=bundle)
+    outcome = await scm.poll_once("55001")
+    assert isinstance(outcome, Failed)
+    assert isinstance(outcome.error, ResponseParseError)
+
+
 @pytest.mark.parametrize("code", [-1400, -109, -183, -195, -140, -130, "-183"])
 async def test_collect_not_ready_is_pending(
     ca: respx.MockRouter, scm: Sectigo, code: object
