@@ -100,8 +100,8 @@ class Triage:
 
     ``pending_status_codes`` are statuses that mean "still working" for this CA (GlobalSign
     answers 202). ``not_ready`` recognises a CA's own "try later" answer (a 4xx, or one of
-    ``pending_status_codes``) and returns its words, or None. ``redact`` removes the connector's credentials from any text kept in an
-    error.
+    ``pending_status_codes``) and returns its words, or None. ``redact`` removes the
+    connector's credentials from any text kept in an error.
     """
 
     ca: str
