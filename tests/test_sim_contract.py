@@ -495,7 +495,8 @@ async def test_entrust_issues_at_once_and_refuses_bad_input(
     sim.script_next(OrderScript(awkward=True), ca="entrust")
     accepted = (await http.post(f"{base}/enrollments", json=en_body())).json()["enrollment"]
     assert accepted["status"] == "ACCEPTED"
-    assert x509.load_der_x509_certificate(base64.b64decode(accepted["body"]))
+    accepted_leaf = x509.load_der_x509_certificate(base64.b64decode(accepted["body"]))
+    assert accepted_leaf == sim.order("entrust", accepted["id"]).certificate
     no_format = en_body()
     del no_format["requiredFormat"]
     assert (await http.post(f"{base}/enrollments", json=no_format)).status_code == 400
