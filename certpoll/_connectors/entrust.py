@@ -134,7 +134,8 @@ class Entrust(Connector[EntrustSettings]):
 
     Without ``http=`` the connector creates its own client with an :class:`MTLSTransport`
     mounted for ``api_url``; a shared client must mount one itself (see
-    :func:`certpoll.mtls_mounts`). Order ids are CAGW tracking (enrollment) ids.
+    :func:`certpoll.mtls_mounts`). Order ids are certificate serials in hex, as CAGW writes
+    them, or the enrollment id of an enrollment held without one.
     """
 
     ca: ClassVar[CAName] = "entrust"
