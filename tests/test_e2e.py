@@ -104,10 +104,7 @@ def check_issued(
 
 async def test_digicert_end_to_end(world: World) -> None:
     world.sim.script_next(OrderScript(approval_for=3600, issue_after=120, errors=(429, 503)))
-    settings = certpoll.DigiCertSettings(
-        api_key=DIGICERT_API_KEY, org_id=112233, base_url=world.served.base_urls.digicert
-    )
-    async with certpoll.DigiCert(settings, **world.wire(settings)) as dc:  # type: ignore[arg-type]
+    async with connector(world, "digicert") as dc:
         order = await dc.issue(request("dc.example.com"))
         assert order.state is certpoll.OrderState.PENDING
         status = await dc.get_order_status(order.order_id)
@@ -129,10 +126,7 @@ async def test_digicert_end_to_end(world: World) -> None:
 
 async def test_digicert_rejected_and_unknown(world: World) -> None:
     world.sim.script_next(OrderScript(issue_after=30, reject=True))
-    settings = certpoll.DigiCertSettings(
-        api_key=DIGICERT_API_KEY, org_id=112233, base_url=world.served.base_urls.digicert
-    )
-    async with certpoll.DigiCert(settings, **world.wire(settings)) as dc:  # type: ignore[arg-type]
+    async with connector(world, "digicert") as dc:
         order = await dc.issue(request("no.example.com"))
         status = await dc.get_order_status(order.order_id)
         assert status.state is certpoll.OrderState.FAILED
@@ -151,15 +145,7 @@ async def test_sectigo_end_to_end(world: World) -> None:
     world.sim.script_next(
         OrderScript(approval_for=60, issue_after=60, collect_not_ready_for=300, errors=(503,))
     )
-    settings = certpoll.SectigoSettings(
-        customer_uri="sim-customer",
-        login=SECTIGO_LOGIN,
-        password=SECTIGO_PASSWORD,
-        org_id=4455,
-        cert_type=77,
-        base_url=world.served.base_urls.sectigo,
-    )
-    async with certpoll.Sectigo(settings, **world.wire(settings)) as sc:  # type: ignore[arg-type]
+    async with connector(world, "sectigo") as sc:
         order = await sc.issue(request("sc.example.com"))
         assert order.state is certpoll.OrderState.PENDING
         status = await sc.get_order_status(order.order_id)
@@ -177,13 +163,7 @@ async def test_entrust_end_to_end(world: World) -> None:
     world.sim.script_next(
         OrderScript(approval_for=200, issue_after=10, errors=(429,), retry_after=30)
     )
-    settings = certpoll.EntrustSettings(
-        api_url=world.served.base_urls.entrust,
-        client_cert_path=world.served.client_cert_path,
-        client_key_path=world.served.client_key_path,
-        ca_id="SIMCA1",
-    )
-    async with certpoll.Entrust(settings, **world.wire(settings)) as en:  # type: ignore[arg-type]
+    async with connector(world, "entrust") as en:
         order = await en.issue(request("en.example.com"))
         assert order.state is certpoll.OrderState.PENDING
         status = await en.get_order_status(order.order_id)

@@ -121,6 +121,13 @@ async def test_issue_reads_cagws_nested_answer(
     assert order.certificate.serial == serial
 
 
+def assert_failed(outcome: object, message: str) -> None:
+    """``outcome`` is the CA's final "no", in these words."""
+    assert isinstance(outcome, certpoll.Done)
+    assert outcome.value.state is certpoll.OrderState.FAILED
+    assert outcome.value.message == message
+
+
 def _der64(pem: str) -> str:
     """A PEM certificate as CAGW writes ``requiredFormat: X509``: base64 DER, one line."""
     return "".join(pem.strip().splitlines()[1:-1])
@@ -205,10 +212,7 @@ async def test_poll_by_serial_of_a_certificate_no_longer_good_is_failed(
     mock.get(f"{BASE}/v1/certificate-authorities/CA-1/certificates/abc123").respond(
         200, json=answer
     )
-    outcome = await entrust.poll_once("abc123")
-    assert isinstance(outcome, certpoll.Done)
-    assert outcome.value.state is certpoll.OrderState.FAILED
-    assert outcome.value.message == f"certificate abc123 is {status}"
+    assert_failed(await entrust.poll_once("abc123"), f"certificate abc123 is {status}")
 
 
 @pytest.mark.parametrize(
@@ -370,10 +374,7 @@ async def test_poll_failed_words(
     entrust: certpoll.Entrust, mock: respx.MockRouter, status: str
 ) -> None:
     mock.get(status_url()).respond(200, json={"trackingId": "ENR-1", "status": status})
-    outcome = await entrust.poll_once("ENR-1")
-    assert isinstance(outcome, certpoll.Done)
-    assert outcome.value.state is certpoll.OrderState.FAILED
-    assert outcome.value.message == f"enrollment ENR-1 is {status}"
+    assert_failed(await entrust.poll_once("ENR-1"), f"enrollment ENR-1 is {status}")
 
 
 @pytest.mark.parametrize(
