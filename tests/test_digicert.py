@@ -165,6 +165,24 @@ async def test_issue_reads_the_certificate_issued_on_the_201(
     assert order.certificate.ca_certificate_id == "88001"
 
 
+async def test_issue_201_with_a_csr_certpoll_cannot_read_finds_the_leaf_by_structure(
+    ca: respx.MockRouter, dc: DigiCert
+) -> None:
+    unreadable = (
+        "-----BEGIN CERTIFICATE REQUEST-----\nnot base64\n-----END CERTIFICATE REQUEST-----\n"
+    )
+    ca.post("/order/certificate/ssl_basic").respond(
+        201,
+        json={"id": 99001, "certificate_id": 88001, "certificate_chain": _crlf_chain(BUNDLE)},
+    )
+    order = await dc.issue(
+        certpoll.CertificateRequest(common_name="www.example.com", csr_pem=unreadable)
+    )
+    assert order.state is OrderState.ISSUED
+    assert order.certificate is not None
+    assert order.certificate.pem == LEAF
+
+
 async def test_issue_201_chain_for_another_key_keeps_the_order(
     ca: respx.MockRouter, dc: DigiCert
 ) -> None:

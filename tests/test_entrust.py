@@ -168,6 +168,16 @@ async def test_issue_accepted_with_a_body_is_issued(
     assert order.certificate.serial == serial
 
 
+async def test_issue_without_any_id_takes_the_certificates_serial(
+    entrust: certpoll.Entrust, mock: respx.MockRouter
+) -> None:
+    leaf, _, _ = make_chain(serial=0xBEEF, public_key=KEY.public_key())
+    mock.post(ENROLLMENTS).respond(201, json={"enrollment": {"status": "ISSUED", "body": leaf}})
+    order = await entrust.issue(request())
+    assert order.state is certpoll.OrderState.ISSUED
+    assert order.order_id == hex_serial(0xBEEF)
+
+
 async def test_issue_rejected_with_a_body_is_failed(
     entrust: certpoll.Entrust, mock: respx.MockRouter
 ) -> None:

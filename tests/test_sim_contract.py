@@ -168,6 +168,13 @@ async def test_digicert_issue_download_revoke(sim: SimulatedCA, http: httpx.Asyn
     assert sim.order("digicert", str(answer["id"])).revocation_reason == "key_compromise"
     again = await http.put(revoke, headers=DC, json={})
     assert again.status_code == 400
+    other = await dc_submit(http)
+    skipped = await http.put(
+        f"/digicert/services/v2/certificate/{other['certificate_id']}/revoke",
+        headers=DC,
+        json={"comments": "gone", "skip_approval": True},
+    )
+    assert (skipped.status_code, skipped.content) == (204, b"")
     assert (await http.put(revoke, headers=DC, content=b"{nope")).status_code == 400
     assert sim.order("digicert", str(answer["id"])).requests == 6
 
