@@ -247,8 +247,7 @@ class Entrust(Connector[EntrustSettings]):
     ) -> Done[OrderStatus] | Pending | Failed:
         """An enrollment's fate: a certificate present is issued unless the status says no."""
         status = enrollment.get("status")
-        word = self._status_word(status) if isinstance(status, str) else None
-        if word in FAILED_STATUSES and isinstance(status, str):
+        if isinstance(status, str) and self._status_word(status) in FAILED_STATUSES:
             return Done(self._rejected(order_id, f"enrollment {order_id} is {status}"))
         body = _text(enrollment.get("certificate"))
         if body is not None:
