@@ -23,6 +23,7 @@ from ._errors import ResponseParseError
 from ._models import Certificate
 
 __all__ = [
+    "MAX_CERTIFICATES",
     "certificate_from_pem",
     "csr_public_key",
     "issued_certificate",
@@ -30,6 +31,8 @@ __all__ = [
 ]
 
 _BEGIN = "-----BEGIN CERTIFICATE-----"
+#: No CA sends more than a handful; finding the leaf costs a signature check per pair.
+MAX_CERTIFICATES = 16
 
 
 def read_certificates(
@@ -92,6 +95,13 @@ def issued_certificate(
     if not unique:
         raise ResponseParseError(
             f"{ca}: no certificate found in the answer", ca=ca, order_id=order_id
+        )
+    if len(unique) > MAX_CERTIFICATES:
+        raise ResponseParseError(
+            f"{ca}: the answer holds {len(unique)} certificates, more than the "
+            f"{MAX_CERTIFICATES} certpoll reads",
+            ca=ca,
+            order_id=order_id,
         )
     leaf = _leaf(unique, public_key=public_key, ca=ca, order_id=order_id)
     chain = _chain_above(leaf, [c for c in unique if c is not leaf])

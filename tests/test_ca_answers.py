@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 import certpoll
-from certpoll._certs import certificate_from_pem
+from certpoll._certs import MAX_CERTIFICATES, certificate_from_pem
 from certpoll._connector import Connector
 from certpoll._connectors.entrust import hex_serial
 from certpoll.testing import TestPKI
@@ -318,3 +318,9 @@ def test_a_chain_that_does_not_verify_is_cut_where_it_breaks() -> None:
     )
     assert certificate.pem == _LEAF
     assert certificate.chain_pem == ""
+
+
+def test_an_answer_with_too_many_certificates_is_refused_before_any_signature_check() -> None:
+    leaves = "".join(make_chain(f"n{i}.example.com")[0] for i in range(MAX_CERTIFICATES + 1))
+    with pytest.raises(certpoll.ResponseParseError, match="more than"):
+        certificate_from_pem(leaves, ca="sectigo", order_id="1", ca_certificate_id="1")
