@@ -412,10 +412,38 @@ async def test_issue_without_a_token_sends_nothing(
 async def test_poll_202_is_pending(
     gs: certpoll.GlobalSign, mock: respx.MockRouter, login: respx.Route
 ) -> None:
-    mock.get(f"{CERTIFICATES}/0A").respond(202, json={"description": "being issued"})
+    mock.get(f"{CERTIFICATES}/0A").respond(
+        202,
+        json={"description": "Certificate is being issued"},
+        headers={"Content-Type": "application/problem+json"},
+    )
     outcome = await gs.poll_once("0A")
     assert isinstance(outcome, certpoll.Pending)
     assert outcome.error is None
+    assert outcome.detail == "HTTP 202: Certificate is being issued"
+
+
+@pytest.mark.parametrize("body", [b"", b"[]", b'{"description": ""}', b"<html>", b'{"x": 1}'])
+async def test_poll_202_without_words_says_the_status(
+    gs: certpoll.GlobalSign, mock: respx.MockRouter, login: respx.Route, body: bytes
+) -> None:
+    mock.get(f"{CERTIFICATES}/0A").respond(202, content=body)
+    outcome = await gs.poll_once("0A")
+    assert outcome == certpoll.Pending(detail="HTTP 202 Accepted")
+
+
+def test_revocation_reasons_are_the_six_hvca_names() -> None:
+    """GlobalSign's hvclient offers these six; the CA's own reasons go as unspecified."""
+    assert set(REVOCATION_REASONS.values()) <= {
+        "unspecified",
+        "keyCompromise",
+        "affiliationChanged",
+        "superseded",
+        "cessationOfOperation",
+        "privilegeWithdrawn",
+    }
+    assert REVOCATION_REASONS[certpoll.RevocationReason.CA_COMPROMISE] == "unspecified"
+    assert REVOCATION_REASONS[certpoll.RevocationReason.CERTIFICATE_HOLD] == "unspecified"
 
 
 @pytest.mark.parametrize("status", ["ISSUED", "issued", "Issued"])
