@@ -109,3 +109,33 @@ async def test_serve_sim_refuses_a_busy_port(capsys: pytest.CaptureFixture[str])
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port}" in err
     assert "hint: choose another --port" in err
+
+
+async def test_the_same_seed_gives_the_same_demo_and_certpoll_causes_no_429() -> None:
+    def once(seed: int) -> _demo.DemoResult:
+        return _demo.run_demo(orders=60, seed=seed, speed=20000, out=io.StringIO(), live=False)
+
+    first, second = await asyncio.to_thread(once, 5), await asyncio.to_thread(once, 5)
+    assert first.tallies == second.tallies
+    assert (first.ca_requests, first.ca_throttled, first.simulated_seconds) == (
+        second.ca_requests,
+        second.ca_throttled,
+        second.simulated_seconds,
+    )
+    assert first.ca_throttled_by_certpoll == 0
+    other = await asyncio.to_thread(once, 6)
+    assert other.tallies != first.tallies  # the seed does drive the run
+
+
+async def test_the_demo_summary_says_whose_429s_they_are() -> None:
+    result = _demo.DemoResult(
+        tallies=(),
+        wall_seconds=1.0,
+        simulated_seconds=3600.0,
+        ca_requests=100,
+        ca_throttled=7,
+        ca_throttled_by_certpoll=0,
+    )
+    summary = _demo.render_summary(result)
+    assert "7 HTTP 429 answers: 7 scripted by the realistic profile" in summary
+    assert "0 caused by certpoll" in summary
