@@ -19,14 +19,13 @@ def certificate_from_pem(
     ca: str,
     order_id: str | None,
     ca_certificate_id: str,
-    serial: str | None = None,
     chain: str = "",
 ) -> Certificate:
     """Build a :class:`Certificate` from a PEM bundle whose first certificate is the leaf.
 
     Text around and between the PEM blocks is ignored; each certificate is re-encoded in
     canonical PEM (64 columns, LF, trailing newline). ``chain`` adds certificates that came
-    separately. ``serial`` overrides the leaf's decimal serial (GlobalSign reports its own).
+    separately. The serial is the leaf's, in decimal, whatever the CA calls it.
     Anything unreadable raises :class:`ResponseParseError` with the cause chained.
     """
     certificates = _load(bundle, what="certificate", ca=ca, order_id=order_id)
@@ -47,7 +46,7 @@ def certificate_from_pem(
     return Certificate(
         pem=_pem(leaf),
         chain_pem="".join(_pem(c) for c in [*rest, *extra]),
-        serial=leaf_serial if serial is None else serial,
+        serial=leaf_serial,
         not_before=not_before,
         not_after=not_after,
         ca_certificate_id=ca_certificate_id,
