@@ -1,12 +1,17 @@
-"""Reading certificates out of what the CAs send: PEM bundles, parsed with ``cryptography``."""
+"""Reading certificates out of what the CAs send: PEM bundles, parsed with ``cryptography``.
+
+``cryptography`` is imported when the first certificate is read, not with ``certpoll``.
+"""
 
 from __future__ import annotations
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from typing import TYPE_CHECKING
 
 from ._errors import ResponseParseError
 from ._models import Certificate
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 __all__ = ["certificate_from_pem"]
 
@@ -54,6 +59,8 @@ def certificate_from_pem(
 
 
 def _load(text: str, *, what: str, ca: str, order_id: str | None) -> list[x509.Certificate]:
+    from cryptography import x509
+
     if _BEGIN not in text:
         if text.strip():
             raise ResponseParseError(
@@ -69,4 +76,6 @@ def _load(text: str, *, what: str, ca: str, order_id: str | None) -> list[x509.C
 
 
 def _pem(certificate: x509.Certificate) -> str:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     return certificate.public_bytes(Encoding.PEM).decode("ascii")
