@@ -85,4 +85,4 @@ def test_an_unknown_name_is_still_an_attribute_error() -> None:
     import certpoll
 
     with pytest.raises(AttributeError, match="no attribute 'DigiCertt'"):
-        certpoll.DigiCertt  # type: ignore[attr-defined]  # noqa: B018
+        certpoll.DigiCertt  # noqa: B018
