@@ -23,6 +23,7 @@ from ._instrumentation import PollHook as PollHook
 from ._instrumentation import get_poll_hooks as get_poll_hooks
 from ._instrumentation import logging_hook as logging_hook
 from ._instrumentation import set_poll_hooks as set_poll_hooks
+from ._integrations import opentelemetry_hook as opentelemetry_hook
 from ._integrations import prometheus_hook as prometheus_hook
 from ._integrations import structlog_hook as structlog_hook
 from ._models import CAName as CAName
@@ -122,6 +123,7 @@ __all__ = [
     "get_poll_hooks",
     "prometheus_hook",
     "structlog_hook",
+    "opentelemetry_hook",
     # Errors
     "CertpollError",
     "ConfigError",

@@ -52,6 +52,7 @@ EXPECTED = {
     "get_poll_hooks",
     "prometheus_hook",
     "structlog_hook",
+    "opentelemetry_hook",
     # Errors
     "CertpollError",
     "ConfigError",
@@ -90,7 +91,8 @@ def test_importing_certpoll_does_not_import_the_simulator_or_optional_extras() -
     # (rich is not in the list: httpx itself imports it when it is installed.)
     code = (
         "import sys, certpoll; "
-        "heavy = {'certpoll.testing', 'uvicorn', 'prometheus_client', 'structlog'}; "
+        "heavy = {'certpoll.testing', 'uvicorn', 'prometheus_client', 'structlog', "
+        "'opentelemetry'}; "
         "print(sorted(heavy & set(sys.modules)))"
     )
     out = subprocess.run(
