@@ -404,7 +404,12 @@ def _error_text(error: BaseException | None) -> str | None:
         if isinstance(cause, socket.gaierror):
             return "cannot resolve the host name" + _where(error)
         if isinstance(cause, ssl.SSLError):
-            reason = cause.reason or type(cause).__name__
+            # verify_message: why a certificate was refused; reason: OpenSSL's short name.
+            reason = (
+                getattr(cause, "verify_message", None)
+                or getattr(cause, "reason", None)
+                or type(cause).__name__
+            )
             return f"TLS failed: {reason}{_where(error)}"
         if isinstance(cause, OSError) and cause.errno in (errno.ETIMEDOUT, errno.EHOSTUNREACH):
             return f"{cause.strerror or 'network unreachable'}{_where(error)}".lower()

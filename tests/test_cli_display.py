@@ -11,9 +11,11 @@ import io
 import json
 import os
 import socket
+import ssl
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from rich.console import Console
 
@@ -209,3 +211,46 @@ async def test_the_demo_summary_says_whose_429s_they_are() -> None:
     summary = _demo.render_summary(result)
     assert "7 HTTP 429 answers: 7 scripted by the realistic profile" in summary
     assert "0 caused by certpoll" in summary
+
+
+def _chained(cause: BaseException, url: str = "https://ca.example:8443/x") -> Exception:
+    """A certpoll error over an httpx error over ``cause``, as a connector raises it."""
+    transport = httpx.ConnectError("connect failed", request=httpx.Request("GET", url))
+    transport.__cause__ = cause
+    error = certpoll.TransientError("digicert GET /x: ConnectError: connect failed")
+    error.__cause__ = transport
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "text"),
+    [
+        (None, None),
+        (_chained(ConnectionRefusedError(111, "refused")), "connection refused (ca.example:8443)"),
+        (
+            _chained(OSError("all failed"), "http://127.0.0.1/x"),
+            "digicert GET /x: ConnectError: connect failed",
+        ),
+        (
+            _chained(ExceptionGroup("all", [ConnectionRefusedError(111, "x")]), "http://h/x"),
+            "connection refused (h:80)",
+        ),
+        (
+            _chained(socket.gaierror(-2, "unknown")),
+            "cannot resolve the host name (ca.example:8443)",
+        ),
+        (
+            _chained(ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")),
+            "TLS failed: SSLError (ca.example:8443)",
+        ),
+        (
+            _chained(TimeoutError(110, "Connection timed out")),
+            "connection timed out (ca.example:8443)",
+        ),
+        (certpoll.TransientError("HTTP 503:\n  busy"), "HTTP 503: busy"),
+    ],
+)
+async def test_error_text_names_what_a_user_can_act_on(
+    error: BaseException | None, text: str | None
+) -> None:
+    assert _cli._error_text(error) == text

@@ -35,14 +35,15 @@ print(json.dumps({
 """
 
 
-def _run(code: str) -> dict[str, object]:
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
+def _python(code: str) -> str:
+    """What ``code`` prints, run in a fresh interpreter."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
-    result: dict[str, object] = json.loads(out)
+
+
+def _run(code: str) -> dict[str, object]:
+    result: dict[str, object] = json.loads(_python(code))
     return result
 
 
@@ -62,9 +63,7 @@ def test_the_lazy_names_load_on_first_use() -> None:
         "from certpoll import poll_many\n"
         "print(before, 'pydantic' in sys.modules, connector.__name__, poll_many.__name__)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
+    out = _python(code)
     assert out.split() == ["False", "True", "DigiCert", "poll_many"]
 
 
@@ -75,9 +74,7 @@ def test_the_cli_answers_version_without_the_connectors() -> None:
         "main(['--version'])\n"
         f"print(sorted(n for n in sys.modules if n.startswith({HEAVY!r})))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
+    out = _python(code)
     assert out.splitlines()[-1] == "[]"
 
 
