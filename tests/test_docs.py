@@ -124,11 +124,12 @@ SYBIL = Sybil(
 @contextlib.asynccontextmanager
 async def _serve_sim_environment(tmp_path: Path) -> AsyncIterator[None]:
     """The simulated CA on 127.0.0.1, and exactly the variables ``serve-sim`` prints."""
-    async with serve(SimulatedCA(), tls=False) as served:
+    sim = SimulatedCA()
+    async with serve(sim, tls=False) as served:
         origin = served.base_urls.digicert.removesuffix(MOUNTS["digicert"])
         announced = io.StringIO()
         client = _cli._client_key_pair(tmp_path)
-        _cli._announce(origin, SimulatedCA().credentials, client, announced)
+        _cli._announce(origin, sim.credentials, client, announced)
         exports = {}
         for line in announced.getvalue().splitlines():
             if line.startswith("export "):
