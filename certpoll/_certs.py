@@ -77,7 +77,6 @@ def issued_certificate(
     ca: str,
     order_id: str | None,
     ca_certificate_id: str,
-    serial: str | None = None,
     public_key: bytes | None = None,
 ) -> Certificate:
     """The issued certificate among ``certificates``, in any order, with its chain.
@@ -88,7 +87,7 @@ def issued_certificate(
     runs from the leaf's issuer to the root, each certificate verified as the issuer of the
     one before; certificates off that path are dropped. No certificate, no leaf, or more
     than one candidate is a :class:`ResponseParseError`: certpoll never guesses.
-    ``serial`` overrides the leaf's decimal serial (GlobalSign reports its own).
+    The serial is the leaf's, in decimal, whatever the CA calls it.
     """
     # A certificate sent twice (in the body and again in the chain) counts once.
     unique = list({c.public_bytes(Encoding.DER): c for c in certificates}.values())
@@ -108,7 +107,7 @@ def issued_certificate(
     return Certificate(
         pem=_pem(leaf),
         chain_pem="".join(_pem(c) for c in chain),
-        serial=str(leaf.serial_number) if serial is None else serial,
+        serial=str(leaf.serial_number),
         not_before=leaf.not_valid_before_utc,
         not_after=leaf.not_valid_after_utc,
         ca_certificate_id=ca_certificate_id,
@@ -121,7 +120,6 @@ def certificate_from_pem(
     ca: str,
     order_id: str | None,
     ca_certificate_id: str,
-    serial: str | None = None,
     chain: str = "",
     public_key: bytes | None = None,
 ) -> Certificate:
@@ -133,7 +131,6 @@ def certificate_from_pem(
         ca=ca,
         order_id=order_id,
         ca_certificate_id=ca_certificate_id,
-        serial=serial,
         public_key=public_key,
     )
 

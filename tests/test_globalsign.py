@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 import respx
+from cryptography import x509
 from pydantic import SecretStr
 
 import certpoll
@@ -81,6 +82,10 @@ def request(sans: tuple[str, ...] = ("www.example.com",)) -> certpoll.Certificat
     return certpoll.CertificateRequest(
         common_name="www.example.com", csr_pem=make_csr("www.example.com", sans), sans=sans
     )
+
+
+def decimal_serial(pem: str) -> str:
+    return str(x509.load_pem_x509_certificate(pem.encode()).serial_number)
 
 
 def issued(status: str = "ISSUED") -> dict[str, object]:
@@ -297,7 +302,7 @@ async def test_issue_immediate_in_the_body(
     assert order.state is certpoll.OrderState.ISSUED
     assert order.order_id == "12345678901234567890"
     assert order.certificate is not None
-    assert order.certificate.serial == "12345678901234567890"
+    assert order.certificate.serial == decimal_serial(order.certificate.pem)
     assert order.certificate.ca_certificate_id == "12345678901234567890"
 
 
@@ -456,7 +461,7 @@ async def test_poll_issued(
     value = outcome.value
     assert value.state is certpoll.OrderState.ISSUED
     assert value.certificate is not None
-    assert value.certificate.serial == "12345"
+    assert value.certificate.serial == decimal_serial(value.certificate.pem)
     assert value.certificate.ca_certificate_id == "12345"
     assert value.certificate.chain_pem.count("BEGIN CERTIFICATE") == 2
 

@@ -328,7 +328,6 @@ class GlobalSign(Connector[GlobalSignSettings]):
                 ca=self.ca,
                 order_id=serial,
                 ca_certificate_id=serial,
-                serial=serial,
                 chain=chain if isinstance(chain, str) else "",
             )
         except ResponseParseError as exc:

@@ -259,6 +259,8 @@ class SimulatedCA:
         self.responses_by_status: Counter[int] = Counter()
         #: HTTP 429 answers sent (DigiCert's limits, faults and scripts together).
         self.throttled = 0
+        #: Of those, the 429s a client earned by breaking DigiCert's rate limits (not scripted).
+        self.limits_exceeded = 0
         self._routes = self._build_routes()
 
     def __repr__(self) -> str:
@@ -510,6 +512,7 @@ class SimulatedCA:
             if not _same(key, creds.digicert_api_key):
                 return self._error(ca, 401, "The specified API key is invalid.", code="invalid_key")
             if not self._admit(key):
+                self.limits_exceeded += 1
                 return self._error(ca, 429, DIGICERT.RATE_LIMIT_MESSAGE)
         elif ca == "sectigo":
             if not (
