@@ -512,6 +512,8 @@ def test_no_credential_survives_in_any_error_repr_log_or_cause(
         base, extra = password
         login, password = (base, base + extra) if login_first else (base + extra, base)
     assume(login != password)
+    # A credential spelt only with letters could be a word of certpoll's own messages.
+    assume(not login.isalpha() and not password.isalpha())
     settings_ = certpoll.SectigoSettings(
         customer_uri="c",
         login=login + around,
