@@ -283,7 +283,7 @@ class UpstreamGate:
 
     def _timer(self, deadline: float | None) -> asyncio.Timeout:
         """An ``asyncio.timeout`` that fires at ``deadline`` on the gate's clock (None: never)."""
-        if deadline is None:
+        if deadline is None or math.isinf(deadline):
             return asyncio.timeout(None)
         return asyncio.timeout(max(0.0, deadline - self.now() + CLOCK_SLACK))
 
