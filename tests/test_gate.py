@@ -24,10 +24,11 @@ from certpoll import (
     PermanentError,
     Poller,
     RateLimited,
+    StillPending,
     TransientError,
 )
 from certpoll._gate import UpstreamGate
-from certpoll._poller import attempt_clock_paused
+from certpoll._poller import attempt_clock_paused, attempt_deadline
 from tests.helpers import FakeTime, run_in_virtual_time
 
 pytestmark = pytest.mark.looptime
@@ -498,6 +499,59 @@ def test_every_request_is_admitted_or_refused_by_its_deadline(
         assert arrivals == sorted(arrivals)  # first come, first served
         if hold is not None:
             assert all(t >= hold - 2e-3 for t in times)
+        assert gate.waiting == 0
+
+    run_in_virtual_time(scenario())
+
+
+@settings(max_examples=40)
+@given(
+    limit=st.tuples(st.integers(1, 4), st.sampled_from([1.0, 5.0])),
+    hold=st.none() | st.floats(0.0, 500.0),
+    polls=st.lists(
+        st.tuples(
+            st.floats(0.0, 30.0),  # start
+            st.floats(1.0, 120.0),  # max_wait
+            st.floats(1.0, 30.0),  # attempt_timeout
+            st.floats(0.0, 40.0),  # the CA's latency
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+)
+def test_no_poll_outlives_max_wait_plus_attempt_timeout_whatever_the_gate_does(
+    limit: tuple[int, float],
+    hold: float | None,
+    polls: list[tuple[float, float, float, float]],
+) -> None:
+    """Many polls through one gate (rate limits, a hold, slow answers): each returns by
+    ``start + max_wait + attempt_timeout``, and one that never got through says why.
+    """
+
+    async def scenario() -> None:
+        gate = UpstreamGate(rate_limits=[limit])
+        if hold is not None:
+            gate.hold(hold)
+
+        async def one(start: float, max_wait: float, timeout: float, latency: float) -> None:
+            await asyncio.sleep(start)
+
+            async def attempt() -> Pending:
+                try:
+                    async with gate.admit(deadline=attempt_deadline()):
+                        await asyncio.sleep(latency)
+                except GateClosed as closed:
+                    return Pending(closed, closed.retry_after)
+                return Pending()
+
+            poller = Poller(
+                BackoffPolicy(initial_wait=2.0), max_wait=max_wait, attempt_timeout=timeout
+            )
+            outcome = await poller.poll(attempt)
+            assert isinstance(outcome, StillPending)
+            assert now() <= start + max_wait + timeout + 2e-3
+
+        await asyncio.gather(*(one(*poll) for poll in polls))
         assert gate.waiting == 0
 
     run_in_virtual_time(scenario())
