@@ -533,7 +533,7 @@ def test_no_poll_outlives_max_wait_plus_attempt_timeout_whatever_the_gate_does(
         if hold is not None:
             gate.hold(hold)
 
-        async def one(start: float, max_wait: float, timeout: float, latency: float) -> None:
+        async def one(start: float, max_wait: float, bound: float, latency: float) -> None:
             await asyncio.sleep(start)
 
             async def attempt() -> Pending:
@@ -545,11 +545,11 @@ def test_no_poll_outlives_max_wait_plus_attempt_timeout_whatever_the_gate_does(
                 return Pending()
 
             poller = Poller(
-                BackoffPolicy(initial_wait=2.0), max_wait=max_wait, attempt_timeout=timeout
+                BackoffPolicy(initial_wait=2.0), max_wait=max_wait, attempt_timeout=bound
             )
-            outcome = await poller.poll(attempt)
+            outcome: Done[None] | StillPending = await poller.poll(attempt)
             assert isinstance(outcome, StillPending)
-            assert now() <= start + max_wait + timeout + 2e-3
+            assert now() <= start + max_wait + bound + 2e-3
 
         await asyncio.gather(*(one(*poll) for poll in polls))
         assert gate.waiting == 0
