@@ -103,7 +103,8 @@ class _Replay:
     """
 
     def __init__(self, sim: SimulatedCA) -> None:
-        self.sim = sim
+        # The simulator types ASGI messages as plain dicts, httpx as mutable mappings.
+        self.sim: Callable[..., Awaitable[None]] = sim
         self.answers: dict[str, tuple[_Message, _Message]] = {}
 
     async def __call__(
