@@ -130,7 +130,7 @@ def issued_certificate(
     chain = _chain_above(leaf, [c for c in unique if c is not leaf])
     return Certificate(
         pem=_pem(leaf),
-        chain_pem="".join(_pem(c) for c in chain),
+        chain_pem="".join(_ca_pem(c) for c in chain),
         serial=str(leaf.serial_number),
         not_before=leaf.not_valid_before_utc,
         not_after=leaf.not_valid_after_utc,
@@ -194,8 +194,13 @@ def _leaf(
     )
 
 
+@functools.lru_cache(maxsize=64)
 def _is_ca(certificate: x509.Certificate) -> bool:
-    """Whether ``certificate`` is a CA's own (basicConstraints cA), never an order's leaf."""
+    """Whether ``certificate`` is a CA's own (basicConstraints cA), never an order's leaf.
+
+    Remembered: a CA's certificates come with every order, and reading the extensions
+    builds an object for each of them.
+    """
     try:
         constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
     except x509.ExtensionNotFound:
@@ -233,8 +238,8 @@ def _ca_link(child: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 def _issued_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
     """Whether ``issuer`` signed ``child`` (names match and the signature verifies)."""
-    if child is issuer:
-        return False
+    if child is issuer or child.issuer != issuer.subject:
+        return False  # without the cost of raising and catching the library's ValueError
     try:
         child.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
@@ -248,3 +253,9 @@ def _spki(key: CertificatePublicKeyTypes) -> bytes:
 
 def _pem(certificate: x509.Certificate) -> str:
     return certificate.public_bytes(Encoding.PEM).decode("ascii")
+
+
+@functools.lru_cache(maxsize=64)
+def _ca_pem(certificate: x509.Certificate) -> str:
+    """:func:`_pem` of a chain certificate, remembered: every order of a CA carries it."""
+    return _pem(certificate)
