@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from cryptography import x509
 
 import certpoll
 from certpoll.testing import OrderScript, SimulatedCA
@@ -66,6 +67,8 @@ class OverheadResult:
     ratio: dict[str, dict[str, dict[str, Stats]]]
     #: cProfile of certpoll's issued attempts in-process, top entries by own time
     profile: str
+    #: µs to check one leaf's signature against its issuer (certpoll does, the peers do not)
+    signature_us: Stats
 
 
 class _Server:
@@ -241,6 +244,32 @@ def profile_issued(target: _Target, attempts: int, *, top: int = 15) -> str:
     return text[text.rfind("\n", 0, start) + 1 :].rstrip() if start >= 0 else text.strip()
 
 
+def signature_check_us(target: _Target, repeats: int, checks: int = 200) -> list[float]:
+    """µs per check of an issued leaf's signature by its issuer, once per repeat.
+
+    certpoll makes this check on every download (the chain is rebuilt by signature); the
+    bare loop and the peers only parse the PEM.
+    """
+
+    async def bundle() -> bytes:
+        settings = digicert_settings(target.url)
+        routes = Routes(settings.base_url, settings.api_key.get_secret_value())
+        async with _client(target) as http:
+            status = await http.get(routes.status(target.issued[0]), headers=routes.headers)
+            certificate_id = int(status.json()["certificate"]["id"])
+            download = await http.get(routes.download(certificate_id), headers=routes.headers)
+            return download.content
+
+    leaf, issuer = x509.load_pem_x509_certificates(asyncio.run(bundle()))[:2]
+    spent: list[float] = []
+    for _ in range(repeats):
+        start = time.process_time()
+        for _ in range(checks):
+            leaf.verify_directly_issued_by(issuer)
+        spent.append((time.process_time() - start) / checks * 1e6)
+    return spent
+
+
 def in_process_target(orders: int = 10) -> _Target:
     """The replaying in-process mock, with ``orders`` issued and pending orders in it."""
     sim = SimulatedCA(digicert_rate_limits=())
@@ -282,6 +311,7 @@ def run(*, attempts: int = 150, repeats: int = 5) -> OverheadResult:
                         if v != "bare httpx":
                             ratios[transport][kind][v].append(us / got["bare httpx"])
         profile = profile_issued(targets["in-process"], attempts)
+        signature = signature_check_us(targets["in-process"], repeats)
     finally:
         server.close()
 
@@ -299,6 +329,7 @@ def run(*, attempts: int = 150, repeats: int = 5) -> OverheadResult:
         cpu_us=summary(samples),
         ratio=summary(ratios),
         profile=profile,
+        signature_us=summarize(signature),
     )
 
 
