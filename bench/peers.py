@@ -15,7 +15,8 @@ behaviour in workload 3 (:mod:`bench.storm`); both are here so the peers are wri
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -120,6 +121,24 @@ class _NotYet(Exception):
     pass
 
 
+async def _until_issued(
+    attempts: AsyncIterable[AbstractContextManager[None]],
+    http: httpx.AsyncClient,
+    routes: Routes,
+    order_id: str,
+) -> bool:
+    """A retry library's attempts around :func:`attempt_async`; True once issued."""
+    try:
+        async for attempt in attempts:
+            with attempt:
+                kind, _ = await attempt_async(http, routes, order_id)
+                if kind != "issued":
+                    raise _NotYet
+    except _NotYet:
+        return False
+    return True
+
+
 async def poll_tenacity(
     http: httpx.AsyncClient, routes: Routes, order_id: str, *, max_attempts: int = 1000
 ) -> bool:
@@ -131,15 +150,7 @@ async def poll_tenacity(
         sleep=asyncio.sleep,
         reraise=True,
     )
-    try:
-        async for attempt in retrying:
-            with attempt:
-                kind, _ = await attempt_async(http, routes, order_id)
-                if kind != "issued":
-                    raise _NotYet
-    except _NotYet:
-        return False
-    return True
+    return await _until_issued(retrying, http, routes, order_id)
 
 
 async def poll_stamina(
@@ -149,12 +160,4 @@ async def poll_stamina(
     retrying = stamina.retry_context(
         on=_NotYet, attempts=max_attempts, timeout=None, wait_initial=5.0, wait_max=300.0
     )
-    try:
-        async for attempt in retrying:
-            with attempt:
-                kind, _ = await attempt_async(http, routes, order_id)
-                if kind != "issued":
-                    raise _NotYet
-    except _NotYet:
-        return False
-    return True
+    return await _until_issued(retrying, http, routes, order_id)
