@@ -3,6 +3,10 @@
 Everything public is re-exported here; the modules behind it are private.
 """
 
+from ._backends.store import OrderStore as OrderStore
+from ._backends.store import StoredOrder as StoredOrder
+from ._backends.store import StoredState as StoredState
+from ._backends.store import open_store as open_store
 from ._connectors.digicert import DigiCert as DigiCert
 from ._connectors.entrust import Entrust as Entrust
 from ._connectors.globalsign import GlobalSign as GlobalSign
@@ -11,6 +15,7 @@ from ._errors import AttemptTimeout as AttemptTimeout
 from ._errors import AuthenticationError as AuthenticationError
 from ._errors import CertpollError as CertpollError
 from ._errors import ConfigError as ConfigError
+from ._errors import LeaseLost as LeaseLost
 from ._errors import OrderNotFound as OrderNotFound
 from ._errors import PermanentError as PermanentError
 from ._errors import RateLimited as RateLimited
@@ -81,6 +86,12 @@ __all__ = [
     "PendingOrder",
     "Progress",
     "OrderStream",
+    # Orders that outlive a process
+    "OrderStore",
+    "StoredOrder",
+    "StoredState",
+    "open_store",
+    "LeaseLost",
     # Settings
     "CASettings",
     "DigiCertSettings",

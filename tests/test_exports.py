@@ -38,6 +38,12 @@ EXPECTED = {
     "PendingOrder",
     "Progress",
     "OrderStream",
+    # Orders that outlive a process
+    "OrderStore",
+    "StoredOrder",
+    "StoredState",
+    "open_store",
+    "LeaseLost",
     # Settings
     "CASettings",
     "DigiCertSettings",
@@ -89,7 +95,7 @@ def test_importing_certpoll_does_not_import_the_simulator_or_optional_extras() -
     # (rich is not in the list: httpx itself imports it when it is installed.)
     code = (
         "import sys, certpoll; "
-        "heavy = {'certpoll.testing', 'uvicorn', 'prometheus_client', 'structlog'}; "
+        "heavy = {'certpoll.testing', 'uvicorn', 'prometheus_client', 'structlog', 'asyncpg'}; "
         "print(sorted(heavy & set(sys.modules)))"
     )
     out = subprocess.run(
