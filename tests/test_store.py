@@ -7,13 +7,11 @@ tests wait for real, with leases of a fraction of a second.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 import certpoll
@@ -26,10 +24,8 @@ from certpoll import (
     OrderStore,
     StoredOrder,
     StoredState,
-    TransientError,
     open_store,
 )
-from tests.helpers import assert_no_secrets
 
 #: Short enough that PostgreSQL's real waits stay small.
 LEASE = 0.3
@@ -138,10 +134,12 @@ async def test_an_order_from_intent_to_certificate(backend: Backend) -> None:
         "w1",
         1,
     )
-    assert intent.lease_until is not None and intent.lease_until.tzinfo is UTC
+    assert intent.lease_until is not None
+    assert intent.lease_until.tzinfo is UTC
     pending = await store.record_submitted(intent, order_id="1234", deadline_in=3600)
     assert (pending.state, pending.order_id, pending.owner) == (StoredState.PENDING, "1234", "w1")
-    assert pending.due_at is not None and pending.deadline is not None
+    assert pending.due_at is not None
+    assert pending.deadline is not None
     assert 3599 <= (pending.deadline - pending.due_at).total_seconds() <= 3601
     # The submitter still holds it: nobody else can claim it now.
     assert await store.claim(owner="w2", cas=["sectigo"], limit=10, lease=LEASE) == []
@@ -190,7 +188,8 @@ async def test_an_intent_whose_submitter_died_is_uncertain_and_never_claimed(
     found = await store.get("lost")
     assert found is not None
     assert found.state is StoredState.UNCERTAIN
-    assert found.order_id is None and found.owner is None
+    assert found.order_id is None
+    assert found.owner is None
     assert "may or may not have the order" in (found.last_error or "")
     # The dead submitter, back from a pause, cannot write an order id over it.
     with pytest.raises(ConfigError, match="uncertain, not intent"):
@@ -224,7 +223,8 @@ async def test_a_withdrawn_intent_frees_its_key(backend: Backend) -> None:
     again, created = await store.add_intent(
         key="w", ca="digicert", fingerprint="fp", common_name="w.example", owner="o", lease=LEASE
     )
-    assert created and again.token == 1
+    assert created
+    assert again.token == 1
     with pytest.raises(LeaseLost):
         await store.withdraw_intent(
             StoredOrder(**{**_fields(again), "key": "missing"})  # type: ignore[arg-type]
@@ -266,7 +266,8 @@ async def test_a_stale_owner_can_never_overwrite_the_new_owners_result(backend: 
     assert await store.claim(owner="new", cas=["digicert"], limit=1, lease=LEASE) == []
     await backend.advance(LEASE + 0.05)
     (new,) = await store.claim(owner="new", cas=["digicert"], limit=1, lease=LEASE)
-    assert new.token > old.token and new.owner == "new"
+    assert new.token > old.token
+    assert new.owner == "new"
     for stale_write in (
         store.reschedule(old, attempts=9, due_in=0, last_error="stale"),
         store.complete(old, issued(old), attempts=9),
@@ -277,7 +278,8 @@ async def test_a_stale_owner_can_never_overwrite_the_new_owners_result(backend: 
     assert await store.renew([old], lease=LEASE) == set()
     await store.release(old)  # nothing to give back: a no-op, not the new owner's claim
     current = await store.get("k")
-    assert current is not None and (current.owner, current.attempts) == ("new", 0)
+    assert current is not None
+    assert (current.owner, current.attempts) == ("new", 0)
     assert await store.renew([new], lease=LEASE) == {"k"}
     failed = OrderStatus(ca="digicert", order_id="id-k", state=OrderState.FAILED, message="no")
     done = await store.complete(new, failed, attempts=1)
@@ -355,18 +357,18 @@ async def test_bad_arguments_are_config_errors_before_any_change(backend: Backen
     ]:
         with pytest.raises(ConfigError):
             await store.add_intent(**{**good, name: bad})  # type: ignore[arg-type]
-    for claim in [
-        {"cas": "digicert"},
-        {"cas": []},
-        {"cas": ["acme"]},
-        {"limit": 0},
-        {"limit": 10**6},
-        {"limit": 2.5},
+    claim: dict[str, object] = {"owner": "o", "cas": ["digicert"], "limit": 1, "lease": 1}
+    for name, bad in [
+        ("cas", "digicert"),
+        ("cas", []),
+        ("cas", ["acme"]),
+        ("limit", 0),
+        ("limit", 10**6),
+        ("limit", 2.5),
+        ("owner", ""),
     ]:
         with pytest.raises(ConfigError):
-            await store.claim(
-                **{"owner": "o", "cas": ["digicert"], "limit": 1, "lease": 1, **claim}
-            )  # type: ignore[arg-type]
+            await store.claim(**{**claim, name: bad})  # type: ignore[arg-type]
     intent, _ = await store.add_intent(**good)  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
         await store.record_submitted(intent, order_id="", deadline_in=60)
@@ -386,4 +388,5 @@ async def test_errors_are_bounded_in_the_row(backend: Backend) -> None:
     await submitted(store, "e")
     (held,) = await store.claim(owner="a", cas=["digicert"], limit=1, lease=LEASE)
     record = await store.reschedule(held, attempts=1, due_in=0, last_error="x" * 10_000)
-    assert record.last_error is not None and len(record.last_error) == 2000
+    assert record.last_error is not None
+    assert len(record.last_error) == 2000
