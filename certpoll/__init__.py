@@ -55,6 +55,10 @@ from ._settings import EntrustSettings as EntrustSettings
 from ._settings import GlobalSignSettings as GlobalSignSettings
 from ._settings import SectigoSettings as SectigoSettings
 from ._triage import parse_retry_after as parse_retry_after
+from ._worker import Worker as Worker
+from ._worker import WorkerEvent as WorkerEvent
+from ._worker import request_fingerprint as request_fingerprint
+from ._worker import submit_order as submit_order
 
 __all__ = [
     # Polling
@@ -92,6 +96,10 @@ __all__ = [
     "StoredState",
     "open_store",
     "LeaseLost",
+    "submit_order",
+    "request_fingerprint",
+    "Worker",
+    "WorkerEvent",
     # Settings
     "CASettings",
     "DigiCertSettings",

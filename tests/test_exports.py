@@ -44,6 +44,10 @@ EXPECTED = {
     "StoredState",
     "open_store",
     "LeaseLost",
+    "submit_order",
+    "request_fingerprint",
+    "Worker",
+    "WorkerEvent",
     # Settings
     "CASettings",
     "DigiCertSettings",

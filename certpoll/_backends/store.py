@@ -205,8 +205,9 @@ class OrderStore(Protocol):
         """The final answer (``status`` is ``ISSUED`` or ``FAILED``); the claim ends."""
         ...
 
-    async def release(self, claimed: StoredOrder) -> None:
-        """Give a claim back unchanged, for any worker to take when it is due."""
+    async def release(self, claimed: StoredOrder) -> StoredOrder | None:
+        """Give a claim back unchanged, for any worker to take when it is due; returns the
+        released record, or None when the claim was no longer held (nothing to give back)."""
         ...
 
     async def get(self, key: str) -> StoredOrder | None:

@@ -210,15 +210,17 @@ class MemoryOrderStore:
         )
         return record_from_row(row)
 
-    async def release(self, claimed: StoredOrder) -> None:
+    async def release(self, claimed: StoredOrder) -> StoredOrder | None:
         """See :meth:`certpoll.OrderStore.release`."""
         row = self._rows.get(claimed.key)
         if (
-            row is not None
-            and row["token"] == claimed.token
-            and row["state"] == StoredState.PENDING.value
+            row is None
+            or row["token"] != claimed.token
+            or row["state"] != StoredState.PENDING.value
         ):
-            row.update(owner=None, lease_until=None, updated_at=self._clock())
+            return None
+        row.update(owner=None, lease_until=None, updated_at=self._clock())
+        return record_from_row(row)
 
     async def get(self, key: str) -> StoredOrder | None:
         """See :meth:`certpoll.OrderStore.get`."""

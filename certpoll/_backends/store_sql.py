@@ -281,14 +281,20 @@ class SQLOrderStore:
             },
         )
 
-    async def release(self, claimed: StoredOrder) -> None:
+    async def release(self, claimed: StoredOrder) -> StoredOrder | None:
         """See :meth:`certpoll.OrderStore.release`."""
         async with await self._session() as session:
-            await session.execute(
-                "UPDATE certpoll_orders SET owner = NULL, lease_until = NULL "
-                "WHERE key = :key AND token = :token AND state = :state",
-                {"key": claimed.key, "token": claimed.token, "state": StoredState.PENDING.value},
+            rows = await session.fetch(
+                "UPDATE certpoll_orders SET owner = NULL, lease_until = NULL, updated_at = :now "
+                f"WHERE key = :key AND token = :token AND state = :state RETURNING {_ALL}",
+                {
+                    "now": await session.now(),
+                    "key": claimed.key,
+                    "token": claimed.token,
+                    "state": StoredState.PENDING.value,
+                },
             )
+        return record_from_row(rows[0]) if rows else None
 
     # -- intents, claims and leases ---------------------------------------------------------
 
