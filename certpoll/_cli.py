@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import socket
 import sys
 from collections.abc import Callable, Sequence
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final, NoReturn
 from urllib.parse import quote
 
+from ._backends.store import StoredState, open_store
 from ._connector import Connector
 from ._connectors.digicert import DigiCert
 from ._connectors.entrust import Entrust
@@ -34,6 +36,7 @@ from ._settings import (
     GlobalSignSettings,
     SectigoSettings,
 )
+from ._worker import Worker, list_orders, serve_worker
 
 if TYPE_CHECKING:
     from .testing import Credentials, SimulatedCA
@@ -110,6 +113,7 @@ def _parser() -> _Parser:
     )
     serve.add_argument("--seed", type=int, default=0)
     serve.add_argument("--speed", type=_positive_float, default=1.0)
+    _add_store_commands(commands)
     return parser
 
 
@@ -154,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args)
         if args.command == "status":
             return _status(args)
+        if args.command in ("worker", "orders"):
+            return _store_command(args)
         return _serve_sim(args)
     except UserError as exc:
         _complain(str(exc), exc.hint)
@@ -455,3 +461,61 @@ async def _run_server(sim: SimulatedCA, sock: socket.socket) -> None:
         host, port = sock.getsockname()[:2]
         _announce(f"http://{host}:{port}", sim.credentials, sys.stdout)
     await serving
+
+
+# -- worker and orders: the order store ------------------------------------------------------
+
+
+def _add_store_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
+    store_help = "the order store: sqlite:///path or postgresql://… (default: $CERTPOLL_STORE_URL)"
+    worker = commands.add_parser(
+        "worker",
+        help="claim due orders from a store and poll them (SIGTERM stops it cleanly)",
+        description="Settings of each CA come from the environment: CERTPOLL_<CA>_*.",
+    )
+    worker.add_argument("--store", metavar="URL", help=store_help)
+    worker.add_argument(
+        "--ca", action="append", required=True, help="a CA to poll for (repeat for more)"
+    )
+    worker.add_argument("--lease", type=_positive_float, default=30.0, help="seconds, default 30")
+    worker.add_argument(
+        "--claim-interval", type=_positive_float, default=1.0, help="seconds, default 1"
+    )
+    worker.add_argument("--json", action="store_true", help="JSON lines even on a terminal")
+    orders = commands.add_parser("orders", help="list a store's orders by state")
+    orders.add_argument("--store", metavar="URL", help=store_help)
+    orders.add_argument("--state", action="append", choices=[s.value for s in StoredState])
+    orders.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+
+def _store_command(args: argparse.Namespace) -> int:
+    url = args.store or os.environ.get("CERTPOLL_STORE_URL")
+    if not url:
+        raise UserError("no order store given", hint="pass --store URL or set CERTPOLL_STORE_URL")
+    store = open_store(url)
+    connectors = [] if args.command == "orders" else [_connector_for(ca) for ca in args.ca]
+    json_out = args.json or (args.command == "worker" and not sys.stdout.isatty())
+
+    async def run() -> None:
+        try:
+            if args.command == "orders":
+                states = None if args.state is None else [StoredState(s) for s in args.state]
+                await list_orders(store, states=states, json_out=json_out, out=sys.stdout)
+                return
+            lease = args.lease
+            worker = Worker(
+                store, connectors, lease=lease, claim_interval=min(args.claim_interval, lease)
+            )
+            await serve_worker(worker, out=sys.stdout, json_lines=json_out)
+        finally:
+            for connector in connectors:
+                await connector.aclose()
+            await store.aclose()
+
+    try:
+        asyncio.run(run())
+    except AuthenticationError as exc:
+        raise UserError(str(exc), hint="check the CA's credential settings") from exc
+    except CertpollError as exc:
+        raise UserError(str(exc), hint="check --store and the CA settings") from exc
+    return EXIT_OK

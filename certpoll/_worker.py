@@ -20,12 +20,13 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import socket
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal
+from typing import IO, Any, Final, Literal
 
 from ._backends.store import OrderStore, StoredOrder, StoredState
 from ._connector import Connector
@@ -40,7 +41,14 @@ from ._errors import (
 from ._fleet import OrderStream, PendingOrder, poll_many
 from ._models import CAName, CertificateRequest, OrderState, OrderStatus
 
-__all__ = ["Worker", "WorkerEvent", "request_fingerprint", "submit_order"]
+__all__ = [
+    "Worker",
+    "WorkerEvent",
+    "list_orders",
+    "request_fingerprint",
+    "serve_worker",
+    "submit_order",
+]
 
 logger = logging.getLogger("certpoll")
 
@@ -221,7 +229,8 @@ class Worker:
         self._batch = batch
         self._max_held = max_held
         self._concurrency = concurrency
-        self._on_event = on_event
+        #: Called with each :class:`WorkerEvent`.
+        self.on_event = on_event
         self._stopping = asyncio.Event()
         self._batches: dict[asyncio.Task[None], _Batch] = {}
         self._fatal: BaseException | None = None
@@ -405,8 +414,8 @@ class Worker:
             await asyncio.wait(tasks)
 
     def _emit(self, event: WorkerEvent) -> None:
-        if self._on_event is not None:
-            self._on_event(event)
+        if self.on_event is not None:
+            self.on_event(event)
 
 
 def _handle(record: StoredOrder, connector: Connector[Any]) -> PendingOrder:
@@ -431,3 +440,84 @@ def _seconds_until(when: datetime) -> float:
 def summarise(counts: Mapping[StoredState, int]) -> str:
     """``pending 3, issued 10, …``: the states with their counts."""
     return ", ".join(f"{state.value} {count}" for state, count in counts.items())
+
+
+# -- the two commands' bodies (``certpoll worker`` and ``certpoll orders``) -------------------
+
+
+def _describe(event: WorkerEvent) -> str:
+    if event.kind in ("claimed", "released"):
+        return f"{event.kind} {event.count} orders"
+    return f"{event.kind:<13} {event.ca} {event.order_id} (key {event.key})"
+
+
+async def serve_worker(worker: Worker, *, out: IO[str], json_lines: bool) -> None:
+    """Run ``worker`` until SIGTERM or SIGINT, printing each event (JSON lines or text)."""
+
+    def show(event: WorkerEvent) -> None:
+        print(event.as_json() if json_lines else _describe(event), file=out, flush=True)
+
+    worker.on_event = show
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for number in signals:
+        loop.add_signal_handler(number, worker.stop)
+    try:
+        await worker.run()
+    finally:
+        for number in signals:
+            loop.remove_signal_handler(number)
+    counts = await worker.store.counts()
+    if json_lines:
+        print(json.dumps({"event": "stopped", "counts": _counts_json(counts)}), file=out)
+    else:
+        print(f"stopped; the store holds: {summarise(counts)}", file=out)
+
+
+def _counts_json(counts: Mapping[StoredState, int]) -> dict[str, int]:
+    return {state.value: count for state, count in counts.items()}
+
+
+def _record_json(record: StoredOrder) -> dict[str, object]:
+    def when(value: datetime | None) -> str | None:
+        return None if value is None else value.isoformat()
+
+    return {
+        "key": record.key,
+        "ca": record.ca,
+        "state": record.state.value,
+        "order_id": record.order_id,
+        "common_name": record.common_name,
+        "attempts": record.attempts,
+        "owner": record.owner,
+        "lease_until": when(record.lease_until),
+        "due_at": when(record.due_at),
+        "last_error": record.last_error,
+        "message": record.message,
+        "serial": None if record.certificate is None else record.certificate.serial,
+    }
+
+
+async def list_orders(
+    store: OrderStore, *, states: Iterable[StoredState] | None, json_out: bool, out: IO[str]
+) -> None:
+    """Print the store's orders by state: one JSON document, or a count line and a table."""
+    counts = await store.counts()
+    chosen = list(StoredState if states is None else states)
+    records = await store.orders(states=chosen, limit=10_000)
+    records.sort(key=lambda record: (chosen.index(record.state), record.created_at))
+    if json_out:
+        document = {
+            "counts": _counts_json(counts),
+            "orders": [_record_json(record) for record in records],
+        }
+        print(json.dumps(document, indent=2), file=out)
+        return
+    print(summarise(counts), file=out)
+    for record in records:
+        note = record.last_error or record.message or ""
+        print(
+            f"{record.state.value:<10} {record.ca:<10} {record.order_id or '-':<12} "
+            f"{record.common_name:<30} attempts={record.attempts} {note}".rstrip(),
+            file=out,
+        )
