@@ -234,6 +234,8 @@ class Worker:
         self._stopping = asyncio.Event()
         self._batches: dict[asyncio.Task[None], _Batch] = {}
         self._fatal: BaseException | None = None
+        #: Until when (loop clock) every lease held is known to last.
+        self._held_until = 0.0
 
     @property
     def held(self) -> int:
@@ -255,10 +257,19 @@ class Worker:
         next_renewal = loop.time() + renew_every
         try:
             while not self._stopping.is_set():
-                await self._claim()
-                if loop.time() >= next_renewal:
-                    await self._renew()
-                    next_renewal = loop.time() + renew_every
+                try:
+                    await self._claim()
+                    if loop.time() >= next_renewal:
+                        started = loop.time()
+                        await self._renew()
+                        self._held_until = started + self._lease
+                        next_renewal = loop.time() + renew_every
+                except TransientError as exc:
+                    # The store is unreachable: keep trying, but stop polling before the
+                    # leases may have lapsed, so that no order gets a second poller.
+                    logger.warning("certpoll.worker_store_unreachable: %s", exc)
+                    if loop.time() >= self._held_until - renew_every:
+                        await self._abandon()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._stopping.wait(),
@@ -275,6 +286,8 @@ class Worker:
         room = min(self._batch, self._max_held - self.held)
         if room <= 0:
             return
+        if not self._batches:
+            self._held_until = asyncio.get_running_loop().time() + self._lease
         claimed = await self.store.claim(
             owner=self.owner, cas=list(self._connectors), limit=room, lease=self._lease
         )
@@ -396,14 +409,25 @@ class Worker:
                 )
 
     async def _give_back(self, batch: _Batch) -> None:
-        await self._checkpoint(batch)
+        """Checkpoint and release what the batch still holds; with the store unreachable,
+        leave it to its lease (another worker takes it when the lease runs out)."""
         released = 0
-        for record in batch.records.values():
-            await self.store.release(record)
-            released += 1
+        try:
+            await self._checkpoint(batch)
+            for record in batch.records.values():
+                await self.store.release(record)
+                released += 1
+        except TransientError as exc:
+            logger.warning("certpoll.worker_release_failed: %s; the leases will lapse", exc)
         batch.records.clear()
         if released:
             self._emit(WorkerEvent(kind="released", count=released))
+
+    async def _abandon(self) -> None:
+        """Stop polling everything held (the batches then try to give their orders back)."""
+        for batch in list(self._batches.values()):
+            if batch.stream is not None:
+                await batch.stream.aclose()
 
     async def _release_all(self) -> None:
         """On the way out: stop every batch; each checkpoints and releases what it holds."""

@@ -280,3 +280,52 @@ def test_the_service_guide_code_runs(capsys: pytest.CaptureFixture[str]) -> None
     for block in blocks:
         exec(compile(block, "docs/service.md", "exec"), {"__name__": "__docs__"})  # noqa: S102
     assert "issued" in capsys.readouterr().out
+
+
+class _Flaky:
+    """An order store that can be switched off: every call then raises TransientError."""
+
+    def __init__(self, inner: OrderStore) -> None:
+        self.inner = inner
+        self.down = False
+
+    def __getattr__(self, name: str) -> object:
+        method = getattr(self.inner, name)
+
+        async def call(*args: object, **kwargs: object) -> object:
+            if self.down:
+                raise TransientError("the order store is unreachable")
+            return await method(*args, **kwargs)
+
+        return call
+
+
+async def test_a_worker_cut_off_from_its_store_stops_polling_before_its_leases_lapse(
+    sim: SimulatedCA, digicert: DigiCert, store: OrderStore
+) -> None:
+    sim.script_next(OrderScript(approval_for=10**6), count=3)
+    for index in range(3):
+        await submit_order(digicert, store, request(f"cut{index}.example"))
+    flaky = _Flaky(store)
+    claimed = asyncio.Event()
+    worker = Worker(
+        flaky,  # type: ignore[arg-type]
+        [digicert],
+        lease=0.6,
+        claim_interval=0.05,
+        on_event=lambda event: claimed.set(),
+    )
+    running = asyncio.create_task(worker.run())
+    await asyncio.wait_for(claimed.wait(), 10)
+    flaky.down = True
+    await asyncio.sleep(0.6)  # past the lease: the worker must have stopped polling by now
+    requests = sim.requests
+    await asyncio.sleep(0.3)
+    assert sim.requests == requests, "still polling orders whose lease may have lapsed"
+    assert not running.done()  # an outage of the store does not end the worker
+    flaky.down = False
+    claimed.clear()
+    await asyncio.wait_for(claimed.wait(), 10)  # the orders come back after their lease
+    worker.stop()
+    await asyncio.wait_for(running, 10)
+    assert sim.requests > requests

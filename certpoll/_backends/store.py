@@ -42,7 +42,6 @@ __all__ = [
     "SCHEMA_VERSION",
     "UNCERTAIN_AFTER_CRASH",
     "OrderStore",
-    "StoreClock",
     "StoredOrder",
     "StoredState",
     "check_claim",
@@ -62,9 +61,6 @@ __all__ = [
 #: The schema this code reads and writes. A store at a higher version was migrated by a newer
 #: certpoll and is refused (:func:`newer_schema_error`) rather than misread.
 SCHEMA_VERSION: Final = 1
-
-#: Seconds since the Unix epoch, on the clock that decides leases and due times.
-StoreClock = Callable[[], float]
 
 #: The longest lease and the largest claim: a crashed owner's orders come back within a
 #: lease, so an hour is already a long outage for them.
@@ -104,9 +100,11 @@ class StoredOrder:
 
     ``key`` is the idempotency key (one order per key, ever). ``fingerprint`` identifies the
     request (see :func:`certpoll.request_fingerprint`); ``order_id`` is the CA's id, None
-    for an intent. ``token`` is the fencing token of the latest claim: a claimed record is
-    the proof of ownership every write must present. ``owner`` and ``lease_until`` say who
-    holds it until when. Times are aware UTC datetimes on the store's clock.
+    for an intent. ``attempts`` are the poll attempts recorded so far (a worker writes them
+    at each lease renewal and with the final answer, so a crash may undercount them).
+    ``token`` is the fencing token of the latest claim: a claimed record is the proof of
+    ownership every write must present. ``owner`` and ``lease_until`` say who holds it until
+    when. Times are aware UTC datetimes on the store's clock.
     """
 
     key: str
