@@ -269,7 +269,7 @@ class Worker:
                     # leases may have lapsed, so that no order gets a second poller.
                     logger.warning("certpoll.worker_store_unreachable: %s", exc)
                     if loop.time() >= self._held_until - renew_every:
-                        await self._abandon()
+                        self._abandon()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._stopping.wait(),
@@ -369,11 +369,11 @@ class Worker:
         if not held:
             return
         kept = await self.store.renew(held, lease=self._lease)
-        for batch in list(self._batches.values()):
+        for task, batch in list(self._batches.items()):
             lost = [record for record in batch.records.values() if record.key not in kept]
             if lost:
                 # Another owner has these: stop polling them at once (no second poller);
-                # the batch's task then gives back the rest.
+                # the batch's task, cancelled, gives back the rest.
                 for record in lost:
                     del batch.records[record.order_id or ""]
                     self._emit(
@@ -381,8 +381,7 @@ class Worker:
                             kind="lost", key=record.key, ca=record.ca, order_id=record.order_id
                         )
                     )
-                if batch.stream is not None:
-                    await batch.stream.aclose()
+                task.cancel()
             else:
                 await self._checkpoint(batch)
 
@@ -423,17 +422,16 @@ class Worker:
         if released:
             self._emit(WorkerEvent(kind="released", count=released))
 
-    async def _abandon(self) -> None:
+    def _abandon(self) -> None:
         """Stop polling everything held (the batches then try to give their orders back)."""
-        for batch in list(self._batches.values()):
-            if batch.stream is not None:
-                await batch.stream.aclose()
+        for task in self._batches:
+            if not task.cancelling():  # once: a second cancel would cut its give-back short
+                task.cancel()
 
     async def _release_all(self) -> None:
         """On the way out: stop every batch; each checkpoints and releases what it holds."""
         tasks = list(self._batches)
-        for task in tasks:
-            task.cancel()
+        self._abandon()
         if tasks:
             await asyncio.wait(tasks)
 
