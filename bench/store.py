@@ -84,16 +84,16 @@ def _settings(sim: SimulatedCA) -> certpoll.DigiCertSettings:
         api_key=sim.credentials.digicert_api_key,
         org_id=sim.credentials.digicert_org_id,
         base_url=sim.base_urls().digicert,
-        poll_initial_wait_seconds=0.01,
-        poll_max_backoff_seconds=0.03,
+        poll_initial_wait_seconds=0.05,
+        poll_max_backoff_seconds=0.2,
         rate_limits=(),  # no waiting at the gate: only CPU is compared
     )
 
 
 def _sim() -> SimulatedCA:
-    # Issued 0.15 s after submission: several attempts each.
+    # Issued 1.5 s after submission: several attempts each, as real orders need.
     return SimulatedCA(
-        profile=Profile.fixed(OrderScript(issue_after=0.15)), speed=1.0, digicert_rate_limits=()
+        profile=Profile.fixed(OrderScript(issue_after=1.5)), speed=1.0, digicert_rate_limits=()
     )
 
 

@@ -76,6 +76,8 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
 assert len(MIGRATIONS) == SCHEMA_VERSION  # a migration per version, always
 
 _ALL: Final = ", ".join(COLUMNS)
+#: Leases renewed per statement (two bound parameters each, well under every limit).
+_RENEW_CHUNK: Final = 1000
 _VERSION_TABLE: Final = "certpoll_store_version"
 
 
@@ -385,19 +387,22 @@ class SQLOrderStore:
             return held
         async with await self._session() as session:
             now = await session.now()
-            for record in records:
+            for start in range(0, len(records), _RENEW_CHUNK):
+                chunk = records[start : start + _RENEW_CHUNK]
+                pairs = ", ".join(f"(:k{i}, CAST(:t{i} AS BIGINT))" for i in range(len(chunk)))
+                params: dict[str, object] = {
+                    "until": now + lease,
+                    "now": now,
+                    "intent": StoredState.INTENT.value,
+                    "pending": StoredState.PENDING.value,
+                }
+                for index, record in enumerate(chunk):
+                    params[f"k{index}"], params[f"t{index}"] = record.key, record.token
                 rows = await session.fetch(
                     "UPDATE certpoll_orders SET lease_until = :until, updated_at = :now "
-                    "WHERE key = :key AND token = :token AND state IN (:intent, :pending) "
+                    f"WHERE (key, token) IN (VALUES {pairs}) AND state IN (:intent, :pending) "
                     "RETURNING key",
-                    {
-                        "until": now + lease,
-                        "now": now,
-                        "key": record.key,
-                        "token": record.token,
-                        "intent": StoredState.INTENT.value,
-                        "pending": StoredState.PENDING.value,
-                    },
+                    params,
                 )
                 held.update(str(row["key"]) for row in rows)
         return held

@@ -1,10 +1,12 @@
 """The order store in a SQLite file (``sqlite:///path``): several processes on one host.
 
-The file is in WAL mode, so readers never wait for the writer; every operation is one
-``BEGIN IMMEDIATE`` transaction, which takes the file's write lock at its start, so two
-processes never interleave a claim (a process that finds the lock taken waits up to
-:data:`BUSY_TIMEOUT_SECONDS`, then gets a :class:`~certpoll.TransientError`). The
-connection lives on a thread of its own: no call blocks the event loop.
+The file is in WAL mode, so readers never wait for the writer. Every statement the store
+runs is atomic and fenced on its own (a claim is one ``UPDATE … WHERE key IN (SELECT …)``),
+and a writing statement takes the file's write lock before it reads, so two processes
+never take one order (a process that finds the lock taken waits up to
+:data:`BUSY_TIMEOUT_SECONDS`, then gets a :class:`~certpoll.TransientError`). Migrations
+run in one ``BEGIN IMMEDIATE`` transaction. The connection lives on a thread of its own: no
+call blocks the event loop.
 
 Leases and due times use this host's wall clock (or the ``clock`` given, in tests), which
 every process on one host shares.
@@ -74,6 +76,11 @@ class _SQLiteDatabase:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
+            if not migrating:
+                # Each statement of an operation is fenced in its own WHERE clause, so each
+                # commits on its own: one trip to the store's thread per statement.
+                yield _SQLiteSession(self)
+                return
             try:
                 # Inside the try: if cancelled while waiting for the lock, still rolled back.
                 await self._run(lambda: self._connect().execute("BEGIN IMMEDIATE"))
