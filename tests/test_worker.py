@@ -271,17 +271,6 @@ def test_worker_settings_are_bounded(store: OrderStore, digicert: DigiCert) -> N
         Worker(store, [digicert, digicert])
 
 
-def test_the_service_guide_code_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    import re
-
-    guide = (Path(__file__).parent.parent / "docs" / "service.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", guide, re.S)
-    assert blocks
-    for block in blocks:
-        exec(compile(block, "docs/service.md", "exec"), {"__name__": "__docs__"})  # noqa: S102
-    assert "issued" in capsys.readouterr().out
-
-
 class _Flaky:
     """An order store that can be switched off: every call then raises TransientError."""
 
