@@ -359,6 +359,16 @@ class Worker:
                 )
         except LeaseLost:
             event = WorkerEvent(kind="lost", key=record.key, ca=record.ca, order_id=record.order_id)
+        except TransientError as exc:
+            # The store is unreachable: the answer is not written, and the order stays
+            # claimed until its lease runs out; then a worker polls it again.
+            logger.warning(
+                "certpoll.worker_write_failed ca=%s order_id=%s: %s",
+                record.ca,
+                record.order_id,
+                exc,
+            )
+            return
         self._emit(event)
 
     # -- leases -------------------------------------------------------------------------------
@@ -381,7 +391,8 @@ class Worker:
                             kind="lost", key=record.key, ca=record.ca, order_id=record.order_id
                         )
                     )
-                task.cancel()
+                if not task.cancelling():
+                    task.cancel()
             else:
                 await self._checkpoint(batch)
 
