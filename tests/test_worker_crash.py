@@ -41,7 +41,7 @@ async def main(url, base_url, first, last):
     settings = certpoll.DigiCertSettings(
         api_key=sys.argv[5], org_id=112233, base_url=base_url,
         poll_initial_wait_seconds=0.005, poll_max_backoff_seconds=0.05,
-        poll_max_wait_seconds=30,
+        poll_max_wait_seconds=30, rate_limits=(),
     )
     try:
         async with certpoll.DigiCert(settings) as dc:
@@ -69,6 +69,7 @@ async def test_killed_workers_never_order_twice_nor_lose_an_order(tmp_path: Path
         profile=Profile(pick=lambda r, ca: OrderScript(issue_after=r.uniform(0, 200))),
         credentials=Credentials(digicert_api_key=DIGICERT_API_KEY),
         speed=1000,
+        digicert_rate_limits=(),  # crashes are the subject here, not the rate limits
     )
     url = f"sqlite:///{tmp_path / 'crash.db'}"
     share = ORDERS // PROCESSES
