@@ -375,6 +375,9 @@ async def test_bad_arguments_are_config_errors_before_any_change(backend: Backen
     with pytest.raises(ConfigError):
         await store.record_submitted(intent, order_id="1", deadline_in=-1)
     pending = await store.record_submitted(intent, order_id="1", deadline_in=60)
+    for attempts in (-1, 2.5, True):
+        with pytest.raises(ConfigError, match="attempts"):
+            await store.reschedule(pending, attempts=attempts, due_in=0, last_error=None)  # type: ignore[arg-type]
     still = OrderStatus(ca="digicert", order_id="1", state=OrderState.PENDING)
     with pytest.raises(ConfigError, match="only an issued or failed"):
         await store.complete(pending, still, attempts=1)

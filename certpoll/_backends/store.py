@@ -44,6 +44,7 @@ __all__ = [
     "OrderStore",
     "StoredOrder",
     "StoredState",
+    "check_attempts",
     "check_claim",
     "check_intent",
     "check_lease",
@@ -272,6 +273,14 @@ def check_seconds(value: float, name: str, *, upper: float = MAX_SECONDS) -> flo
     if not 0 <= value <= upper:
         raise ConfigError(f"{name} must be between 0 and {upper:g} seconds, not {value!r}")
     return float(value)
+
+
+def check_attempts(attempts: int) -> int:
+    """A count of attempts: an integer, 0 or more."""
+    given: object = attempts
+    if isinstance(given, bool) or not isinstance(given, int) or attempts < 0:
+        raise ConfigError(f"attempts must be an integer, 0 or more, not {attempts!r}")
+    return attempts
 
 
 def check_lease(lease: float) -> float:

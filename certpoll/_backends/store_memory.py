@@ -17,6 +17,7 @@ from .store import (
     UNCERTAIN_AFTER_CRASH,
     StoredOrder,
     StoredState,
+    check_attempts,
     check_claim,
     check_intent,
     check_lease,
@@ -181,13 +182,13 @@ class MemoryOrderStore:
         deadline_in: float | None = None,
     ) -> StoredOrder:
         """See :meth:`certpoll.OrderStore.reschedule`."""
-        check_seconds(attempts, "attempts")
+        check_attempts(attempts)
         due_in = check_seconds(due_in, "due_in")
         if deadline_in is not None:
             deadline_in = check_seconds(deadline_in, "deadline_in")
         row = self._held(claimed, StoredState.PENDING, "rescheduling")
         now = self._clock()
-        row.update(attempts=int(attempts), due_at=now + due_in, last_error=error_text(last_error))
+        row.update(attempts=attempts, due_at=now + due_in, last_error=error_text(last_error))
         if deadline_in is not None:
             row["deadline"] = now + deadline_in
         return record_from_row(row)
@@ -197,11 +198,11 @@ class MemoryOrderStore:
     ) -> StoredOrder:
         """See :meth:`certpoll.OrderStore.complete`."""
         state, message, last_error, certificate = final_fields(status)
-        check_seconds(attempts, "attempts")
+        check_attempts(attempts)
         row = self._held(claimed, StoredState.PENDING, "recording the final answer")
         row.update(
             state=state.value,
-            attempts=int(attempts),
+            attempts=attempts,
             message=message,
             last_error=last_error,
             certificate=certificate,

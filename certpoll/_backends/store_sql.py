@@ -26,6 +26,7 @@ from .store import (
     UNCERTAIN_AFTER_CRASH,
     StoredOrder,
     StoredState,
+    check_attempts,
     check_claim,
     check_intent,
     check_lease,
@@ -251,7 +252,7 @@ class SQLOrderStore:
     ) -> StoredOrder:
         """See :meth:`certpoll.OrderStore.reschedule`."""
         params = {
-            "attempts": int(check_seconds(attempts, "attempts")),
+            "attempts": check_attempts(attempts),
             "error": error_text(last_error),
         }
         later = {"due_at": check_seconds(due_in, "due_in")}
@@ -276,7 +277,7 @@ class SQLOrderStore:
             "certificate = :certificate, owner = NULL, lease_until = NULL, due_at = NULL",
             {
                 "final": state.value,
-                "attempts": int(check_seconds(attempts, "attempts")),
+                "attempts": check_attempts(attempts),
                 "message": message,
                 "error": last_error,
                 "certificate": certificate,
