@@ -1,10 +1,11 @@
 # ruff: noqa: S608 -- SQL text is built from this module's constants; values are bound
 """The order store's rules in SQL, once, for SQLite and PostgreSQL alike.
 
-Every operation is one transaction of a few statements written in the SQL both databases
-speak (``INSERT … ON CONFLICT DO NOTHING``, ``UPDATE … RETURNING``); a backend supplies only
-a :class:`Database`: how to open a transaction, how to bind ``:name`` parameters, what time
-it is, and how to lock the rows a claim takes (PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so
+Every operation is a few statements written in the SQL both databases speak (``INSERT … ON
+CONFLICT DO NOTHING``, ``UPDATE … RETURNING``), each atomic and fenced on its own, so the
+backends run them without a surrounding transaction (schema migrations excepted); a backend
+supplies only a :class:`Database`: how to run statements, how to bind ``:name`` parameters,
+what time it is, and how to lock the rows a claim takes (PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so
 concurrent claimers pass each other by; SQLite: nothing, ``BEGIN IMMEDIATE`` already lets one
 writer in at a time).
 
@@ -105,8 +106,9 @@ class Database(Protocol):
     claim_lock: str
 
     def transaction(self, *, migrating: bool = False) -> AbstractAsyncContextManager[Session]:
-        """A transaction that commits on success and rolls back on any exception;
-        ``migrating``: also the one lock that serialises schema migrations."""
+        """A session whose statements each commit on their own; with ``migrating``, one
+        transaction (committed on success, rolled back on any exception) that also holds
+        the one lock serialising schema migrations."""
         ...
 
     async def close(self) -> None:
