@@ -3,9 +3,9 @@
 Claims select their rows ``FOR UPDATE SKIP LOCKED``: concurrent claimers on any host pass
 each other's rows by instead of waiting or taking them twice. Each statement commits on its
 own (every write is fenced in its ``WHERE`` clause), sparing two round trips per operation.
-Leases and due times are on the server's clock (``clock_timestamp()``), the one clock every host shares. Schema
-migrations take a transaction-scoped advisory lock, so processes starting together migrate
-once. Needs the ``postgres`` extra (asyncpg).
+Leases and due times are on the server's clock (``clock_timestamp()``), the one clock every
+host shares. Schema migrations take a transaction-scoped advisory lock, so processes
+starting together migrate once. Needs the ``postgres`` extra (asyncpg).
 """
 
 from __future__ import annotations
