@@ -318,3 +318,49 @@ async def test_a_worker_cut_off_from_its_store_stops_polling_before_its_leases_l
     worker.stop()
     await asyncio.wait_for(running, 10)
     assert sim.requests > requests
+
+
+class _NoRecord(_Flaky):
+    """A store that takes intents but cannot record the CA's answer."""
+
+    def __getattr__(self, name: str) -> object:
+        if name == "record_submitted":
+            self.down = True
+        else:
+            self.down = False
+        return super().__getattr__(name)
+
+
+async def test_an_order_the_store_could_not_record_is_named_in_the_error(
+    sim: SimulatedCA, digicert: DigiCert, store: OrderStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(SubmissionUncertain) as caught:
+        await submit_order(digicert, _NoRecord(store), request("kept.example"), key="kept")  # type: ignore[arg-type]
+    assert sim.order_count == 1  # the CA's first order: 100001, named for the operator
+    assert "order 100001" in str(caught.value)
+    assert "could not record it" in str(caught.value)
+    assert isinstance(caught.value.__cause__, TransientError)
+    assert any("order_id=100001" in record.getMessage() for record in caplog.records)
+
+
+async def test_the_worker_command_prints_text_on_a_terminal(
+    sim: SimulatedCA, digicert: DigiCert, store: OrderStore
+) -> None:
+    import io
+
+    from certpoll._worker import serve_worker
+
+    await submit_order(digicert, store, request("text.example"))
+    out = io.StringIO()
+    worker = Worker(store, [digicert], lease=2.0, claim_interval=0.05)
+    running = asyncio.create_task(serve_worker(worker, out=out, json_lines=False))
+    for _ in range(200):
+        if "issued" in out.getvalue():
+            break
+        await asyncio.sleep(0.02)
+    worker.stop()
+    await asyncio.wait_for(running, 10)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "claimed 1 orders"
+    assert lines[1].startswith("issued        digicert 100001 (key digicert:sha256:")
+    assert lines[-1].startswith("stopped; the store holds: intent 0, pending 0, issued 1")
