@@ -213,6 +213,27 @@ async def test_an_uncertain_submission_is_kept_and_never_claimed(backend: Backen
     assert (await store.counts())[StoredState.UNCERTAIN] == 1
 
 
+async def test_an_uncertain_order_is_resolved_after_a_look_at_the_ca(backend: Backend) -> None:
+    store = backend.open()
+    for key in ("found", "absent"):
+        intent, _ = await store.add_intent(
+            key=key, ca="digicert", fingerprint="f", common_name="c", owner="o", lease=LEASE
+        )
+        await store.record_uncertain(intent, error="timeout after the POST")
+    # The CA lists an order for the first one: it is polled from now on.
+    found = await store.resolve("found", order_id="4242", deadline_in=60)
+    assert found is not None
+    assert (found.state, found.order_id, found.owner) == (StoredState.PENDING, "4242", None)
+    (claimed,) = await store.claim(owner="w", cas=["digicert"], limit=5, lease=LEASE)
+    assert claimed.key == "found"
+    # The CA has none for the second: the row goes, and the key may be submitted again.
+    assert await store.resolve("absent", order_id=None, deadline_in=60) is None
+    assert await store.get("absent") is None
+    for key in ("found", "absent", "never"):
+        with pytest.raises(ConfigError, match="only an uncertain order is resolved"):
+            await store.resolve(key, order_id="1", deadline_in=60)
+
+
 async def test_a_withdrawn_intent_frees_its_key(backend: Backend) -> None:
     store = backend.open()
     intent, _ = await store.add_intent(

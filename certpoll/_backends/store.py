@@ -12,7 +12,8 @@ request). The life of a row:
 ``UNCERTAIN``: the POST may or may not have reached the CA (a
 :class:`~certpoll.SubmissionUncertain`, or a submitter that died between the POST and the
 write, noticed when its lease on the intent runs out). certpoll never re-POSTs such a row by
-itself: a person (or a reconcile step that looks the order up at the CA) decides.
+itself: a person (or a reconcile step that looks the order up at the CA) decides, with
+``resolve``: the order id found (the row becomes ``PENDING``) or none (the row goes).
 
 Every claim bumps the row's fencing ``token``; every write names the token it holds, and a
 write whose token is no longer the row's is refused with :class:`~certpoll.LeaseLost`. So an
@@ -55,6 +56,7 @@ __all__ = [
     "final_fields",
     "refusal",
     "newer_schema_error",
+    "not_uncertain",
     "open_store",
     "record_from_row",
 ]
@@ -171,6 +173,18 @@ class OrderStore(Protocol):
 
     async def withdraw_intent(self, claimed: StoredOrder) -> None:
         """Forget an intent whose POST surely never reached the CA (the key is free again)."""
+        ...
+
+    async def resolve(
+        self, key: str, *, order_id: str | None, deadline_in: float
+    ) -> StoredOrder | None:
+        """Settle an ``UNCERTAIN`` order after looking it up at the CA (the reconcile step).
+
+        With the ``order_id`` found there, it becomes ``PENDING`` (due at once, polled for
+        ``deadline_in`` seconds) and returns; with None (the CA has no such order) the row is
+        removed, freeing its key for a new submission, and None returns. Any other state
+        is a :class:`~certpoll.ConfigError`.
+        """
         ...
 
     async def claim(
@@ -448,6 +462,12 @@ def refusal(
     return ConfigError(
         f"order {claimed.key!r} is {current.state.value}, not {expected.value}: {doing} refused"
     )
+
+
+def not_uncertain(key: str, state: StoredState | None) -> ConfigError:
+    """The refusal of a ``resolve`` on an order that is not uncertain."""
+    found = "unknown" if state is None else state.value
+    return ConfigError(f"order {key!r} is {found}: only an uncertain order is resolved")
 
 
 def newer_schema_error(found: int, where: str) -> ConfigError:

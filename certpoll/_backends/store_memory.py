@@ -26,6 +26,7 @@ from .store import (
     check_seconds,
     error_text,
     final_fields,
+    not_uncertain,
     record_from_row,
     refusal,
 )
@@ -122,6 +123,29 @@ class MemoryOrderStore:
         """See :meth:`certpoll.OrderStore.withdraw_intent`."""
         self._held(claimed, StoredState.INTENT, "withdrawing the intent")
         del self._rows[claimed.key]
+
+    async def resolve(
+        self, key: str, *, order_id: str | None, deadline_in: float
+    ) -> StoredOrder | None:
+        """See :meth:`certpoll.OrderStore.resolve`."""
+        deadline_in = check_seconds(deadline_in, "deadline_in")
+        if order_id is not None:
+            check_order_id(order_id)
+        row = self._rows.get(key)
+        if row is None or row["state"] != StoredState.UNCERTAIN.value:
+            raise not_uncertain(key, None if row is None else StoredState(str(row["state"])))
+        if order_id is None:
+            del self._rows[key]
+            return None
+        now = self._clock()
+        row.update(
+            state=StoredState.PENDING.value,
+            order_id=order_id,
+            due_at=now,
+            deadline=now + deadline_in,
+            updated_at=now,
+        )
+        return record_from_row(row)
 
     async def claim(
         self, *, owner: str, cas: Iterable[CAName], limit: int, lease: float

@@ -37,6 +37,7 @@ from .store import (
     error_text,
     final_fields,
     newer_schema_error,
+    not_uncertain,
     record_from_row,
     refusal,
 )
@@ -339,6 +340,38 @@ class SQLOrderStore:
             existing = await self._get(session, key)
         assert existing is not None  # only its owner deletes an intent
         return existing, False
+
+    async def resolve(
+        self, key: str, *, order_id: str | None, deadline_in: float
+    ) -> StoredOrder | None:
+        """See :meth:`certpoll.OrderStore.resolve`."""
+        deadline_in = check_seconds(deadline_in, "deadline_in")
+        uncertain = {"key": key, "uncertain": StoredState.UNCERTAIN.value}
+        async with await self._session() as session:
+            if order_id is None:
+                rows = await session.fetch(
+                    "DELETE FROM certpoll_orders WHERE key = :key AND state = :uncertain "
+                    "RETURNING key",
+                    uncertain,
+                )
+            else:
+                now = await session.now()
+                rows = await session.fetch(
+                    "UPDATE certpoll_orders SET state = :pending, order_id = :order_id, "
+                    "due_at = :now, deadline = :deadline, updated_at = :now "
+                    f"WHERE key = :key AND state = :uncertain RETURNING {_ALL}",
+                    {
+                        **uncertain,
+                        "pending": StoredState.PENDING.value,
+                        "order_id": check_order_id(order_id),
+                        "now": now,
+                        "deadline": now + deadline_in,
+                    },
+                )
+            if rows:
+                return None if order_id is None else record_from_row(rows[0])
+            current = await self._get(session, key)
+        raise not_uncertain(key, None if current is None else current.state)
 
     async def claim(
         self, *, owner: str, cas: Iterable[CAName], limit: int, lease: float
