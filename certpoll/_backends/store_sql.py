@@ -85,7 +85,7 @@ _VERSION_TABLE: Final = "certpoll_store_version"
 
 
 class Session(Protocol):
-    """One open transaction."""
+    """Where an operation's statements run (see :meth:`Database.transaction`)."""
 
     async def fetch(self, sql: str, params: Params) -> list[Mapping[str, object]]:
         """Run ``sql`` (``:name`` parameters) and return its rows."""

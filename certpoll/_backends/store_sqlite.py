@@ -35,7 +35,7 @@ T = TypeVar("T")
 
 
 class _SQLiteDatabase:
-    """One connection on one thread; transactions one at a time."""
+    """One connection on one thread; one operation at a time."""
 
     claim_lock = ""
 
@@ -53,7 +53,7 @@ class _SQLiteDatabase:
             connection = sqlite3.connect(
                 self._path,
                 timeout=BUSY_TIMEOUT_SECONDS,
-                isolation_level=None,  # transactions are begun and ended here, explicitly
+                isolation_level=None,  # autocommit; migrations BEGIN and COMMIT explicitly
                 check_same_thread=False,  # one thread uses it, but not the one that made it
             )
             connection.row_factory = sqlite3.Row
