@@ -69,9 +69,11 @@ EXPECTED = {
     "PermanentError",
     "AuthenticationError",
     "OrderNotFound",
+    "EndpointNotFound",
     "ResponseParseError",
     "TransientError",
     "RateLimited",
+    "GateClosed",
     "AttemptTimeout",
     "SubmissionUncertain",
 }
