@@ -322,13 +322,21 @@ class Worker:
             async with poll_many(connector, handles, concurrency=self._concurrency) as stream:
                 batch.stream = stream
                 async for status in stream:
-                    record = batch.records.pop(status.order_id, None)
-                    if record is not None:  # None: lost meanwhile, its new owner writes it
-                        await self._settle(batch, record, status)
+                    await self._settle(batch, status)
         finally:
+            # Stopped early: the answers the stream found but had not yielded are written
+            # too (an answer the CA gave is not thrown away), then the rest is given back.
+            if batch.stream is not None:
+                for status in batch.stream.undelivered():
+                    await self._settle(batch, status)
             await self._give_back(batch)
 
-    async def _settle(self, batch: _Batch, record: StoredOrder, status: OrderStatus) -> None:
+    async def _settle(self, batch: _Batch, status: OrderStatus) -> None:
+        """Write one answer of the stream with its claim's token; the order then leaves the
+        batch (not before: if the write is interrupted, the order is given back)."""
+        record = batch.records.get(status.order_id)
+        if record is None:
+            return  # lost meanwhile: its new owner writes its answer
         connector = batch.connector
         event = WorkerEvent(
             kind="still_pending",
@@ -368,7 +376,9 @@ class Worker:
                 record.order_id,
                 exc,
             )
+            del batch.records[status.order_id]
             return
+        del batch.records[status.order_id]
         self._emit(event)
 
     # -- leases -------------------------------------------------------------------------------

@@ -364,3 +364,47 @@ async def test_the_worker_command_prints_text_on_a_terminal(
     assert lines[0] == "claimed 1 orders"
     assert lines[1].startswith("issued        digicert 100001 (key digicert:sha256:")
     assert lines[-1].startswith("stopped; the store holds: intent 0, pending 0, issued 1")
+
+
+class _SlowFirstAnswer:
+    """A store whose first final answer hangs: the worker is stopped while it waits."""
+
+    def __init__(self, inner: OrderStore) -> None:
+        self.inner = inner
+        self.waiting = asyncio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        method = getattr(self.inner, name)
+        if name != "complete":
+            return method
+
+        async def complete(*args: object, **kwargs: object) -> object:
+            if not self.waiting.is_set():
+                self.waiting.set()
+                await asyncio.Event().wait()  # until cancelled
+            return await method(*args, **kwargs)
+
+        return complete
+
+
+async def test_a_stopped_worker_writes_the_answers_it_found_but_had_not_written(
+    sim: SimulatedCA, store: OrderStore
+) -> None:
+    instant = SimulatedCA(credentials=Credentials(digicert_api_key=DIGICERT_API_KEY))
+    instant.script_next(OrderScript(issue_after=0.2), count=3)
+    async with (
+        instant.client() as http,
+        DigiCert(settings(instant.base_urls().digicert), http=http) as dc,
+    ):
+        for index in range(3):
+            await submit_order(dc, store, request(f"found{index}.example"))
+        await asyncio.sleep(0.3)  # all three issued: the worker's first looks find them so
+        slow = _SlowFirstAnswer(store)
+        worker = Worker(slow, [dc], lease=5.0, claim_interval=0.05)  # type: ignore[arg-type]
+        running = asyncio.create_task(worker.run())
+        await asyncio.wait_for(slow.waiting.wait(), 10)
+        worker.stop()  # the first answer's write hangs; the two others are not yet written
+        await asyncio.wait_for(running, 10)
+    orders = await store.orders()
+    assert sorted(order.state.value for order in orders) == ["issued", "issued", "pending"]
+    assert all(order.owner is None for order in orders)  # the interrupted one given back
