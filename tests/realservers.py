@@ -87,6 +87,25 @@ def _as_unprivileged() -> dict[str, int]:
     return {"user": _UNPRIVILEGED_UID, "group": _UNPRIVILEGED_UID}
 
 
+def _wait_for_postgres(url: str) -> None:
+    """Wait until the server, already listening, accepts sessions (not "starting up")."""
+    import asyncpg
+
+    async def ready() -> None:
+        connection = await asyncpg.connect(url)
+        await connection.close()
+
+    deadline = time.monotonic() + _START_TIMEOUT
+    while True:
+        try:
+            asyncio.run(ready())
+            return
+        except asyncpg.CannotConnectNowError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # recovery at start-up: outside any test
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A real PostgreSQL server on 127.0.0.1 for this test process."""
@@ -123,7 +142,9 @@ def postgres_url() -> Iterator[str]:
         )
     try:
         _wait_for_port(port, server, log, "postgres")
-        yield f"postgresql://certpoll@127.0.0.1:{port}/postgres"
+        url = f"postgresql://certpoll@127.0.0.1:{port}/postgres"
+        _wait_for_postgres(url)
+        yield url
     finally:
         _stop(server)
         shutil.rmtree(root, ignore_errors=True)
