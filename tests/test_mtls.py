@@ -19,13 +19,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-import trustme
 from pydantic import SecretStr
 
 import certpoll
 from certpoll._mtls import MTLSTransport
 from tests.helpers import GLOBALSIGN_API_KEY, GLOBALSIGN_API_SECRET, GLOBALSIGN_TOKEN
-from tests.tls_helpers import ClientFiles, MTLSServer, Seen, bump_mtime, write_padded
+from tests.tls_helpers import (
+    ClientFiles,
+    MTLSServer,
+    Seen,
+    TLSAuthority,
+    bump_mtime,
+    write_padded,
+)
 
 
 @pytest.fixture
@@ -242,8 +248,7 @@ async def test_a_request_that_fails_releases_its_transport(
 async def test_pinning_an_unrelated_ca_fails_the_handshake(
     server: MTLSServer, client_files: ClientFiles, tmp_path: Path
 ) -> None:
-    unrelated = tmp_path / "unrelated-ca.pem"
-    trustme.CA().cert_pem.write_to_path(str(unrelated))
+    unrelated = TLSAuthority("unrelated").write_root(tmp_path / "unrelated-ca.pem")
     transport = MTLSTransport(
         client_files.cert_path, client_files.key_path, server_ca_path=unrelated
     )
@@ -258,8 +263,7 @@ async def test_a_pinned_ca_is_the_only_trust_root(
 ) -> None:
     # Even with the server's CA in the environment's trust store, the pin alone decides.
     monkeypatch.setenv("SSL_CERT_FILE", str(server.server_ca_path))
-    unrelated = tmp_path / "unrelated-ca.pem"
-    trustme.CA().cert_pem.write_to_path(str(unrelated))
+    unrelated = TLSAuthority("unrelated").write_root(tmp_path / "unrelated-ca.pem")
     context = MTLSTransport(
         client_files.cert_path, client_files.key_path, server_ca_path=unrelated
     ).ssl_context()
