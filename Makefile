@@ -1,4 +1,6 @@
 # The two commands of the README: `make demo` and `make test`. Each sets itself up.
+# `make test` runs lint and typing once, then the suite on every supported Python it finds
+# (noxfile.py: one virtualenv per version under .nox/, coverage on the oldest).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -33,11 +35,11 @@ typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
 test: lint typecheck
-	$(BIN)/pytest --cov --cov-report=term-missing
+	$(BIN)/nox --no-error-on-missing-interpreters
 
 # Not part of `make test`: about 8 minutes; writes docs/benchmarks.md and its plots.
 bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage build dist
+	rm -rf $(VENV) .nox .mypy_cache .pytest_cache .ruff_cache .coverage build dist

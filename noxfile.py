@@ -1,0 +1,79 @@
+"""The test suite on every supported Python: one nox session per version.
+
+``nox`` runs ``tests-3.11``, ``tests-3.12``, ... (the versions are pyproject.toml's
+classifiers), each in its own virtualenv under ``.nox/``; ``nox -s tests-3.13`` runs one, and
+arguments after ``--`` go to pytest. ``make test`` runs lint and typing once, then all of these.
+
+An interpreter is looked for on PATH, then under ``~/.pyenv/versions``, and each candidate is
+run to check its version: a pyenv shim for a version that is installed but not selected is on
+PATH and fails when run. A version found nowhere is skipped, and nox's summary says so.
+Coverage is measured on the oldest version found only: one report, one threshold.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "virtualenv"
+nox.options.reuse_venv = "yes"
+
+SUPPORTED = nox.project.python_versions(nox.project.load_toml("pyproject.toml"))
+
+
+def _version_of(interpreter: str) -> str | None:
+    """``"X.Y"`` of a runnable interpreter, or None if it does not run."""
+    try:
+        done = subprocess.run(  # noqa: S603 - our own candidates, run without a shell
+            [interpreter, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except OSError:
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def find_interpreter(version: str) -> str | None:
+    """A working ``pythonX.Y`` for ``version``: PATH's, pyenv's newest, or the one running nox."""
+    on_path = shutil.which(f"python{version}")
+    pyenv = Path.home() / ".pyenv" / "versions"
+    candidates = [
+        *([on_path] if on_path else []),
+        *sorted((str(p) for p in pyenv.glob(f"{version}.*/bin/python{version}")), reverse=True),
+        sys.executable,
+    ]
+    return next((c for c in candidates if _version_of(c) == version), None)
+
+
+INTERPRETERS = {version: find_interpreter(version) for version in SUPPORTED}
+COVERED = next((v for v, found in INTERPRETERS.items() if found is not None), None)
+
+
+def _suite(version: str) -> None:
+    def tests(session: nox.Session) -> None:
+        session.install("-e", ".[dev]")
+        coverage = ["--cov", "--cov-report=term-missing"] if version == COVERED else []
+        session.run("pytest", "-n", "auto", *coverage, *session.posargs)
+
+    found = INTERPRETERS[version] or "not found"
+    coverage = ", with coverage" if version == COVERED else ""
+    tests.__doc__ = f"The test suite on Python {version}{coverage} ({found})."
+    # A found interpreter is named by its path; an unfound one by its version, so that nox
+    # reports the session as skipped (or, with --error-on-missing-interpreters, as failed).
+    nox.session(
+        python=INTERPRETERS[version] or version,
+        name=f"tests-{version}",
+        tags=["tests"],
+        download_python="never",
+    )(tests)
+
+
+for _version in SUPPORTED:
+    _suite(_version)
