@@ -1,6 +1,6 @@
 # The two commands of the README: `make demo` and `make test`. Each sets itself up.
 # `make test` runs lint and typing once, then the suite on every supported Python it finds
-# (noxfile.py: one virtualenv per version under .nox/, coverage on the oldest).
+# (noxfile.py: one virtualenv per version under .nox/, coverage on the oldest), side by side.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -35,7 +35,7 @@ typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
 test: lint typecheck
-	$(BIN)/nox --no-error-on-missing-interpreters
+	$(BIN)/nox --no-error-on-missing-interpreters --parallel 3
 
 # Not part of `make test`: about 8 minutes; writes docs/benchmarks.md and its plots.
 bench: $(VENV)/.bench-installed

@@ -2,7 +2,9 @@
 
 ``nox`` runs ``tests-3.11``, ``tests-3.12``, ... (the versions are pyproject.toml's
 classifiers), each in its own virtualenv under ``.nox/``; ``nox -s tests-3.13`` runs one, and
-arguments after ``--`` go to pytest. ``make test`` runs lint and typing once, then all of these.
+arguments after ``--`` go to pytest. ``make test`` runs lint and typing once, then all of these
+side by side (``nox -j``): each suite runs in one process, and the sessions overlap their
+installs and share the cores.
 
 An interpreter is looked for on PATH, then under ``~/.pyenv/versions``, and each candidate is
 run to check its version: a pyenv shim for a version that is installed but not selected is on
@@ -60,7 +62,7 @@ def _suite(version: str) -> None:
     def tests(session: nox.Session) -> None:
         session.install("-e", ".[dev]")
         coverage = ["--cov", "--cov-report=term-missing"] if version == COVERED else []
-        session.run("pytest", "-n", "auto", *coverage, *session.posargs)
+        session.run("pytest", *coverage, *session.posargs)
 
     found = INTERPRETERS[version] or "not found"
     coverage = ", with coverage" if version == COVERED else ""
@@ -72,6 +74,7 @@ def _suite(version: str) -> None:
         name=f"tests-{version}",
         tags=["tests"],
         download_python="never",
+        allow_parallel=True,
     )(tests)
 
 
