@@ -14,6 +14,7 @@ Coverage is measured on the oldest version found only: one report, one threshold
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,8 @@ import nox
 nox.options.default_venv_backend = "virtualenv"
 nox.options.reuse_venv = "yes"
 
-SUPPORTED = nox.project.python_versions(nox.project.load_toml("pyproject.toml"))
+PYPROJECT = nox.project.load_toml(Path(__file__).with_name("pyproject.toml"))
+SUPPORTED = nox.project.python_versions(PYPROJECT)
 
 
 def _version_of(interpreter: str) -> str | None:
@@ -42,15 +44,17 @@ def _version_of(interpreter: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+def _newest_first(interpreter: Path) -> tuple[int, ...]:
+    """Sort key: pyenv's ``3.12.10`` before ``3.12.9`` (by number, not by text)."""
+    return tuple(-int(n) for n in re.findall(r"\d+", interpreter.parents[1].name))
+
+
 def find_interpreter(version: str) -> str | None:
     """A working ``pythonX.Y`` for ``version``: PATH's, pyenv's newest, or the one running nox."""
     on_path = shutil.which(f"python{version}")
     pyenv = Path.home() / ".pyenv" / "versions"
-    candidates = [
-        *([on_path] if on_path else []),
-        *sorted((str(p) for p in pyenv.glob(f"{version}.*/bin/python{version}")), reverse=True),
-        sys.executable,
-    ]
+    installed = sorted(pyenv.glob(f"{version}.*/bin/python{version}"), key=_newest_first)
+    candidates = [*([on_path] if on_path else []), *map(str, installed), sys.executable]
     return next((c for c in candidates if _version_of(c) == version), None)
 
 
