@@ -13,6 +13,9 @@ from hypothesis import settings as hypothesis_settings
 import certpoll
 from tests.helpers import FakeTime, leaked_secrets
 
+# Real PostgreSQL and Redis servers for the backends' tests: see tests/realservers.py.
+pytest_plugins = ["tests.realservers"]
+
 # Deterministic property tests: no example database, no wall-clock deadline, a fixed walk.
 hypothesis_settings.register_profile("certpoll", database=None, deadline=None, derandomize=True)
 hypothesis_settings.load_profile("certpoll")
