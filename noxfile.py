@@ -3,7 +3,7 @@
 ``nox`` runs ``tests-3.11``, ``tests-3.12``, ... (the versions are pyproject.toml's
 classifiers), each in its own virtualenv under ``.nox/``; ``nox -s tests-3.13`` runs one, and
 arguments after ``--`` go to pytest. ``make test`` runs lint and typing once, then all of these
-side by side (``nox -j``): each suite runs in one process, and the sessions overlap their
+side by side (``nox --parallel``): each suite runs in one process, and the sessions overlap their
 installs and share the cores.
 
 An interpreter is looked for on PATH, then under ``~/.pyenv/versions``, and each candidate is

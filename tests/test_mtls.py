@@ -66,6 +66,18 @@ async def test_a_shared_client_presents_the_client_certificate(
     assert server.client_serials == [client_files.serial]
 
 
+async def test_both_chains_pass_strict_verification_on_every_python(
+    server: MTLSServer, client_files: ClientFiles
+) -> None:
+    # Python 3.13 verifies with VERIFY_X509_STRICT by default (the server here always does):
+    # a client holding the server's chain to it too proves the test PKI strict-valid anywhere.
+    context = ssl.create_default_context(cafile=str(server.server_ca_path))
+    context.verify_flags |= ssl.VERIFY_X509_STRICT
+    context.load_cert_chain(client_files.cert_path, client_files.key_path)
+    async with httpx.AsyncClient(verify=context) as http:
+        assert await serial_seen(http, server.url) == client_files.serial
+
+
 async def test_without_the_client_certificate_the_server_refuses(server: MTLSServer) -> None:
     context = ssl.create_default_context(cafile=str(server.server_ca_path))
     async with httpx.AsyncClient(verify=context) as http:

@@ -66,6 +66,7 @@ class TLSAuthority:
         return self._pki.root_pem.encode("ascii")
 
     def write_root(self, path: Path) -> Path:
+        """Write the root certificate to ``path`` (a CA file to trust or pin)."""
         path.write_bytes(self.root_pem)
         return path
 
@@ -112,6 +113,8 @@ class TLSAuthority:
     def server_context(self, *, client_ca: TLSAuthority | None = None) -> ssl.SSLContext:
         """A server context for 127.0.0.1; with ``client_ca``, a client certificate is required."""
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        # Python 3.13's default, held on every version so that 3.11 and 3.12 check it too.
+        context.verify_flags |= ssl.VERIFY_X509_STRICT
         key = new_key()
         chain, _ = self.issue(key, client=False)
         # The ssl module loads a key pair from files only; they are read at once.
@@ -168,8 +171,8 @@ class MTLSServer:
 
     directory: Path
     handler: Handler = echo_serial
-    server_ca: TLSAuthority = field(default_factory=TLSAuthority)
-    client_ca: TLSAuthority = field(default_factory=TLSAuthority)
+    server_ca: TLSAuthority = field(default_factory=lambda: TLSAuthority("certpoll test server"))
+    client_ca: TLSAuthority = field(default_factory=lambda: TLSAuthority("certpoll test client"))
     seen: list[Seen] = field(default_factory=list)
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
