@@ -46,8 +46,14 @@ def _free_port() -> int:
         return port
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, what: str) -> None:
-    """Wait until ``port`` accepts connections; fail with the server's log if it died."""
+def _wait_for_port(
+    port: int, process: subprocess.Popen[bytes], log: Path, what: str, *, ready: str = ""
+) -> None:
+    """Wait until ``port`` accepts connections and the log holds ``ready``; fail if it died.
+
+    PostgreSQL accepts connections while still starting up (and refuses them then with
+    "the database system is starting up"): only its log says when it is ready.
+    """
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -55,9 +61,11 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, what:
             raise RuntimeError(f"{what} exited with {process.returncode} at start:\n{output}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
+                if ready in log.read_text(errors="replace"):
+                    return
         except OSError:
-            time.sleep(0.05)  # a server starting up: the one real wait, outside any test
+            pass
+        time.sleep(0.05)  # a server starting up: the one real wait, outside any test
     process.kill()
     raise RuntimeError(f"{what} did not accept connections on 127.0.0.1:{port} in time")
 
@@ -85,25 +93,6 @@ def _as_unprivileged() -> dict[str, int]:
     if os.geteuid() != 0:
         return {}
     return {"user": _UNPRIVILEGED_UID, "group": _UNPRIVILEGED_UID}
-
-
-def _wait_for_postgres(url: str) -> None:
-    """Wait until the server, already listening, accepts sessions (not "starting up")."""
-    import asyncpg
-
-    async def ready() -> None:
-        connection = await asyncpg.connect(url)
-        await connection.close()
-
-    deadline = time.monotonic() + _START_TIMEOUT
-    while True:
-        try:
-            asyncio.run(ready())
-            return
-        except asyncpg.CannotConnectNowError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)  # recovery at start-up: outside any test
 
 
 @pytest.fixture(scope="session")
@@ -141,10 +130,8 @@ def postgres_url() -> Iterator[str]:
             **drop,  # type: ignore[call-overload]
         )
     try:
-        _wait_for_port(port, server, log, "postgres")
-        url = f"postgresql://certpoll@127.0.0.1:{port}/postgres"
-        _wait_for_postgres(url)
-        yield url
+        _wait_for_port(port, server, log, "postgres", ready="ready to accept connections")
+        yield f"postgresql://certpoll@127.0.0.1:{port}/postgres"
     finally:
         _stop(server)
         shutil.rmtree(root, ignore_errors=True)
