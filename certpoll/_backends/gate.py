@@ -197,7 +197,7 @@ def unreachable(backend: BackendURL, exc: BaseException) -> TransientError:
     password = urlsplit(backend.url).password
     if password:
         cause = cause.replace(password, "***")
-    return TransientError(f"the shared gate at {backend.redacted} is unreachable ({cause})")
+    return TransientError(f"the shared gate at {backend.redacted} is unavailable ({cause})")
 
 
 def open_gate_backend(

@@ -77,7 +77,9 @@ class PostgresGate:
             command_timeout=COMMAND_TIMEOUT,
         )
         try:
-            async with pool.acquire() as connection:
+            async with pool.acquire() as connection, connection.transaction():
+                # Two processes creating the table at once would collide: take turns.
+                await connection.execute("SELECT pg_advisory_xact_lock(hashtext('certpoll_gate'))")
                 await connection.execute(_SCHEMA)
         except BaseException:
             await pool.close()
