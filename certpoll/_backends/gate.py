@@ -77,8 +77,9 @@ class GateRules:
     cooldown_multiplier: float = 3.0
     cooldown_cap: float = 300.0
     recheck: float = DEFAULT_RECHECK
-    #: Pace admissions at the sustained rate of the tightest window instead of releasing a
-    #: whole window in one instant (a burst that any latency jitter turns into a 429).
+    #: Pace admissions at the rate of the fastest window (100 / 5 s: one per 50 ms) instead
+    #: of releasing a whole window in one instant, a burst that any latency jitter lands in
+    #: the CA's next window. Slower windows still admit their burst: paced, in full.
     pace: bool = True
 
     def __post_init__(self) -> None:
@@ -92,7 +93,7 @@ class GateRules:
         """The least time between two admissions (0 without pacing or limits)."""
         if not self.pace or not self.limits:
             return 0.0
-        return max(seconds / requests for requests, seconds in self.limits)
+        return min(seconds / requests for requests, seconds in self.limits)
 
     @property
     def longest(self) -> float:
