@@ -383,6 +383,15 @@ def _closed_port() -> int:
 PASSWORD = "gate-SECRET-password-4e1b"
 
 
+def _chain(error: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
 @pytest.mark.parametrize(
     "url",
     [
@@ -398,12 +407,9 @@ async def test_an_unreachable_backend_is_a_transient_error_without_the_password(
     with pytest.raises(TransientError):
         await backend.report(KEY, RULES, ticket="1")
     await backend.aclose()
-    error: BaseException | None = caught.value
-    assert error is not None
-    assert error.__cause__ is not None
-    while error is not None:
+    assert caught.value.__cause__ is not None
+    for error in _chain(caught.value):
         assert PASSWORD not in f"{error} {error!r} {vars(error)!r}"
-        error = error.__cause__ if error.__cause__ is not None else error.__context__
     assert PASSWORD not in repr(backend)
 
 
