@@ -163,15 +163,18 @@ async def test_a_hit_never_answered_counts_until_admission_plus_lost_after(rig: 
     await rig.admitted(gate)
 
 
-async def test_pacing_spreads_a_window_over_its_length(rig: Rig) -> None:
+async def test_pacing_spreads_a_window_over_its_length_once_half_full(rig: Rig) -> None:
     rules = GateRules(limits=((4, WINDOW), (5, 0.5)), margin=0.05)
     assert rules.spacing == pytest.approx(0.05)
+    assert rules.burst == 2
     gate = rig.make()
-    await rig.admitted(gate, rules)
+    for _ in range(2):
+        await rig.admitted(gate, rules)  # below half the window: at once
     wait = await rig.waits(gate, rules)
     assert 0.025 < wait.seconds <= 0.05 + TOL
     await rig.sleep(wait.seconds)
     await rig.admitted(gate, rules)
+    assert (await rig.waits(gate, rules)).seconds <= 0.05 + TOL
 
 
 async def test_a_hold_holds_every_client_then_exactly_one_probe_goes(rig: Rig) -> None:

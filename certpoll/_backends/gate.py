@@ -77,9 +77,10 @@ class GateRules:
     cooldown_multiplier: float = 3.0
     cooldown_cap: float = 300.0
     recheck: float = DEFAULT_RECHECK
-    #: Pace admissions at the rate of the fastest window (100 / 5 s: one per 50 ms) instead
-    #: of releasing a whole window in one instant, a burst that any latency jitter lands in
-    #: the CA's next window. Slower windows still admit their burst: paced, in full.
+    #: Once the fastest window (100 / 5 s) holds half its limit, admissions are paced at
+    #: its average gap (50 ms) instead of a whole window going in one instant, a burst that
+    #: latency jitter lands in a heap at the CA. Below half, requests go at once: a few
+    #: orders are never slowed down.
     pace: bool = True
 
     def __post_init__(self) -> None:
@@ -89,11 +90,26 @@ class GateRules:
                 raise ConfigError(f"gate {name} must be a finite number of seconds >= 0")
 
     @property
-    def spacing(self) -> float:
-        """The least time between two admissions (0 without pacing or limits)."""
+    def paced(self) -> int | None:
+        """The index in :attr:`limits` of the window admissions are paced by (the fastest),
+        or None without pacing."""
         if not self.pace or not self.limits:
+            return None
+        rates = [seconds / requests for requests, seconds in self.limits]
+        return rates.index(min(rates))
+
+    @property
+    def spacing(self) -> float:
+        """The least time between two paced admissions (0 without pacing)."""
+        if self.paced is None:
             return 0.0
-        return min(seconds / requests for requests, seconds in self.limits)
+        requests, seconds = self.limits[self.paced]
+        return seconds / requests
+
+    @property
+    def burst(self) -> int:
+        """Hits in the paced window below which admissions are not paced."""
+        return 0 if self.paced is None else self.limits[self.paced][0] // 2
 
     @property
     def longest(self) -> float:

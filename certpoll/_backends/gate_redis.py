@@ -45,9 +45,11 @@ end
 _ADMIT = (
     _PRELUDE
     + """
--- ARGV: margin, lost_after, spacing, recheck, keep, ttl, then requests, seconds per window
+-- ARGV: margin, lost_after, spacing, recheck, keep, ttl, the paced window's number (0:
+-- none), burst, then requests, seconds per window
 local margin, lost, spacing = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local recheck, keep, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local paced, burst = tonumber(ARGV[7]), tonumber(ARGV[8])
 -- A hit whose answer never came counts as answered lost_after after its admission.
 local gone = redis.call('ZRANGEBYSCORE', outstanding, '-inf', '(' .. f(now - lost), 'WITHSCORES')
 for i = 1, #gone, 2 do
@@ -66,13 +68,15 @@ if cooling then
   end
 end
 local wait = 0
-if s[5] and spacing > 0 then wait = tonumber(s[5]) + spacing - now end
 local waiting = redis.call('ZCARD', outstanding)
-for i = 7, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   local requests, seconds = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
   local span = seconds + margin + EPSILON
   local floor = f(now - span)
   local counted = redis.call('ZCOUNT', answered, floor, '+inf')
+  if (i - 7) / 2 == paced and s[5] and counted + waiting >= burst then
+    wait = math.max(wait, tonumber(s[5]) + spacing - now)
+  end
   local excess = counted + waiting - requests + 1
   if excess > 0 then
     if excess <= counted then
@@ -198,6 +202,8 @@ class RedisGate:
             _number(rules.recheck),
             _number(rules.longest + 1.0),
             _number(self._ttl(rules)),
+            str(0 if rules.paced is None else rules.paced + 1),
+            str(rules.burst),
         ]
         for requests, seconds in rules.limits:
             args += [str(requests), _number(seconds)]

@@ -8,8 +8,9 @@ so whatever the latency, no window of the CA ever holds more than the gate let t
 hit whose answer never comes (its process died) counts as answered ``lost_after`` seconds
 after its admission.
 
-Admission also paces: two admissions are at least ``seconds / requests`` of the tightest
-window apart, so a window frees a request at a time instead of all at once.
+Admission also paces: once the fastest window holds half its limit, two admissions are at
+least its ``seconds / requests`` apart, so a window frees a request at a time instead of all
+at once.
 
 The 429 cooldown: a hold sets ``not_before``; after it exactly one request, the probe, goes;
 its conclusive answer without a hold ends the cooldown, a hold extends it (growing), and a
@@ -52,11 +53,13 @@ class GateState:
                 return Wait(max(self.not_before - now, MIN_WAIT))
             if self.probe is not None:
                 return Wait(rules.recheck, for_probe=True)
-        wait = self.last_admitted + rules.spacing - now if rules.spacing else 0.0
-        for requests, seconds in rules.limits:
+        wait = 0.0
+        for index, (requests, seconds) in enumerate(rules.limits):
             span = seconds + rules.margin + EPSILON
             first = bisect_left(self.answered, now - span)
             counted = len(self.answered) - first
+            if index == rules.paced and counted + len(self.outstanding) >= rules.burst:
+                wait = max(wait, self.last_admitted + rules.spacing - now)
             excess = counted + len(self.outstanding) - requests + 1
             if excess <= 0:
                 continue
