@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from certpoll import ConfigError, TransientError
 from certpoll._backends.gate import (
+    GATE_SCHEMES,
     Admitted,
     GateBackend,
     GateRules,
@@ -33,6 +34,7 @@ from certpoll._backends.gate_memory import MemoryGate
 from certpoll._backends.gate_postgres import PostgresGate
 from certpoll._backends.gate_redis import RedisGate
 from certpoll._backends.gate_sqlite import SQLiteGate
+from certpoll._backends.urls import parse_backend_url
 from tests.helpers import DIGICERT_API_KEY, FakeTime
 
 KEY = gate_key("digicert", DIGICERT_API_KEY)
@@ -116,11 +118,14 @@ async def rig(backend_url: str) -> AsyncIterator[Rig]:
     def make() -> GateBackend:
         # One backend object per "client", as separate processes would have; in memory
         # there is only one process, so every client shares the one state.
-        backend = (
-            shared_memory
-            if backend_url == "memory://"
-            else open_gate_backend(backend_url, clock=fake.clock)
-        )
+        backend: GateBackend
+        if backend_url == "memory://":
+            backend = shared_memory
+        elif backend_url.startswith("sqlite:"):
+            url = parse_backend_url(backend_url, setting="gate_url", allowed=GATE_SCHEMES)
+            backend = SQLiteGate(url, clock=fake.clock)
+        else:
+            backend = open_gate_backend(backend_url)
         made.append(backend)
         return backend
 

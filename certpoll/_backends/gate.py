@@ -28,12 +28,13 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from .._errors import ConfigError, TransientError
-from .urls import BackendURL, parse_backend_url
+from .urls import BackendURL, Scheme, parse_backend_url
 
 __all__ = [
     "DEFAULT_LOST_AFTER",
     "DEFAULT_MARGIN",
     "EPSILON",
+    "GATE_SCHEMES",
     "LONGEST_HOLD",
     "MIN_WAIT",
     "Admitted",
@@ -190,6 +191,9 @@ class GateBackend(Protocol):
         ...
 
 
+#: The URL schemes a gate backend can have.
+GATE_SCHEMES: tuple[Scheme, ...] = ("memory", "sqlite", "redis", "postgresql")
+
 #: Not a secret: it separates certpoll's keys from any other use of the same hash.
 _KEY_DOMAIN = b"certpoll gate key v1"
 
@@ -225,15 +229,14 @@ def open_gate_backend(
 ) -> GateBackend:
     """The backend ``url`` names. Nothing connects until the first call.
 
-    ``clock`` is used by ``memory://`` (default: the event loop's) and ``sqlite://``
-    (default: the host's wall clock); Redis and PostgreSQL only ever use the server's.
+    ``clock`` is the clock of ``memory://`` (default: the event loop's). The others keep
+    a clock every process shares: SQLite the host's wall clock, Redis and PostgreSQL the
+    server's.
     """
     parsed = (
         url
         if isinstance(url, BackendURL)
-        else parse_backend_url(
-            url, setting=setting, allowed=("memory", "sqlite", "redis", "postgresql")
-        )
+        else parse_backend_url(url, setting=setting, allowed=GATE_SCHEMES)
     )
     if parsed.scheme == "memory":
         from .gate_memory import MemoryGate
@@ -243,7 +246,7 @@ def open_gate_backend(
         from .gate_sqlite import SQLiteGate
 
         assert parsed.path is not None  # parse_backend_url guarantees it for sqlite
-        return SQLiteGate(parsed, clock=clock)
+        return SQLiteGate(parsed)
     if parsed.scheme == "redis":
         from .gate_redis import RedisGate
 
