@@ -42,8 +42,8 @@ WINDOW = 0.2
 #: A small margin keeps the real-time tests short; the default is 0.1 s.
 RULES = GateRules(limits=((3, WINDOW),), margin=0.05, lost_after=0.5, pace=False)
 SPAN = WINDOW + RULES.margin
-#: Float rounding on an epoch-sized clock.
-TOL = 1e-6
+#: Float rounding on an epoch-sized clock, and the rules' own safe-side slack.
+TOL = 1e-4
 
 
 @dataclass
@@ -52,7 +52,9 @@ class Rig:
 
     make: Callable[[], GateBackend]
     sleep: Callable[[float], Awaitable[object]]
-    virtual: bool
+    #: How late a real server's answer may come on a loaded machine (0 on virtual time):
+    #: lower bounds on waits allow for it.
+    lag: float
 
     async def admitted(self, backend: GateBackend, rules: GateRules = RULES) -> Admitted:
         decision = await backend.admit(KEY, rules)
@@ -129,7 +131,7 @@ async def rig(backend_url: str) -> AsyncIterator[Rig]:
         made.append(backend)
         return backend
 
-    yield Rig(make, fake.sleep if virtual else asyncio.sleep, virtual)
+    yield Rig(make, fake.sleep, TOL) if virtual else Rig(make, asyncio.sleep, 0.1)
     for backend in made:
         await backend.aclose()
     if backend_url.startswith("redis:"):
@@ -153,7 +155,8 @@ async def test_windows_admit_the_limit_then_wait_until_the_answer_plus_the_windo
     for ticket in tickets:
         await gate.report(KEY, RULES, ticket=ticket.ticket)
     wait = await rig.waits(gate)
-    assert SPAN * 0.8 < wait.seconds <= SPAN + 0.01  # from the answer, not the admission
+    # From the answer, not from the admission (which would leave at most 0.05 s).
+    assert SPAN - rig.lag < wait.seconds <= SPAN + TOL
     await rig.sleep(wait.seconds)
     await rig.admitted(gate)
 
@@ -176,7 +179,7 @@ async def test_pacing_spreads_a_window_over_its_length_once_half_full(rig: Rig) 
     for _ in range(2):
         await rig.admitted(gate, rules)  # below half the window: at once
     wait = await rig.waits(gate, rules)
-    assert 0.025 < wait.seconds <= 0.05 + TOL
+    assert 0.025 - rig.lag < wait.seconds <= 0.05 + TOL
     await rig.sleep(wait.seconds)
     await rig.admitted(gate, rules)
     assert (await rig.waits(gate, rules)).seconds <= 0.05 + TOL
@@ -187,7 +190,7 @@ async def test_a_hold_holds_every_client_then_exactly_one_probe_goes(rig: Rig) -
     sent = await rig.admitted(first)
     await first.report(KEY, RULES, ticket=sent.ticket, hold=Hold(0.1))
     held = await rig.waits(second)
-    assert 0.05 < held.seconds <= 0.1 + TOL
+    assert 0.1 - rig.lag < held.seconds <= 0.1 + TOL
     assert not held.for_probe
     await rig.sleep(held.seconds)
     probe = await rig.admitted(second)
@@ -204,18 +207,18 @@ async def test_a_hold_holds_every_client_then_exactly_one_probe_goes(rig: Rig) -
 
 async def test_a_rate_limited_probe_extends_the_hold_growing(rig: Rig) -> None:
     rules = GateRules(
-        limits=((50, WINDOW),), margin=0.05, cooldown_initial=0.05, cooldown_multiplier=3.0
+        limits=((50, WINDOW),), margin=0.05, cooldown_initial=0.1, cooldown_multiplier=3.0
     )
     gate = rig.make()
     await gate.report(KEY, rules, ticket=None, hold=Hold(None))
     first = await rig.waits(gate, rules)
-    assert 0.02 < first.seconds <= 0.05 + TOL
+    assert 0.1 - rig.lag < first.seconds <= 0.1 + TOL
     await rig.sleep(first.seconds)
     probe = await rig.admitted(gate, rules)
     assert probe.probe
     await gate.report(KEY, rules, ticket=probe.ticket, hold=Hold(None))  # 429 again
     second = await rig.waits(gate, rules)
-    assert 0.1 < second.seconds <= 0.15 + TOL  # 0.05 × 3
+    assert 0.3 - rig.lag < second.seconds <= 0.3 + TOL  # 0.1 × 3
     await rig.sleep(second.seconds)
     again = await rig.admitted(gate, rules)
     assert again.probe

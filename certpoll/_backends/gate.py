@@ -245,7 +245,6 @@ def open_gate_backend(
     if parsed.scheme == "sqlite":
         from .gate_sqlite import SQLiteGate
 
-        assert parsed.path is not None  # parse_backend_url guarantees it for sqlite
         return SQLiteGate(parsed)
     if parsed.scheme == "redis":
         from .gate_redis import RedisGate

@@ -21,6 +21,7 @@ from .urls import BackendURL
 
 if TYPE_CHECKING:
     import redis.asyncio
+    from redis.commands.core import AsyncScript
 
 __all__ = ["RedisGate"]
 
@@ -186,11 +187,12 @@ class RedisGate:
         """How long an idle key's state is kept: while any hit or probe could still count."""
         return rules.longest + rules.lost_after + 60.0
 
-    async def _run(self, script: object, keys: list[str], args: list[str]) -> object:
+    async def _run(self, script: AsyncScript, keys: list[str], args: list[str]) -> object:
         import redis.exceptions
 
         try:
-            return await script(keys=keys, args=args)  # type: ignore[operator]
+            reply: object = await script(keys=keys, args=args)
+            return reply
         except (redis.exceptions.RedisError, OSError) as exc:
             raise unreachable(self._url, exc) from exc
 

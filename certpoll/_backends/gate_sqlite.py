@@ -35,8 +35,9 @@ class SQLiteGate:
     """Gate state per key, one row each, in a SQLite file."""
 
     def __init__(self, url: BackendURL, *, clock: Callable[[], float] | None = None) -> None:
-        assert url.path is not None
+        assert url.path is not None  # parse_backend_url gives every sqlite URL a path
         self._url = url
+        self._path = url.path
         self.name = url.redacted
         self._clock = time.time if clock is None else clock
         self._connection: sqlite3.Connection | None = None
@@ -48,7 +49,7 @@ class SQLiteGate:
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
             connection = sqlite3.connect(
-                self._url.path,  # type: ignore[arg-type]  # checked in __init__
+                self._path,
                 timeout=BUSY_TIMEOUT,
                 isolation_level=None,
                 check_same_thread=False,
