@@ -171,18 +171,46 @@ async def test_a_hit_never_answered_counts_until_admission_plus_lost_after(rig: 
     await rig.admitted(gate)
 
 
-async def test_pacing_spreads_a_window_over_its_length_once_half_full(rig: Rig) -> None:
+async def test_pacing_lets_half_the_fastest_window_go_at_once_then_spaces_the_rest(
+    rig: Rig,
+) -> None:
     rules = GateRules(limits=((4, WINDOW), (5, 0.5)), margin=0.05)
     assert rules.spacing == pytest.approx(0.05)
     assert rules.burst == 2
     gate = rig.make()
     for _ in range(2):
-        await rig.admitted(gate, rules)  # below half the window: at once
+        await rig.admitted(gate, rules)  # the burst: at once
     wait = await rig.waits(gate, rules)
-    assert 0.025 - rig.lag < wait.seconds <= 0.05 + TOL
+    assert 0.05 - rig.lag < wait.seconds <= 0.05 + TOL
     await rig.sleep(wait.seconds)
     await rig.admitted(gate, rules)
     assert (await rig.waits(gate, rules)).seconds <= 0.05 + TOL
+
+
+def test_a_lull_is_made_up_for_up_to_the_burst() -> None:
+    from certpoll._backends.gate_state import GateState
+
+    rules = GateRules(limits=((10, 1.0),), margin=0.0)
+    state = GateState()
+    assert rules.burst == 5
+    times: list[float] = []
+    now = 0.0
+    while len(times) < 8:
+        decision = state.admit(now, rules)
+        if isinstance(decision, Wait):
+            now += decision.seconds
+            continue
+        times.append(now)
+        state.report(now, rules, ticket=decision.ticket)
+    # Five at once, then one per 0.1 s.
+    assert times[:5] == [0.0] * 5
+    assert times[5:] == pytest.approx([0.1, 0.2, 0.3], abs=2e-3)
+    # After a lull of 2 s (the window empty again): the burst at once, never beyond it.
+    now += 2.0
+    at_once = 0
+    while isinstance(state.admit(now, rules), Admitted):
+        at_once += 1
+    assert at_once == 5
 
 
 async def test_a_hold_holds_every_client_then_exactly_one_probe_goes(rig: Rig) -> None:

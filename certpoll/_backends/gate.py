@@ -78,10 +78,10 @@ class GateRules:
     cooldown_multiplier: float = 3.0
     cooldown_cap: float = 300.0
     recheck: float = DEFAULT_RECHECK
-    #: Once the fastest window (100 / 5 s) holds half its limit, admissions are paced at
-    #: its average gap (50 ms) instead of a whole window going in one instant, a burst that
-    #: latency jitter lands in a heap at the CA. Below half, requests go at once: a few
-    #: orders are never slowed down.
+    #: Pace admissions at the fastest window's rate (100 / 5 s: one per 50 ms) with a burst
+    #: of half that window (50 at once from idle), as a token bucket does: a window never
+    #: goes in one instant (a burst that latency jitter heaps up at the CA), a few requests
+    #: are never slowed down, and a lull is made up for, up to the burst.
     pace: bool = True
 
     def __post_init__(self) -> None:
@@ -91,26 +91,19 @@ class GateRules:
                 raise ConfigError(f"gate {name} must be a finite number of seconds >= 0")
 
     @property
-    def paced(self) -> int | None:
-        """The index in :attr:`limits` of the window admissions are paced by (the fastest),
-        or None without pacing."""
-        if not self.pace or not self.limits:
-            return None
-        rates = [seconds / requests for requests, seconds in self.limits]
-        return rates.index(min(rates))
-
-    @property
     def spacing(self) -> float:
-        """The least time between two paced admissions (0 without pacing)."""
-        if self.paced is None:
+        """The average gap between paced admissions: the fastest window's (0: no pacing)."""
+        if not self.pace or not self.limits:
             return 0.0
-        requests, seconds = self.limits[self.paced]
-        return seconds / requests
+        return min(seconds / requests for requests, seconds in self.limits)
 
     @property
     def burst(self) -> int:
-        """Hits in the paced window below which admissions are not paced."""
-        return 0 if self.paced is None else self.limits[self.paced][0] // 2
+        """How many admissions may go at once before the pace applies."""
+        if not self.spacing:
+            return 0
+        fastest = min(self.limits, key=lambda limit: limit[1] / limit[0])
+        return max(1, fastest[0] // 2)
 
     @property
     def longest(self) -> float:

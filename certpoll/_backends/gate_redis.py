@@ -46,11 +46,11 @@ end
 _ADMIT = (
     _PRELUDE
     + """
--- ARGV: margin, lost_after, spacing, recheck, keep, ttl, the paced window's number (0:
--- none), burst, then requests, seconds per window
+-- ARGV: margin, lost_after, spacing, recheck, keep, ttl, burst, then requests, seconds per
+-- window
 local margin, lost, spacing = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local recheck, keep, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local paced, burst = tonumber(ARGV[7]), tonumber(ARGV[8])
+local burst = tonumber(ARGV[7])
 -- A hit whose answer never came counts as answered lost_after after its admission.
 local gone = redis.call('ZRANGEBYSCORE', outstanding, '-inf', '(' .. f(now - lost), 'WITHSCORES')
 for i = 1, #gone, 2 do
@@ -58,7 +58,7 @@ for i = 1, #gone, 2 do
   redis.call('ZADD', answered, f(tonumber(gone[i + 1]) + lost), gone[i])
 end
 redis.call('ZREMRANGEBYSCORE', answered, '-inf', '(' .. f(now - keep))
-local s = redis.call('HMGET', state, 'cooling', 'not_before', 'probe', 'probe_deadline', 'last')
+local s = redis.call('HMGET', state, 'cooling', 'not_before', 'probe', 'probe_deadline', 'paced_at')
 local cooling = s[1] == '1'
 if cooling then
   local not_before = tonumber(s[2])
@@ -68,16 +68,17 @@ if cooling then
     redis.call('HDEL', state, 'probe', 'probe_deadline')
   end
 end
+-- The pace: up to burst ahead of the schedule, one spacing per admission.
 local wait = 0
+local paced_at = tonumber(s[5] or '0')
+if spacing > 0 and s[5] then wait = paced_at - spacing * (burst - 1) - now end
+if wait <= EPSILON then wait = 0 end
 local waiting = redis.call('ZCARD', outstanding)
-for i = 9, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   local requests, seconds = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
   local span = seconds + margin + EPSILON
   local floor = f(now - span)
   local counted = redis.call('ZCOUNT', answered, floor, '+inf')
-  if (i - 7) / 2 == paced and s[5] and counted + waiting >= burst then
-    wait = math.max(wait, tonumber(s[5]) + spacing - now)
-  end
   local excess = counted + waiting - requests + 1
   if excess > 0 then
     if excess <= counted then
@@ -92,7 +93,7 @@ end
 if wait > 0 then return {0, f(math.max(wait, MIN_WAIT)), 0} end
 local ticket = tostring(redis.call('HINCRBY', state, 'issued', 1))
 redis.call('ZADD', outstanding, f(now), ticket)
-redis.call('HSET', state, 'last', f(now))
+redis.call('HSET', state, 'paced_at', f(math.max(paced_at, now) + spacing))
 if cooling then redis.call('HSET', state, 'probe', ticket, 'probe_deadline', f(now + lost)) end
 local not_before = tonumber(redis.call('HGET', state, 'not_before') or '0')
 expire_all(math.max(ttl, not_before - now + ttl))
@@ -204,7 +205,6 @@ class RedisGate:
             _number(rules.recheck),
             _number(rules.longest + 1.0),
             _number(self._ttl(rules)),
-            str(0 if rules.paced is None else rules.paced + 1),
             str(rules.burst),
         ]
         for requests, seconds in rules.limits:

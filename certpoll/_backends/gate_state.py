@@ -8,9 +8,9 @@ so whatever the latency, no window of the CA ever holds more than the gate let t
 hit whose answer never comes (its process died) counts as answered ``lost_after`` seconds
 after its admission.
 
-Admission also paces: once the fastest window holds half its limit, two admissions are at
-least its ``seconds / requests`` apart, so a window frees a request at a time instead of all
-at once.
+Admission also paces, as a token bucket: at the fastest window's ``seconds / requests``
+apart, with a burst of half that window, so a window frees a request at a time instead of
+all at once, and a lull is made up for.
 
 The 429 cooldown: a hold sets ``not_before``; after it exactly one request, the probe, goes;
 its conclusive answer without a hold ends the cooldown, a hold extends it (growing), and a
@@ -37,7 +37,8 @@ class GateState:
     answered: list[float] = field(default_factory=list)
     #: Ticket -> admission time of the hits still waiting for their answer, oldest first.
     outstanding: dict[str, float] = field(default_factory=dict)
-    last_admitted: float = -math.inf
+    #: When the next paced admission is due (the token bucket's "theoretical arrival time").
+    paced_at: float = -math.inf
     cooling: bool = False
     not_before: float = -math.inf
     strikes: int = 0
@@ -53,13 +54,16 @@ class GateState:
                 return Wait(max(self.not_before - now, MIN_WAIT))
             if self.probe is not None:
                 return Wait(rules.recheck, for_probe=True)
+        # The pace: up to ``burst`` ahead of the schedule, one ``spacing`` per admission.
         wait = 0.0
-        for index, (requests, seconds) in enumerate(rules.limits):
+        if rules.spacing:
+            # Not a limit, a pace: float dust may round either way.
+            wait = self.paced_at - rules.spacing * (rules.burst - 1) - now
+            wait = 0.0 if wait <= EPSILON else wait
+        for requests, seconds in rules.limits:
             span = seconds + rules.margin + EPSILON
             first = bisect_left(self.answered, now - span)
             counted = len(self.answered) - first
-            if index == rules.paced and counted + len(self.outstanding) >= rules.burst:
-                wait = max(wait, self.last_admitted + rules.spacing - now)
             excess = counted + len(self.outstanding) - requests + 1
             if excess <= 0:
                 continue
@@ -73,7 +77,7 @@ class GateState:
         self.issued += 1
         ticket = str(self.issued)
         self.outstanding[ticket] = now
-        self.last_admitted = now
+        self.paced_at = max(self.paced_at, now) + rules.spacing
         if self.cooling:
             self.probe = ticket
             self.probe_deadline = now + rules.lost_after
@@ -131,7 +135,7 @@ class GateState:
             [
                 self.answered,
                 list(self.outstanding.items()),
-                _finite(self.last_admitted),
+                _finite(self.paced_at),
                 self.cooling,
                 _finite(self.not_before),
                 self.strikes,
@@ -147,13 +151,13 @@ class GateState:
         """The state :meth:`dumps` wrote; a new state for None or empty text."""
         if not text:
             return cls()
-        answered, outstanding, last, cooling, not_before, strikes, probe, deadline, issued = (
+        answered, outstanding, paced_at, cooling, not_before, strikes, probe, deadline, issued = (
             json.loads(text)
         )
         return cls(
             answered=answered,
             outstanding=dict(outstanding),
-            last_admitted=_time(last),
+            paced_at=_time(paced_at),
             cooling=cooling,
             not_before=_time(not_before),
             strikes=strikes,
