@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -490,3 +491,63 @@ def test_rules_are_checked() -> None:
     assert Hold(math.nan).seconds == 0.0
     assert Hold(math.inf).seconds == 86400.0
     assert Hold(None).seconds is None
+
+
+# -- Lua and Python: one set of rules -------------------------------------------------------
+
+_OPS = st.lists(
+    st.one_of(
+        st.just(("admit", 0, "")),
+        st.tuples(
+            st.just("report"),
+            st.integers(0, 7),
+            st.sampled_from(["answer", "429", "retry-after", "retry-now", "inconclusive"]),
+        ),
+        st.tuples(st.just("hold"), st.just(0), st.sampled_from(["cooldown", "seconds", "now"])),
+    ),
+    max_size=25,
+)
+
+
+async def _decisions(backend: GateBackend, key: str, ops: list[tuple[str, int, str]]) -> list[str]:
+    """What ``backend`` answers to ``ops``, all within a few milliseconds: no window or hold
+    (10 s and more) can end in between, a hold of 0 s has ended by the next step, so every
+    backend must answer alike, probes included."""
+    rules = GateRules(limits=((3, 10.0), (5, 30.0)), cooldown_initial=10.0, pace=False)
+    tickets: list[str] = []
+    seen: list[str] = []
+    for op, index, how in ops:
+        if op == "admit":
+            decision = await backend.admit(key, rules)
+            if isinstance(decision, Admitted):
+                tickets.append(decision.ticket)
+                seen.append(f"admitted probe={decision.probe}")
+            else:
+                seen.append(f"wait for_probe={decision.for_probe}")
+        elif op == "report" and tickets:
+            ticket = tickets[index % len(tickets)]
+            hold = {"429": Hold(None), "retry-after": Hold(20.0), "retry-now": Hold(0.0)}.get(how)
+            await backend.report(
+                key, rules, ticket=ticket, conclusive=how != "inconclusive", hold=hold
+            )
+        elif op == "hold":
+            hold = {"cooldown": Hold(None), "seconds": Hold(15.0)}.get(how, Hold(0.0))
+            await backend.report(key, rules, ticket=None, hold=hold)
+    return seen
+
+
+@given(ops=_OPS)
+def test_redis_lua_and_the_python_rules_decide_alike(
+    redis_url: str, ops: list[tuple[str, int, str]]
+) -> None:
+    async def run() -> tuple[list[str], list[str]]:
+        key = gate_key("digicert", f"lua-{uuid.uuid4()}")
+        memory = MemoryGate()
+        redis_gate = open_gate_backend(redis_url)
+        try:
+            return await _decisions(memory, key, ops), await _decisions(redis_gate, key, ops)
+        finally:
+            await redis_gate.aclose()
+
+    expected, actual = asyncio.run(run())
+    assert actual == expected
