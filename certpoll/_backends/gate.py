@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -240,9 +241,21 @@ def open_gate_backend(
 
         return SQLiteGate(parsed)
     if parsed.scheme == "redis":
+        _require("redis", "redis", parsed, setting)
         from .gate_redis import RedisGate
 
         return RedisGate(parsed)
+    _require("asyncpg", "postgres", parsed, setting)
     from .gate_postgres import PostgresGate
 
     return PostgresGate(parsed)
+
+
+def _require(module: str, extra: str, url: BackendURL, setting: str) -> None:
+    """Fail at once, naming the extra to install, if ``url``'s client library is missing."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(
+            f"{setting} {url.redacted} needs the {module} client: pip install 'certpoll[{extra}]'"
+        ) from None

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TypeVar
 
-from .gate import Admitted, GateRules, Hold, Wait
-from .gate_state import GateState
+from .gate_state import GateState, SteppedGate
+
+_T = TypeVar("_T")
 
 __all__ = ["MemoryGate"]
 
 
-class MemoryGate:
+class MemoryGate(SteppedGate):
     """Gate state per key in a dict; every step is atomic because nothing in it awaits."""
 
     name = "memory://"
@@ -32,25 +34,11 @@ class MemoryGate:
             return self._clock()
         return asyncio.get_running_loop().time()
 
-    def _state(self, key: str) -> GateState:
+    async def step(self, key: str, decide: Callable[[GateState, float], _T]) -> _T:
         state = self._states.get(key)
         if state is None:
             state = self._states[key] = GateState()
-        return state
-
-    async def admit(self, key: str, rules: GateRules) -> Admitted | Wait:
-        return self._state(key).admit(self._now(), rules)
-
-    async def report(
-        self,
-        key: str,
-        rules: GateRules,
-        *,
-        ticket: str | None,
-        conclusive: bool = True,
-        hold: Hold | None = None,
-    ) -> None:
-        self._state(key).report(self._now(), rules, ticket=ticket, conclusive=conclusive, hold=hold)
+        return decide(state, self._now())
 
     async def aclose(self) -> None:
         return None

@@ -13,9 +13,8 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from .._errors import ConfigError
-from .gate import Admitted, GateRules, Hold, Wait, unreachable
-from .gate_state import GateState
+from .gate import unreachable
+from .gate_state import GateState, SteppedGate
 from .urls import BackendURL
 
 if TYPE_CHECKING:
@@ -41,16 +40,10 @@ RETURNING g.state, extract(epoch FROM clock_timestamp())::float8
 _SAVE = "UPDATE certpoll_gate SET state = $2 WHERE key = $1"
 
 
-class PostgresGate:
+class PostgresGate(SteppedGate):
     """Gate state per key, one row each, in a PostgreSQL table ``certpoll_gate``."""
 
     def __init__(self, url: BackendURL) -> None:
-        try:
-            import asyncpg  # noqa: F401 -- fail now, with the extra to install
-        except ImportError:  # pragma: no cover - the dev install has it
-            raise ConfigError(
-                f"gate_url {url.redacted} needs asyncpg: pip install 'certpoll[postgres]'"
-            ) from None
         self._url = url
         self.name = url.redacted
         self._pool: asyncpg.Pool | None = None
@@ -86,7 +79,7 @@ class PostgresGate:
             raise
         return pool
 
-    async def _step(self, key: str, decide: Callable[[GateState, float], _T]) -> _T:
+    async def step(self, key: str, decide: Callable[[GateState, float], _T]) -> _T:
         import asyncpg
 
         try:
@@ -101,23 +94,6 @@ class PostgresGate:
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
             raise unreachable(self._url, exc) from exc
         return result
-
-    async def admit(self, key: str, rules: GateRules) -> Admitted | Wait:
-        return await self._step(key, lambda state, now: state.admit(now, rules))
-
-    async def report(
-        self,
-        key: str,
-        rules: GateRules,
-        *,
-        ticket: str | None,
-        conclusive: bool = True,
-        hold: Hold | None = None,
-    ) -> None:
-        def decide(state: GateState, now: float) -> None:
-            state.report(now, rules, ticket=ticket, conclusive=conclusive, hold=hold)
-
-        await self._step(key, decide)
 
     async def aclose(self) -> None:
         if self._pool is not None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from .._errors import ConfigError
 from .gate import EPSILON, MIN_WAIT, Admitted, GateRules, Hold, Wait, unreachable
 from .urls import BackendURL
 
@@ -160,12 +159,8 @@ class RedisGate:
     """Gate state per key on a Redis server (``redis://``, or ``rediss://`` for TLS)."""
 
     def __init__(self, url: BackendURL) -> None:
-        try:
-            import redis.asyncio
-        except ImportError:  # pragma: no cover - the dev install has it
-            raise ConfigError(
-                f"gate_url {url.redacted} needs the redis client: pip install 'certpoll[redis]'"
-            ) from None
+        import redis.asyncio
+
         self._url = url
         self.name = url.redacted
         self._client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(

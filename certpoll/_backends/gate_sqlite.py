@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from .gate import Admitted, GateRules, Hold, Wait, unreachable
-from .gate_state import GateState
+from .gate import unreachable
+from .gate_state import GateState, SteppedGate
 from .urls import BackendURL
 
 __all__ = ["SQLiteGate"]
@@ -31,7 +31,7 @@ BUSY_TIMEOUT = 5.0
 _SCHEMA = "CREATE TABLE IF NOT EXISTS certpoll_gate (key TEXT PRIMARY KEY, state TEXT NOT NULL)"
 
 
-class SQLiteGate:
+class SQLiteGate(SteppedGate):
     """Gate state per key, one row each, in a SQLite file."""
 
     def __init__(self, url: BackendURL, *, clock: Callable[[], float] | None = None) -> None:
@@ -63,7 +63,7 @@ class SQLiteGate:
             self._connection = connection
         return self._connection
 
-    def _step(self, key: str, decide: Callable[[GateState, float], _T]) -> _T:
+    def _step_in_thread(self, key: str, decide: Callable[[GateState, float], _T]) -> _T:
         with self._lock:
             try:
                 connection = self._connect()
@@ -86,22 +86,8 @@ class SQLiteGate:
                 raise unreachable(self._url, exc) from exc
             return result
 
-    async def admit(self, key: str, rules: GateRules) -> Admitted | Wait:
-        return await asyncio.to_thread(self._step, key, lambda state, now: state.admit(now, rules))
-
-    async def report(
-        self,
-        key: str,
-        rules: GateRules,
-        *,
-        ticket: str | None,
-        conclusive: bool = True,
-        hold: Hold | None = None,
-    ) -> None:
-        def decide(state: GateState, now: float) -> None:
-            state.report(now, rules, ticket=ticket, conclusive=conclusive, hold=hold)
-
-        await asyncio.to_thread(self._step, key, decide)
+    async def step(self, key: str, decide: Callable[[GateState, float], _T]) -> _T:
+        return await asyncio.to_thread(self._step_in_thread, key, decide)
 
     async def aclose(self) -> None:
         with self._lock:

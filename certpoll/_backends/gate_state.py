@@ -19,14 +19,19 @@ probe unanswered for ``lost_after`` is given up so that the next request probes 
 
 from __future__ import annotations
 
+import abc
 import json
 import math
 from bisect import bisect_left, insort
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from .gate import EPSILON, MIN_WAIT, Admitted, GateRules, Hold, Wait
 
-__all__ = ["GateState"]
+__all__ = ["GateState", "SteppedGate"]
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -173,3 +178,34 @@ def _finite(value: float) -> float | None:
 
 def _time(value: float | None) -> float:
     return -math.inf if value is None else value
+
+
+class SteppedGate(abc.ABC):
+    """A backend that runs these rules on one key's :class:`GateState`, one step per call.
+
+    A subclass says how a step is made atomic, on which clock: :meth:`step`.
+    """
+
+    @abc.abstractmethod
+    async def step(self, key: str, decide: Callable[[GateState, float], _T]) -> _T:
+        """Load ``key``'s state, call ``decide(state, now)``, store the state; atomically."""
+
+    async def admit(self, key: str, rules: GateRules) -> Admitted | Wait:
+        """See :meth:`GateBackend.admit`."""
+        return await self.step(key, lambda state, now: state.admit(now, rules))
+
+    async def report(
+        self,
+        key: str,
+        rules: GateRules,
+        *,
+        ticket: str | None,
+        conclusive: bool = True,
+        hold: Hold | None = None,
+    ) -> None:
+        """See :meth:`GateBackend.report`."""
+
+        def decide(state: GateState, now: float) -> None:
+            state.report(now, rules, ticket=ticket, conclusive=conclusive, hold=hold)
+
+        await self.step(key, decide)
