@@ -35,6 +35,7 @@ from certpoll._backends.gate_memory import MemoryGate
 from certpoll._backends.gate_postgres import PostgresGate
 from certpoll._backends.gate_redis import RedisGate
 from certpoll._backends.gate_sqlite import SQLiteGate
+from certpoll._backends.gate_state import GateState, SteppedGate
 from certpoll._backends.urls import parse_backend_url
 from tests.helpers import DIGICERT_API_KEY, FakeTime
 
@@ -574,3 +575,30 @@ def test_a_missing_client_library_names_the_extra(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(ConfigError, match=r"pip install 'certpoll\[postgres\]'") as caught:
         open_gate_backend("postgresql://u:hunter2@db/x")
     assert "hunter2" not in str(caught.value)
+
+
+async def test_a_failed_step_changes_nothing_and_holds_no_lock(rig: Rig) -> None:
+    gate = rig.make()
+    if not isinstance(gate, SteppedGate):
+        assert isinstance(gate, RedisGate)  # its step is one Lua script: no caller code inside
+        return
+
+    def fail(state: GateState, now: float) -> None:
+        state.admit(now, RULES)
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await gate.step(KEY, fail)
+    if isinstance(gate, MemoryGate):
+        return  # in memory, a step is the caller's code: nothing to roll back
+    for _ in range(3):  # all three places are still free: the failed admission was undone
+        await rig.admitted(rig.make())
+
+
+async def test_a_file_that_is_no_database_is_a_transient_error(tmp_path: Path) -> None:
+    path = tmp_path / "gate.db"
+    path.write_bytes(b"not a database, " * 100)
+    backend = open_gate_backend(f"sqlite:///{path}")
+    with pytest.raises(TransientError, match="unavailable"):
+        await backend.admit(KEY, RULES)
+    await backend.aclose()
