@@ -57,6 +57,9 @@ from ._settings import CASettings
 
 __all__ = ["DEFAULT_COOLDOWN", "Admission", "UpstreamGate", "connector_gate"]
 
+#: Enough steps for any cooldown that grows to its cap (each at least ×1 a step).
+_MAX_COOLDOWN_STEPS = 64
+
 #: How long a 429 without ``Retry-After`` holds the gate: 5 s, then 15, 45, 135, 300, 300...
 DEFAULT_COOLDOWN = BackoffPolicy(initial_wait=5.0, multiplier=3.0, max_backoff=300.0, jitter=0.0)
 
@@ -82,6 +85,14 @@ def _check_limits(rate_limits: Sequence[tuple[int, float]]) -> tuple[tuple[int, 
             )
         limits.append((requests, float(seconds)))
     return tuple(limits)
+
+
+def _cooldowns(policy: BackoffPolicy) -> tuple[float, ...]:
+    """The holds after the 1st, 2nd, ... 429 in a row, until they stop growing."""
+    holds = [policy.base_wait(0)]
+    while len(holds) < _MAX_COOLDOWN_STEPS and policy.base_wait(len(holds)) > holds[-1]:
+        holds.append(policy.base_wait(len(holds)))
+    return tuple(holds)
 
 
 @final
@@ -201,9 +212,7 @@ class UpstreamGate:
             limits=self.rate_limits,
             margin=margin,
             lost_after=lost_after,
-            cooldown_initial=cooldown.initial_wait,
-            cooldown_multiplier=cooldown.multiplier,
-            cooldown_cap=cooldown.max_backoff,
+            cooldowns=_cooldowns(cooldown),
             pace=pace,
         )
         self._share = share_cooldown
@@ -272,7 +281,9 @@ class UpstreamGate:
         """Hold every request for ``seconds`` (None: the growing cooldown), then probe."""
         hold = self._count_hold(seconds, rate_limited=False)
         if hold is not None:
-            await self._backend.report(self._key, self._rules, ticket=None, hold=hold)
+            self._held_for(
+                await self._backend.report(self._key, self._rules, ticket=None, hold=hold)
+            )
 
     async def aclose(self) -> None:
         """Close the backend's connections (its shared state stays)."""
@@ -428,10 +439,15 @@ class UpstreamGate:
             hold=admission._hold,
         )
         try:
-            await report
+            self._held_for(await report)
         finally:
             if admission.probe:
                 self._probe_finished(conclusive=conclusive, held=admission._hold is not None)
+
+    def _held_for(self, seconds: float) -> None:
+        """The backend says the key is held ``seconds`` from now: so :meth:`opens_in` knows."""
+        if seconds > 0:
+            self._opens_at = self.now() + seconds
 
     def _probe_finished(self, *, conclusive: bool, held: bool) -> None:
         self._probe_out = False

@@ -248,9 +248,7 @@ async def test_a_hold_holds_every_client_then_exactly_one_probe_goes(rig: Rig) -
 
 
 async def test_a_rate_limited_probe_extends_the_hold_growing(rig: Rig) -> None:
-    rules = GateRules(
-        limits=((50, WINDOW),), margin=0.05, cooldown_initial=0.1, cooldown_multiplier=3.0
-    )
+    rules = GateRules(limits=((50, WINDOW),), margin=0.05, cooldowns=(0.1, 0.3))
     gate = rig.make()
     holding = rig.start()
     await gate.report(KEY, rules, ticket=None, hold=Hold(None))
@@ -506,6 +504,10 @@ def test_rules_are_checked() -> None:
     assert Hold(math.nan).seconds == 0.0
     assert Hold(math.inf).seconds == 86400.0
     assert Hold(None).seconds is None
+    rules = GateRules(cooldowns=(5.0, 15.0))
+    assert [rules.cooldown(strikes) for strikes in range(4)] == [5.0, 15.0, 15.0, 15.0]
+    with pytest.raises(ConfigError, match="cooldowns"):
+        GateRules(cooldowns=())
 
 
 # -- Lua and Python: one set of rules -------------------------------------------------------
@@ -528,7 +530,7 @@ async def _decisions(backend: GateBackend, key: str, ops: list[tuple[str, int, s
     """What ``backend`` answers to ``ops``, all within a few milliseconds: no window or hold
     (10 s and more) can end in between, a hold of 0 s has ended by the next step, so every
     backend must answer alike, probes included."""
-    rules = GateRules(limits=((3, 10.0), (5, 30.0)), cooldown_initial=10.0, pace=False)
+    rules = GateRules(limits=((3, 10.0), (5, 30.0)), cooldowns=(10.0, 30.0), pace=False)
     tickets: list[str] = []
     seen: list[str] = []
     for op, index, how in ops:
@@ -542,12 +544,14 @@ async def _decisions(backend: GateBackend, key: str, ops: list[tuple[str, int, s
         elif op == "report" and tickets:
             ticket = tickets[index % len(tickets)]
             hold = {"429": Hold(None), "retry-after": Hold(20.0), "retry-now": Hold(0.0)}.get(how)
-            await backend.report(
+            held_for = await backend.report(
                 key, rules, ticket=ticket, conclusive=how != "inconclusive", hold=hold
             )
+            seen.append(f"held={held_for > 1.0}")
         elif op == "hold":
             hold = {"cooldown": Hold(None), "seconds": Hold(15.0)}.get(how, Hold(0.0))
-            await backend.report(key, rules, ticket=None, hold=hold)
+            held_for = await backend.report(key, rules, ticket=None, hold=hold)
+            seen.append(f"held={held_for > 1.0}")
     return seen
 
 

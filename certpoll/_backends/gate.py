@@ -73,11 +73,9 @@ class GateRules:
     limits: tuple[tuple[int, float], ...] = ()
     margin: float = DEFAULT_MARGIN
     lost_after: float = DEFAULT_LOST_AFTER
-    #: The cooldown after a 429 without ``Retry-After``: ``initial * multiplier ** strikes``,
-    #: capped at ``cap``.
-    cooldown_initial: float = 5.0
-    cooldown_multiplier: float = 3.0
-    cooldown_cap: float = 300.0
+    #: The holds after the 1st, 2nd, ... 429 in a row without ``Retry-After``; the last one
+    #: repeats. (The gate computes them from its cooldown policy.)
+    cooldowns: tuple[float, ...] = (5.0, 15.0, 45.0, 135.0, 300.0)
     recheck: float = DEFAULT_RECHECK
     #: Pace admissions at the fastest window's rate (100 / 5 s: one per 50 ms) with a burst
     #: of half that window (50 at once from idle), as a token bucket does: a window never
@@ -90,6 +88,8 @@ class GateRules:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"gate {name} must be a finite number of seconds >= 0")
+        if not self.cooldowns or not all(math.isfinite(c) and c >= 0 for c in self.cooldowns):
+            raise ConfigError("gate cooldowns must be one or more finite numbers of seconds")
 
     @property
     def spacing(self) -> float:
@@ -113,12 +113,7 @@ class GateRules:
 
     def cooldown(self, strikes: int) -> float:
         """The hold after the ``strikes + 1``-th 429 in a row without ``Retry-After``."""
-        wait = self.cooldown_initial
-        for _ in range(strikes):
-            if wait >= self.cooldown_cap:
-                break
-            wait *= self.cooldown_multiplier
-        return min(wait, self.cooldown_cap)
+        return self.cooldowns[min(strikes, len(self.cooldowns) - 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,12 +166,12 @@ class GateBackend(Protocol):
         ticket: str | None,
         conclusive: bool = True,
         hold: Hold | None = None,
-    ) -> None:
+    ) -> float:
         """The answer to ``ticket`` arrived (None: no request, only a hold).
 
         The hit then counts from now; ``hold`` holds every request on the key; a probe's
         conclusive answer without a hold ends the cooldown, otherwise the next request
-        becomes the probe.
+        becomes the probe. Returns the seconds the key is held from now (0: not held).
         """
         ...
 

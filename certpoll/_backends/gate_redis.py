@@ -104,10 +104,10 @@ return {1, ticket, 0}
 _REPORT = (
     _PRELUDE
     + """
--- ARGV: ticket ('' for none), conclusive, hold ('' none, 'cooldown', or seconds),
--- cooldown initial, multiplier, cap, ttl
+-- ARGV: ticket ('' for none), conclusive, hold ('' none, 'cooldown', or seconds), ttl,
+-- then the cooldowns after the 1st, 2nd, ... 429 (the last one repeats)
 local ticket, conclusive, hold = ARGV[1], ARGV[2] == '1', ARGV[3]
-local ttl = tonumber(ARGV[7])
+local ttl = tonumber(ARGV[4])
 if ticket ~= '' and redis.call('ZREM', outstanding, ticket) == 1 then
   redis.call('ZADD', answered, f(now), ticket)
 end
@@ -124,13 +124,7 @@ if hold ~= '' then
   end
   local delay
   if hold == 'cooldown' then
-    local initial, multiplier, cap = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-    delay = initial
-    for _ = 1, strikes do
-      if delay >= cap then break end
-      delay = delay * multiplier
-    end
-    delay = math.min(delay, cap)
+    delay = tonumber(ARGV[5 + math.min(strikes, #ARGV - 5)])
   else
     delay = tonumber(hold)
   end
@@ -146,7 +140,8 @@ if is_probe then
   end
 end
 expire_all(ttl)
-return 1
+if redis.call('HGET', state, 'cooling') ~= '1' then return f(0) end
+return f(math.max(0, tonumber(redis.call('HGET', state, 'not_before') or '0') - now))
 """
 )
 
@@ -218,7 +213,7 @@ class RedisGate:
         ticket: str | None,
         conclusive: bool = True,
         hold: Hold | None = None,
-    ) -> None:
+    ) -> float:
         if hold is None:
             held = ""
         elif hold.seconds is None:
@@ -229,12 +224,11 @@ class RedisGate:
             ticket or "",
             "1" if conclusive else "0",
             held,
-            _number(rules.cooldown_initial),
-            _number(rules.cooldown_multiplier),
-            _number(rules.cooldown_cap),
             _number(self._ttl(rules)),
+            *(_number(seconds) for seconds in rules.cooldowns),
         ]
-        await self._run(self._report, self._keys(key), args)
+        held_for = await self._run(self._report, self._keys(key), args)
+        return float(cast("bytes", held_for))
 
     async def aclose(self) -> None:
         await self._client.aclose()

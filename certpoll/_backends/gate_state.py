@@ -96,7 +96,7 @@ class GateState:
         ticket: str | None,
         conclusive: bool = True,
         hold: Hold | None = None,
-    ) -> None:
+    ) -> float:
         """The answer to ``ticket`` arrived at ``now``; see :meth:`GateBackend.report`."""
         if ticket is not None and self.outstanding.pop(ticket, None) is not None:
             insort(self.answered, now)
@@ -109,6 +109,7 @@ class GateState:
                 self.cooling = False
                 self.strikes = 0
                 self.not_before = -math.inf
+        return max(0.0, self.not_before - now) if self.cooling else 0.0
 
     def _hold(self, now: float, rules: GateRules, seconds: float | None, *, probe: bool) -> None:
         if probe:
@@ -202,10 +203,10 @@ class SteppedGate(abc.ABC):
         ticket: str | None,
         conclusive: bool = True,
         hold: Hold | None = None,
-    ) -> None:
+    ) -> float:
         """See :meth:`GateBackend.report`."""
 
-        def decide(state: GateState, now: float) -> None:
-            state.report(now, rules, ticket=ticket, conclusive=conclusive, hold=hold)
+        def decide(state: GateState, now: float) -> float:
+            return state.report(now, rules, ticket=ticket, conclusive=conclusive, hold=hold)
 
-        await self.step(key, decide)
+        return await self.step(key, decide)
