@@ -180,7 +180,6 @@ class UpstreamGate:
         "_head_taken",
         "_key",
         "_opens_at",
-        "_owns_backend",
         "_probe_out",
         "_probe_waiter",
         "_queue",
