@@ -64,25 +64,6 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, what:
     raise RuntimeError(f"{what} did not accept connections on 127.0.0.1:{port} in time")
 
 
-def _wait_until_postgres_accepts(url: str) -> None:
-    """PostgreSQL listens before it accepts sessions ("the database system is starting up")."""
-    import asyncpg
-
-    async def ready() -> bool:
-        try:
-            connection = await asyncpg.connect(url)
-        except asyncpg.CannotConnectNowError:
-            return False
-        await connection.close()
-        return True
-
-    deadline = time.monotonic() + _START_TIMEOUT
-    while not asyncio.run(ready()):
-        if time.monotonic() > deadline:
-            raise RuntimeError("postgres listens but never accepted a session")
-        time.sleep(0.05)  # a server starting up: the one real wait, outside any test
-
-
 def _stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
@@ -106,6 +87,25 @@ def _as_unprivileged() -> dict[str, int]:
     if os.geteuid() != 0:
         return {}
     return {"user": _UNPRIVILEGED_UID, "group": _UNPRIVILEGED_UID}
+
+
+def _wait_for_postgres(url: str) -> None:
+    """Wait until the server, already listening, accepts sessions (not "starting up")."""
+    import asyncpg
+
+    async def ready() -> None:
+        connection = await asyncpg.connect(url)
+        await connection.close()
+
+    deadline = time.monotonic() + _START_TIMEOUT
+    while True:
+        try:
+            asyncio.run(ready())
+            return
+        except asyncpg.CannotConnectNowError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # recovery at start-up: outside any test
 
 
 @contextlib.contextmanager
@@ -145,7 +145,7 @@ def running_postgres() -> Iterator[str]:
     try:
         _wait_for_port(port, server, log, "postgres")
         url = f"postgresql://certpoll@127.0.0.1:{port}/postgres"
-        _wait_until_postgres_accepts(url)
+        _wait_for_postgres(url)
         yield url
     finally:
         _stop(server)
