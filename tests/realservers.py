@@ -12,7 +12,8 @@ their tests run against the servers users run, not mocks:
 
 Nothing here is skipped: a missing binary is a test error that says what to install.
 
-Fixtures (session-scoped, one server per test process):
+``running_postgres()`` and ``running_redis()`` start one (bench/ uses them too). Fixtures
+(session-scoped, one server per test process):
 
 - ``postgres_url``: ``postgresql://certpoll@127.0.0.1:<port>/postgres``, trust auth.
 - ``redis_url``: ``redis://127.0.0.1:<port>/0``.
@@ -22,6 +23,7 @@ Fixtures (session-scoped, one server per test process):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -95,9 +97,9 @@ def _as_unprivileged() -> dict[str, int]:
     return {"user": _UNPRIVILEGED_UID, "group": _UNPRIVILEGED_UID}
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A real PostgreSQL server on 127.0.0.1 for this test process."""
+@contextlib.contextmanager
+def running_postgres() -> Iterator[str]:
+    """Start a PostgreSQL server on 127.0.0.1; yield its URL; stop it and remove its files."""
     hint = "install PostgreSQL's server binaries (Debian: postgresql)"
     initdb, postgres = _binary("initdb", hint), _binary("postgres", hint)
     root = Path(tempfile.mkdtemp(prefix="certpoll-pg-"))
@@ -137,6 +139,20 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server on 127.0.0.1 for this test process."""
+    with running_postgres() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis server on 127.0.0.1 for this test process (no persistence)."""
+    with running_redis() as url:
+        yield url
+
+
 @pytest.fixture
 def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
     """An empty database of its own for one test, dropped after it."""
@@ -173,9 +189,9 @@ def _redis_server_binary() -> str:
     return executable
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """A real Redis server on 127.0.0.1 for this test process (no persistence)."""
+@contextlib.contextmanager
+def running_redis() -> Iterator[str]:
+    """Start a Redis server on 127.0.0.1 (no persistence); yield its URL; stop it."""
     port = _free_port()
     workdir = Path(tempfile.mkdtemp(prefix="certpoll-redis-"))
     command = [_redis_server_binary(), "--bind", "127.0.0.1", "--port", str(port)]
