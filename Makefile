@@ -1,4 +1,6 @@
 # The two commands of the README: `make demo` and `make test`. Each sets itself up.
+# `make test` runs lint and typing once, then the suite on every supported Python it finds
+# (noxfile.py: one virtualenv per version under .nox/, coverage on the oldest), side by side.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -33,7 +35,7 @@ typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
 test: lint typecheck
-	$(BIN)/pytest --cov --cov-report=term-missing
+	$(BIN)/nox --no-error-on-missing-interpreters --parallel 3
 
 # Not part of `make test`: about 8 minutes; writes docs/benchmarks.md and its plots.
 bench: $(VENV)/.bench-installed
@@ -44,4 +46,4 @@ docs: $(VENV)/.dev-installed
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage build dist
+	rm -rf $(VENV) .nox .mypy_cache .pytest_cache .ruff_cache .coverage build dist

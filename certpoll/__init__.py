@@ -14,6 +14,7 @@ from ._errors import CertpollError as CertpollError
 from ._errors import ConfigError as ConfigError
 from ._errors import EndpointNotFound as EndpointNotFound
 from ._errors import GateClosed as GateClosed
+from ._errors import LeaseLost as LeaseLost
 from ._errors import OrderNotFound as OrderNotFound
 from ._errors import PermanentError as PermanentError
 from ._errors import RateLimited as RateLimited
@@ -44,6 +45,10 @@ from ._poller import Poller as Poller
 from ._triage import parse_retry_after as parse_retry_after
 
 if typing.TYPE_CHECKING:
+    from ._backends.store import OrderStore as OrderStore
+    from ._backends.store import StoredOrder as StoredOrder
+    from ._backends.store import StoredState as StoredState
+    from ._backends.store import open_store as open_store
     from ._connectors.digicert import DigiCert as DigiCert
     from ._connectors.entrust import Entrust as Entrust
     from ._connectors.globalsign import GlobalSign as GlobalSign
@@ -60,6 +65,10 @@ if typing.TYPE_CHECKING:
     from ._settings import EntrustSettings as EntrustSettings
     from ._settings import GlobalSignSettings as GlobalSignSettings
     from ._settings import SectigoSettings as SectigoSettings
+    from ._worker import Worker as Worker
+    from ._worker import WorkerEvent as WorkerEvent
+    from ._worker import request_fingerprint as request_fingerprint
+    from ._worker import submit_order as submit_order
 
 #: Public names imported on first use, and their modules.
 _LAZY: dict[str, str] = {
@@ -79,6 +88,14 @@ _LAZY: dict[str, str] = {
     "EntrustSettings": "._settings",
     "GlobalSignSettings": "._settings",
     "SectigoSettings": "._settings",
+    "OrderStore": "._backends.store",
+    "StoredOrder": "._backends.store",
+    "StoredState": "._backends.store",
+    "open_store": "._backends.store",
+    "Worker": "._worker",
+    "WorkerEvent": "._worker",
+    "request_fingerprint": "._worker",
+    "submit_order": "._worker",
 }
 
 __all__ = [
@@ -111,6 +128,16 @@ __all__ = [
     "PendingOrder",
     "Progress",
     "OrderStream",
+    # Orders that outlive a process
+    "OrderStore",
+    "StoredOrder",
+    "StoredState",
+    "open_store",
+    "submit_order",
+    "request_fingerprint",
+    "Worker",
+    "WorkerEvent",
+    "LeaseLost",
     # Settings
     "CASettings",
     "DigiCertSettings",

@@ -15,6 +15,7 @@ import asyncio
 import errno
 import json
 import math
+import os
 import socket
 import ssl
 import sys
@@ -137,6 +138,7 @@ def _parser() -> _Parser:
         help="simulated seconds per real second: 60 makes a minute of validation take a "
         "second (default 1)",
     )
+    _add_store_commands(commands)
     return parser
 
 
@@ -191,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args)
         if args.command == "status":
             return _status(args)
+        if args.command in ("worker", "orders"):
+            return _store_command(args)
         return _serve_sim(args)
     except UserError as exc:
         _complain(str(exc), exc.hint)
@@ -661,3 +665,66 @@ async def _run_server(sim: SimulatedCA, sock: socket.socket, client: tuple[Path,
         host, port = sock.getsockname()[:2]
         _announce(f"http://{host}:{port}", sim.credentials, client, sys.stdout)
     await serving
+
+
+# -- worker and orders: the order store ------------------------------------------------------
+
+
+def _add_store_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
+    from ._backends.store import StoredState
+
+    store_help = "the order store: sqlite:///path or postgresql://… (default: $CERTPOLL_STORE_URL)"
+    worker = commands.add_parser(
+        "worker",
+        help="claim due orders from a store and poll them (SIGTERM stops it cleanly)",
+        description="Settings of each CA come from the environment: CERTPOLL_<CA>_*.",
+    )
+    worker.add_argument("--store", metavar="URL", help=store_help)
+    worker.add_argument(
+        "--ca", action="append", required=True, help="a CA to poll for (repeat for more)"
+    )
+    worker.add_argument("--lease", type=_positive_float, default=30.0, help="seconds, default 30")
+    worker.add_argument(
+        "--claim-interval", type=_positive_float, default=1.0, help="seconds, default 1"
+    )
+    worker.add_argument("--json", action="store_true", help="JSON lines even on a terminal")
+    orders = commands.add_parser("orders", help="list a store's orders by state")
+    orders.add_argument("--store", metavar="URL", help=store_help)
+    orders.add_argument("--state", action="append", choices=[s.value for s in StoredState])
+    orders.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+
+def _store_command(args: argparse.Namespace) -> int:
+    from ._backends.store import StoredState, open_store
+    from ._worker import Worker, list_orders, serve_worker
+
+    url = args.store or os.environ.get("CERTPOLL_STORE_URL")
+    if not url:
+        raise UserError("no order store given", hint="pass --store URL or set CERTPOLL_STORE_URL")
+    store = open_store(url)
+    connectors = [] if args.command == "orders" else [_connector_for(ca, []) for ca in args.ca]
+    json_out = args.json or (args.command == "worker" and not sys.stdout.isatty())
+
+    async def run() -> None:
+        try:
+            if args.command == "orders":
+                states = None if args.state is None else [StoredState(s) for s in args.state]
+                await list_orders(store, states=states, json_out=json_out, out=sys.stdout)
+                return
+            lease = args.lease
+            worker = Worker(
+                store, connectors, lease=lease, claim_interval=min(args.claim_interval, lease)
+            )
+            await serve_worker(worker, out=sys.stdout, json_lines=json_out)
+        finally:
+            for connector in connectors:
+                await connector.aclose()
+            await store.aclose()
+
+    try:
+        asyncio.run(run())
+    except AuthenticationError as exc:
+        raise UserError(str(exc), hint="check the CA's credential settings") from exc
+    except CertpollError as exc:
+        raise UserError(str(exc), hint="check --store and the CA settings") from exc
+    return EXIT_OK

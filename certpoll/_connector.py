@@ -25,13 +25,12 @@ import httpx
 from ._errors import (
     CertpollError,
     ConfigError,
-    GateClosed,
     PermanentError,
     ResponseParseError,
     SubmissionUncertain,
     TransientError,
 )
-from ._gate import UpstreamGate
+from ._gate import UpstreamGate, connector_gate
 from ._models import (
     CAName,
     Certificate,
@@ -203,12 +202,9 @@ class Connector(abc.ABC, Generic[S]):
         self.http = self._default_client() if http is None else http
         self.poller = settings.make_poller() if poller is None else poller
         # One time source: the gate waits on the Poller's clock and sleep.
+        self._owns_gate = gate is None
         self.gate = (
-            UpstreamGate(
-                rate_limits=settings.rate_limits,
-                clock=self.poller.clock,
-                sleep=self.poller.sleep,
-            )
+            connector_gate(settings, ca=self.ca, clock=self.poller.clock, sleep=self.poller.sleep)
             if gate is None
             else gate
         )
@@ -252,9 +248,11 @@ class Connector(abc.ABC, Generic[S]):
     # -- the lifecycle ------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close the HTTP client if this connector created it."""
+        """Close the HTTP client and the gate's backend if this connector created them."""
         if self._owns_http:
             await self.http.aclose()
+        if self._owns_gate:
+            await self.gate.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -440,7 +438,7 @@ class Connector(abc.ABC, Generic[S]):
                 # Inside the block: a 429 holds the whole gate, and a probe's answer is known.
                 outcome = self.triage.response(response, order_id=order_id)
                 admission.observe(outcome)
-        except GateClosed as exc:
+        except TransientError as exc:  # GateClosed, or a shared gate that did not answer
             exc.ca, exc.order_id = self.ca, order_id
             return Pending(exc, exc.retry_after)
         return response if outcome is None else outcome

@@ -13,7 +13,8 @@ Every exception certpoll raises on purpose derives from :class:`CertpollError`::
     │   ├── RateLimited                   HTTP 429
     │   ├── GateClosed                    the connector's own gate could not admit a request in time
     │   └── AttemptTimeout (also TimeoutError)  one poll attempt ran past ``attempt_timeout``
-    └── SubmissionUncertain               an order POST may or may not have reached the CA
+    ├── SubmissionUncertain               an order POST may or may not have reached the CA
+    └── LeaseLost                         an order store refused a write: another owner has it
 
 A :class:`TransientError` is rarely raised: the Poller keeps it as the ``last_error`` of a
 pending outcome. ``asyncio.CancelledError`` is never caught or wrapped.
@@ -33,6 +34,7 @@ __all__ = [
     "ConfigError",
     "EndpointNotFound",
     "GateClosed",
+    "LeaseLost",
     "OrderNotFound",
     "PermanentError",
     "RateLimited",
@@ -166,3 +168,16 @@ class SubmissionUncertain(_CAError):
         super().__init__(message, ca=ca, status_code=status_code, body_excerpt=body_excerpt)
         #: The common name of the request that may have been ordered.
         self.common_name = common_name
+
+
+class LeaseLost(CertpollError):
+    """An order store refused a write: the order was claimed by another owner after this
+    claim's lease ran out (its fencing token is no longer the order's). Stop working on it.
+    """
+
+    def __init__(self, message: str, *, key: str, token: int) -> None:
+        super().__init__(message)
+        #: The order's key in the store.
+        self.key = key
+        #: The fencing token of the claim that lost the order.
+        self.token = token

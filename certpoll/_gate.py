@@ -3,8 +3,11 @@
 One gate per connector, that is per credential, shared by every order polled through it:
 
 * **Rate limits.** Every ``(requests, seconds)`` pair is a sliding window, all enforced at
-  once: a request is admitted only when, for each pair, fewer than ``requests`` were admitted
-  in the last ``seconds``. Waiting requests are admitted strictly in arrival order.
+  once. A request counts in every window from its admission until its answer arrives, and
+  for ``seconds + margin`` after that: the CA counts it from its arrival, somewhere in
+  between, so latency never lands it past the CA's window. Admissions are paced at the
+  fastest window's rate, not released a window at a time. Waiting requests are admitted
+  strictly in arrival order.
 * **Shared cooldown.** A 429, or a ``Retry-After`` on a transient error, seen by any request
   holds *every* request on the gate until it has passed (a 429 without ``Retry-After`` holds
   for a growing cooldown: 5 s, 15 s, 45 s, ... capped at 5 min). Then exactly one request, the
@@ -21,8 +24,9 @@ Waiting costs no task: only the request at the head of the queue sleeps; the oth
 a future each. The time a request spends queued here does not count against the Poller's
 ``attempt_timeout`` (:func:`~certpoll._poller.attempt_clock_paused`).
 
-When a request may go is decided in one place, :meth:`UpstreamGate._delay` (the windows and
-the hold); the rest is queueing.
+When a request may go is decided in one place, the gate's backend (:mod:`certpoll._backends.gate`:
+``memory://`` by default, or a SQLite file, Redis or PostgreSQL shared by every process on
+the credential), in one atomic step; this module is the queueing in front of it.
 """
 
 from __future__ import annotations
@@ -34,11 +38,27 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import cast, final
 
+from ._backends.gate import (
+    DEFAULT_LOST_AFTER,
+    DEFAULT_MARGIN,
+    Admitted,
+    GateBackend,
+    GateRules,
+    Hold,
+    Wait,
+    gate_key,
+    open_gate_backend,
+)
+from ._backends.gate_memory import MemoryGate
 from ._errors import ConfigError, GateClosed, RateLimited
 from ._outcomes import Failed, Pending
 from ._poller import CLOCK_SLACK, BackoffPolicy, attempt_clock_paused
+from ._settings import CASettings
 
-__all__ = ["DEFAULT_COOLDOWN", "Admission", "UpstreamGate"]
+__all__ = ["DEFAULT_COOLDOWN", "Admission", "UpstreamGate", "connector_gate"]
+
+#: Enough steps for any cooldown that grows to its cap (each at least ×1 a step).
+_MAX_COOLDOWN_STEPS = 64
 
 #: How long a 429 without ``Retry-After`` holds the gate: 5 s, then 15, 45, 135, 300, 300...
 DEFAULT_COOLDOWN = BackoffPolicy(initial_wait=5.0, multiplier=3.0, max_backoff=300.0, jitter=0.0)
@@ -67,19 +87,31 @@ def _check_limits(rate_limits: Sequence[tuple[int, float]]) -> tuple[tuple[int, 
     return tuple(limits)
 
 
+def _cooldowns(policy: BackoffPolicy) -> tuple[float, ...]:
+    """The holds after the 1st, 2nd, ... 429 in a row, until they stop growing."""
+    holds = [policy.base_wait(0)]
+    while len(holds) < _MAX_COOLDOWN_STEPS and policy.base_wait(len(holds)) > holds[-1]:
+        holds.append(policy.base_wait(len(holds)))
+    return tuple(holds)
+
+
 @final
 class Admission:
     """One request let through the gate; ``async with gate.admit() as admission:``.
 
-    Inside the block, report what the CA answered with :meth:`observe` (or :meth:`hold`), so
-    that a 429 holds every request on the gate and a probe's answer is known.
+    Inside the block, report what the CA answered with :meth:`observe` (or :meth:`hold`);
+    leaving the block tells the gate the answer arrived, so that the request stops counting
+    from its admission, a 429 holds every request on the gate and a probe's answer is known.
     """
 
-    __slots__ = ("_deadline", "_gate", "held", "probe")
+    __slots__ = ("_deadline", "_gate", "_hold", "held", "probe", "ticket")
 
     def __init__(self, gate: UpstreamGate, deadline: float | None) -> None:
         self._gate = gate
         self._deadline = deadline
+        self._hold: Hold | None = None
+        #: The backend's name for this request, once admitted.
+        self.ticket: str | None = None
         #: True when this request is the one probe sent after a cooldown.
         self.probe = False
         #: True once this request asked the gate to hold.
@@ -95,13 +127,15 @@ class Admission:
         exc: BaseException | None,
         tb: types.TracebackType | None,
     ) -> None:
-        if self.probe:
-            self._gate._probe_finished(conclusive=exc_type is None, held=self.held)
+        await self._gate._answered(self, conclusive=exc_type is None)
 
     def hold(self, seconds: float | None, *, rate_limited: bool = False) -> None:
-        """Hold every request on the gate for ``seconds`` (None: the growing cooldown)."""
+        """Hold every request on the gate for ``seconds`` (None: the growing cooldown).
+
+        The hold reaches the backend with the answer, as the block is left.
+        """
         self.held = True
-        self._gate._hold(seconds, probe=self.probe, rate_limited=rate_limited)
+        self._hold = self._gate._count_hold(seconds, rate_limited=rate_limited)
 
     def observe(self, outcome: Pending | Failed | None) -> None:
         """Hold the gate if the triaged answer asks for it.
@@ -123,27 +157,35 @@ class Admission:
 class UpstreamGate:
     """Admits the requests of one connector (one credential) to the CA.
 
-    ``rate_limits`` are ``(requests, seconds)`` pairs, all enforced as sliding windows.
+    ``rate_limits`` are ``(requests, seconds)`` pairs, all enforced as sliding windows; a
+    request counts from its admission until its answer, then ``seconds + margin``. A request
+    whose answer never comes (its process was killed) counts as answered ``lost_after``
+    after its admission, and a probe that never answers is given up then. ``pace=False``
+    releases a free window at once instead of at the fastest window's rate.
     ``cooldown`` is the hold after a 429 without ``Retry-After`` (the *n*-th in a row waits
     ``cooldown.base_wait(n)``; jitter is not used). ``share_cooldown=False`` turns the shared
     cooldown off (each order then only backs off on its own, as without a gate): for
     comparisons, or when something else throttles. ``clock`` and ``sleep`` default to the
     running event loop's ``time()`` and :func:`asyncio.sleep`.
+
+    ``backend`` holds the windows and the hold (default: this process's memory, on
+    ``clock``); every gate on the same backend and ``key`` shares them, across processes
+    and hosts for a shared backend. :meth:`aclose` closes it.
     """
 
     __slots__ = (
+        "_backend",
         "_clock",
-        "_cooldown",
         "_cooling",
         "_head_taken",
-        "_not_before",
+        "_key",
+        "_opens_at",
         "_probe_out",
         "_probe_waiter",
         "_queue",
+        "_rules",
         "_share",
         "_sleep",
-        "_strikes",
-        "_windows",
         "holds",
         "rate_limited",
         "rate_limits",
@@ -158,20 +200,30 @@ class UpstreamGate:
         share_cooldown: bool = True,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[object]] | None = None,
+        backend: GateBackend | None = None,
+        key: str = "local",
+        margin: float = DEFAULT_MARGIN,
+        lost_after: float = DEFAULT_LOST_AFTER,
+        pace: bool = True,
     ) -> None:
         self.rate_limits = _check_limits(rate_limits)
-        self._windows = tuple(
-            (seconds, deque[float](maxlen=requests)) for requests, seconds in self.rate_limits
+        self._rules = GateRules(
+            limits=self.rate_limits,
+            margin=margin,
+            lost_after=lost_after,
+            cooldowns=_cooldowns(cooldown),
+            pace=pace,
         )
-        self._cooldown = cooldown
         self._share = share_cooldown
         self._clock = clock
         self._sleep = sleep
+        self._backend: GateBackend = MemoryGate(clock=clock) if backend is None else backend
+        self._key = key
         self._queue: deque[asyncio.Future[None]] = deque()
         self._head_taken = False
+        # What this process knows of the shared state, from the backend's last answers.
         self._cooling = False
-        self._not_before = -math.inf
-        self._strikes = 0
+        self._opens_at = -math.inf
         self._probe_out = False
         self._probe_waiter: asyncio.Future[None] | None = None
         #: Requests admitted so far.
@@ -182,11 +234,16 @@ class UpstreamGate:
         self.holds = 0
 
     def __repr__(self) -> str:
-        return f"UpstreamGate(rate_limits={self.rate_limits!r})"
+        return f"UpstreamGate(rate_limits={self.rate_limits!r}, backend={self._backend.name!r})"
+
+    @property
+    def backend(self) -> GateBackend:
+        """Where the windows and the hold live."""
+        return self._backend
 
     @property
     def cooling_down(self) -> bool:
-        """True from a hold until a probe gets through."""
+        """True from a hold until a probe gets through (as far as this process has seen)."""
         return self._cooling
 
     @property
@@ -202,6 +259,7 @@ class UpstreamGate:
         (on the gate's clock), a request that cannot be admitted by then raises
         :class:`~certpoll.GateClosed` as soon as that is known, and at the latest at the
         deadline; a deadline already past admits only a request the gate lets through at once.
+        A shared backend that does not answer raises :class:`~certpoll.TransientError`.
         """
         return Admission(self, deadline)
 
@@ -216,39 +274,40 @@ class UpstreamGate:
 
         0 when it is open, or when it waits for a probe's answer (not known in advance).
         """
-        now = self.now()
-        return max(0.0, self._opens_at(now) - now)
+        return max(0.0, self._opens_at - self.now())
 
-    def hold(self, seconds: float | None = None) -> None:
+    async def hold(self, seconds: float | None = None) -> None:
         """Hold every request for ``seconds`` (None: the growing cooldown), then probe."""
-        self._hold(seconds, probe=False, rate_limited=False)
+        hold = self._count_hold(seconds, rate_limited=False)
+        if hold is not None:
+            self._held_for(
+                await self._backend.report(self._key, self._rules, ticket=None, hold=hold)
+            )
+
+    async def aclose(self) -> None:
+        """Close the backend's connections (its shared state stays)."""
+        await self._backend.aclose()
 
     # -- the machinery --------------------------------------------------------------------
 
-    def _delay(self, now: float) -> float | None:
-        """Seconds until a request may go; None while the probe's answer is awaited.
-
-        The admission rule, in full: a hold lasts until ``_not_before``, then one probe goes
-        alone; outside a hold, every sliding window must have room.
-        """
-        if self._cooling:
-            if now < self._not_before - CLOCK_SLACK:
-                return self._not_before - now
-            if self._probe_out:
-                return None
-        delay = 0.0
-        for seconds, sent in self._windows:
-            if len(sent) == sent.maxlen:
-                delay = max(delay, sent[0] + seconds - now)
-        return 0.0 if delay < CLOCK_SLACK else delay
-
-    def _opens_at(self, now: float) -> float:
-        """The earliest time :meth:`_delay` could admit a request (a probe's answer: now)."""
-        delay = self._delay(now)
-        return now + (delay or 0.0)
+    async def _ask(self, admission: Admission) -> Wait | None:
+        """One atomic step at the backend: admit ``admission`` (None), or how long to wait."""
+        decision = await self._backend.admit(self._key, self._rules)
+        if isinstance(decision, Admitted):
+            self.requests_sent += 1
+            admission.ticket = decision.ticket
+            admission.probe = decision.probe
+            self._cooling = decision.probe
+            self._probe_out = self._probe_out or decision.probe
+            self._opens_at = -math.inf
+            return None
+        if decision.for_probe:
+            self._cooling = True
+        self._opens_at = self.now() + (0.0 if decision.for_probe else decision.seconds)
+        return decision
 
     def _closed(self, now: float, deadline: float | None) -> GateClosed:
-        opens_in = max(0.0, self._opens_at(now) - now)
+        opens_in = max(0.0, self._opens_at - now)
         when = "now" if deadline is None or deadline <= now else f"in {deadline - now:.3f} s"
         return GateClosed(
             f"the connector's gate (rate limits, a CA's Retry-After) cannot admit a request "
@@ -256,27 +315,27 @@ class UpstreamGate:
             retry_after=opens_in,
         )
 
-    def _grant(self, admission: Admission, now: float) -> None:
-        for _, sent in self._windows:
-            sent.append(now)
-        self.requests_sent += 1
-        if self._cooling:
-            admission.probe = True
-            self._probe_out = True
-
     async def _acquire(self, admission: Admission, deadline: float | None) -> None:
-        now = self.now()
-        if not self._queue and not self._head_taken and self._delay(now) == 0:
-            self._grant(admission, now)
+        if not self._queue and not self._head_taken:
+            # Nobody waits here: this request is the head at once.
+            self._head_taken = True
+            try:
+                wait = await self._ask(admission)
+                if wait is not None:
+                    with attempt_clock_paused():
+                        await self._wait_clear(admission, deadline, wait)
+            finally:
+                self._head_taken = False
+                self._promote()
             return
-        if deadline is not None and self._opens_at(now) > deadline + CLOCK_SLACK:
+        now = self.now()
+        if deadline is not None and self._opens_at > deadline + CLOCK_SLACK:
             # Known already: queueing would only hold the caller past its deadline.
             raise self._closed(now, deadline)
         with attempt_clock_paused():
             await self._wait_turn(deadline)
             try:
-                await self._wait_clear(deadline)
-                self._grant(admission, self.now())
+                await self._wait_clear(admission, deadline, await self._ask(admission))
             finally:
                 self._head_taken = False
                 self._promote()
@@ -311,14 +370,15 @@ class UpstreamGate:
         else:
             waiter.cancel()
 
-    async def _wait_clear(self, deadline: float | None) -> None:
-        """As the head: wait until the gate admits, or raise GateClosed if not by ``deadline``."""
-        while True:
+    async def _wait_clear(
+        self, admission: Admission, deadline: float | None, wait: Wait | None
+    ) -> None:
+        """As the head: wait as the backend says until it admits ``admission``, or raise
+        GateClosed as soon as it cannot be by ``deadline``."""
+        while wait is not None:
             now = self.now()
-            delay = self._delay(now)
-            if delay == 0:
-                return
-            if delay is None:
+            if wait.for_probe and self._probe_out:
+                # The probe is ours: its answer, not a timer, says when to ask again.
                 if self._probe_waiter is None:
                     self._probe_waiter = asyncio.get_running_loop().create_future()
                 try:
@@ -326,10 +386,18 @@ class UpstreamGate:
                         await asyncio.shield(self._probe_waiter)
                 except TimeoutError as exc:
                     raise self._closed(self.now(), deadline) from exc
-            elif deadline is not None and now + delay > deadline + CLOCK_SLACK:
-                raise self._closed(now, deadline)
+            elif deadline is not None and now + wait.seconds > deadline + CLOCK_SLACK:
+                if not wait.for_probe:
+                    raise self._closed(now, deadline)
+                # Another process's probe: look once more at the deadline.
+                await self._sleep_for(max(0.0, deadline - now))
+                wait = await self._ask(admission)
+                if wait is not None:
+                    raise self._closed(self.now(), deadline)
+                return
             else:
-                await self._sleep_for(delay)
+                await self._sleep_for(wait.seconds)
+            wait = await self._ask(admission)
 
     async def _sleep_for(self, seconds: float) -> None:
         sleep = asyncio.sleep if self._sleep is None else self._sleep
@@ -344,30 +412,67 @@ class UpstreamGate:
                 self._head_taken = True
                 return
 
-    def _hold(self, seconds: float | None, *, probe: bool, rate_limited: bool) -> None:
-        if seconds is not None and (math.isnan(seconds) or seconds < 0):
-            seconds = 0.0
+    def _count_hold(self, seconds: float | None, *, rate_limited: bool) -> Hold | None:
+        """Count a hold; the Hold to send to the backend (None: this gate shares none)."""
         self.holds += 1
         if rate_limited:
             self.rate_limited += 1
         if not self._share:
+            return None
+        self._cooling = True
+        return Hold(seconds)
+
+    async def _answered(self, admission: Admission, *, conclusive: bool) -> None:
+        """The answer to ``admission`` arrived (or it failed on our side): tell the backend.
+
+        Done even when the block is left by cancellation, so that the request stops counting
+        from its admission; a probe's waiters are woken whatever happens.
+        """
+        if admission.ticket is None:
             return
-        now = self.now()
-        if probe:
-            self._strikes += 1
-        elif not self._cooling:
-            self._cooling = True
-            self._strikes = 0
-            self._not_before = now
-        delay = self._cooldown.base_wait(self._strikes) if seconds is None else seconds
-        self._not_before = max(self._not_before, now + delay)
+        report = self._backend.report(
+            self._key,
+            self._rules,
+            ticket=admission.ticket,
+            conclusive=conclusive,
+            hold=admission._hold,
+        )
+        try:
+            self._held_for(await report)
+        finally:
+            if admission.probe:
+                self._probe_finished(conclusive=conclusive, held=admission._hold is not None)
+
+    def _held_for(self, seconds: float) -> None:
+        """The backend says the key is held ``seconds`` from now: so :meth:`opens_in` knows."""
+        if seconds > 0:
+            self._opens_at = self.now() + seconds
 
     def _probe_finished(self, *, conclusive: bool, held: bool) -> None:
         self._probe_out = False
         if conclusive and not held:
             self._cooling = False
-            self._strikes = 0
-            self._not_before = -math.inf
         waiter, self._probe_waiter = self._probe_waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+
+def connector_gate(
+    settings: CASettings,
+    *,
+    ca: str,
+    clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], Awaitable[object]] | None = None,
+) -> UpstreamGate:
+    """The gate a connector makes from its settings: its ``rate_limits``, on the backend
+    ``gate_url`` names, under the key of the CA account (a keyed hash of the credential)."""
+    backend = open_gate_backend(
+        settings.gate_url, setting=settings.env_var("gate_url"), clock=clock
+    )
+    return UpstreamGate(
+        rate_limits=settings.rate_limits,
+        clock=clock,
+        sleep=sleep,
+        backend=backend,
+        key=gate_key(ca, "\0".join(settings.secret_values())),
+    )

@@ -33,6 +33,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from ._backends.gate import GATE_SCHEMES
+from ._backends.urls import parse_backend_url
 from ._errors import ConfigError
 from ._instrumentation import PollHook
 from ._poller import DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_MAX_WAIT, BackoffPolicy, Poller
@@ -83,6 +85,12 @@ class CASettings(BaseSettings):
         default=(),
         description="Client-side limits as (requests, per seconds) pairs, all enforced; "
         'in the environment as JSON, e.g. "[[80, 5], [800, 180]]". Empty means none.',
+    )
+    gate_url: str = Field(
+        default="memory://",
+        description="Where the gate's rate-limit windows and 429 hold live, shared by every "
+        "process that names the same place: memory:// (this process), sqlite:///path (one "
+        "host), redis://host:port/db or postgresql://user@host/db (many hosts).",
     )
     tls_verify: bool = Field(
         default=True,
@@ -137,6 +145,12 @@ class CASettings(BaseSettings):
         if isinstance(value, bool):
             return value
         raise ValueError("must be true or false")
+
+    @field_validator("gate_url")
+    @classmethod
+    def _gate_url(cls, value: str) -> str:
+        parse_backend_url(value, setting=cls.env_var("gate_url"), allowed=GATE_SCHEMES)
+        return value
 
     @field_validator("rate_limits")
     @classmethod

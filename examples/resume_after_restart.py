@@ -1,29 +1,26 @@
-"""Persist pending orders to SQLite, stop, start again, and resume polling where it stopped.
+"""Orders that survive ``kill -9``: submitted through an order store, polled by a worker.
 
-A service that restarts must not forget the orders it is waiting for, nor restart their
-backoff schedules from scratch (a thousand orders polled "at once" after every deploy is a
-burst the CA notices). :meth:`certpoll.OrderStream.pending` hands out small
-:class:`certpoll.PendingOrder` handles (CA, order id, attempts so far, next poll time,
-deadline); store their JSON, and give them back to :func:`certpoll.poll_many` after the
-restart.
+A renewal service restarts, is rescheduled, is killed. A paid order must be neither lost
+nor ordered twice. Here each certificate is ordered with :func:`certpoll.submit_order` under
+a key of its own (``renew:<name>``): the store records the intent before the POST and the
+CA's order id with its answer, so running the script again finds every order already in
+the store and submits nothing. A :class:`certpoll.Worker` then claims the pending orders for
+a lease, polls them (their schedules continue from the store), and writes each certificate
+back. Kill the script at any moment and run it again: it resumes the same orders.
 
-Here the "CA" is the simulated DigiCert, where every order waits half an hour for approval
-(simulated time runs 600 times faster: 3 s). The first run gives up after ten simulated
-minutes and saves the handles; the second run, with a new client and a new connector,
-loads them and polls until every order is issued::
+Against the simulated CA, served on 127.0.0.1 with orders that wait half an hour for
+approval, in simulated time running 600 times faster (3 s)::
 
-    python examples/resume_after_restart.py [DB]      # default: a temporary file
+    certpoll serve-sim --speed 600    # prints the CERTPOLL_DIGICERT_* settings to export
+    python examples/resume_after_restart.py sqlite:///orders.db --speed 600
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sqlite3
 import sys
-import tempfile
-from collections.abc import Iterable, Sequence
-from contextlib import closing
-from pathlib import Path
+from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -31,36 +28,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import certpoll
-from certpoll.testing import OrderScript, Profile, SimulatedCA
 
-#: Simulated seconds per real second.
-SPEED = 600.0
-
-
-def save(db: Path, handles: Iterable[certpoll.PendingOrder]) -> int:
-    """Store the handles (one row per order); returns how many."""
-    rows = [(h.ca, h.order_id, h.to_json()) for h in handles]
-    with closing(sqlite3.connect(db)) as conn, conn:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS pending "
-            "(ca TEXT, order_id TEXT, handle TEXT, PRIMARY KEY (ca, order_id))"
-        )
-        conn.executemany("INSERT OR REPLACE INTO pending VALUES (?, ?, ?)", rows)
-    return len(rows)
-
-
-def load(db: Path, ca: certpoll.CAName) -> list[certpoll.PendingOrder]:
-    """The stored handles of ``ca``."""
-    with closing(sqlite3.connect(db)) as conn:
-        found = conn.execute("SELECT handle FROM pending WHERE ca = ?", (ca,)).fetchall()
-    return [certpoll.PendingOrder.from_json(text) for (text,) in found]
-
-
-def forget(db: Path, statuses: Iterable[certpoll.OrderStatus]) -> None:
-    """Delete the rows of settled orders (issued or failed)."""
-    settled = [(s.ca, s.order_id) for s in statuses if s.state is not certpoll.OrderState.PENDING]
-    with closing(sqlite3.connect(db)) as conn, conn:
-        conn.executemany("DELETE FROM pending WHERE ca = ? AND order_id = ?", settled)
+#: The certificates this service renews.
+NAMES = tuple(f"app{i}.example.com" for i in range(5))
+#: How long a worker's claim lasts unrenewed: after a crash, the orders come back this fast.
+LEASE = 2.0
 
 
 def csr(common_name: str) -> str:
@@ -74,63 +46,70 @@ def csr(common_name: str) -> str:
     return request.public_bytes(serialization.Encoding.PEM).decode()
 
 
-async def first_run(dc: certpoll.DigiCert, names: Sequence[str], db: Path) -> int:
-    """Submit the orders, poll for ten simulated minutes, save what is still pending."""
-    ids = []
-    for name in names:
-        order = await dc.issue(certpoll.CertificateRequest(common_name=name, csr_pem=csr(name)))
-        ids.append(order.order_id)
-    async with certpoll.poll_many(dc, ids, max_wait=600 / SPEED) as stream:
-        async for status in stream:
-            print(f"first run: {status.order_id} {status.state.value}")
-        return save(db, stream.pending())  # the process stops here
+async def submit_all(dc: certpoll.DigiCert, store: certpoll.OrderStore) -> None:
+    """Order each certificate once, ever: a key already in the store is not sent again."""
+    for name in NAMES:
+        key = f"renew:{name}"
+        known = await store.get(key)
+        record = await certpoll.submit_order(
+            dc, store, certpoll.CertificateRequest(common_name=name, csr_pem=csr(name)), key=key
+        )
+        how = "already in the store" if known is not None else "submitted"
+        print(f"{name}: {how}, order {record.order_id} {record.state.value}", flush=True)
 
 
-async def second_run(dc: certpoll.DigiCert, db: Path) -> list[certpoll.OrderStatus]:
-    """After the restart: load the handles and resume their schedules."""
-    handles = load(db, "digicert")
-    print(f"second run: resuming {len(handles)} orders, e.g. {handles[0].to_json()}")
-    statuses = []
-    async with certpoll.poll_many(dc, handles) as stream:
-        async for status in stream:
-            print(f"second run: {status.order_id} {status.state.value}")
-            statuses.append(status)
-    forget(db, statuses)
-    return statuses
-
-
-async def run(db: Path, *, orders: int = 5) -> tuple[int, list[certpoll.OrderStatus]]:
-    """Both runs against one simulated CA; returns what was saved and how it ended."""
-    sim = SimulatedCA(
-        profile=Profile.fixed(OrderScript(approval_for=1800, issue_after=60)), speed=SPEED
+async def poll_until_settled(dc: certpoll.DigiCert, store: certpoll.OrderStore) -> int:
+    """Run a worker until no order of ours is pending; returns how many were issued."""
+    worker = certpoll.Worker(
+        store, [dc], lease=LEASE, claim_interval=0.1, on_event=lambda e: print(e.as_json())
     )
-    settings = certpoll.DigiCertSettings(
-        api_key=sim.credentials.digicert_api_key,
-        org_id=sim.credentials.digicert_org_id,
-        base_url=sim.base_urls().digicert,
-        # The real schedule (5 s, 15 s, ... 5 min) and PollMaxWait (an hour), compressed.
-        poll_initial_wait_seconds=5 / SPEED,
-        poll_max_backoff_seconds=300 / SPEED,
-        poll_max_wait_seconds=3600 / SPEED,
-    )
-    names = [f"app{i}.example.com" for i in range(orders)]
-    async with sim.client() as http, certpoll.DigiCert(settings, http=http) as dc:
-        saved = await first_run(dc, names, db)
-    # A new process: nothing survives but the database.
-    async with sim.client() as http, certpoll.DigiCert(settings, http=http) as dc:
-        statuses = await second_run(dc, db)
-    return saved, statuses
+    running = asyncio.create_task(worker.run())
+    keys = {f"renew:{name}" for name in NAMES}
+    try:
+        while not running.done():
+            open_orders = await store.orders(
+                states=[certpoll.StoredState.PENDING, certpoll.StoredState.INTENT]
+            )
+            if not keys & {order.key for order in open_orders}:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        worker.stop()
+        await running
+    issued = await store.orders(states=[certpoll.StoredState.ISSUED])
+    return len(keys & {order.key for order in issued})
+
+
+async def run(store_url: str, settings: certpoll.DigiCertSettings) -> int:
+    """Submit what is not in the store yet, then poll everything to its certificate."""
+    store = certpoll.open_store(store_url)
+    try:
+        async with certpoll.DigiCert(settings) as dc:
+            await submit_all(dc, store)
+            return await poll_until_settled(dc, store)
+    finally:
+        await store.aclose()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the example; the database is ``argv[0]`` or a temporary file."""
-    args = sys.argv[1:] if argv is None else list(argv)
-    with tempfile.TemporaryDirectory() as scratch:
-        db = Path(args[0]) if args else Path(scratch) / "pending.sqlite3"
-        saved, statuses = asyncio.run(run(db))
-    issued = sum(s.state is certpoll.OrderState.ISSUED for s in statuses)
-    print(f"saved {saved} pending orders, {issued} issued after the restart")
-    return 0 if issued == saved else 1
+    """``resume_after_restart.py STORE_URL [--speed N]``; DigiCert settings from the env."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("store_url", help="e.g. sqlite:///orders.db")
+    parser.add_argument(
+        "--speed", type=float, default=1.0, help="how much faster the CA's clock runs"
+    )
+    args = parser.parse_args(argv)
+    speed: float = args.speed
+    # DigiCert's real schedule (5 s, growing to 5 min; an hour in all), compressed to the
+    # simulator's speed; the credential and the address come from CERTPOLL_DIGICERT_*.
+    settings = certpoll.DigiCertSettings(
+        poll_initial_wait_seconds=5 / speed,
+        poll_max_backoff_seconds=300 / speed,
+        poll_max_wait_seconds=3600 / speed,
+    )
+    issued = asyncio.run(run(args.store_url, settings))
+    print(f"{issued} of {len(NAMES)} certificates issued", flush=True)
+    return 0 if issued == len(NAMES) else 1
 
 
 if __name__ == "__main__":

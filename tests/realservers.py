@@ -12,7 +12,8 @@ their tests run against the servers users run, not mocks:
 
 Nothing here is skipped: a missing binary is a test error that says what to install.
 
-Fixtures (session-scoped, one server per test process):
+``running_postgres()`` and ``running_redis()`` start one (bench/ uses them too). Fixtures
+(session-scoped, one server per test process):
 
 - ``postgres_url``: ``postgresql://certpoll@127.0.0.1:<port>/postgres``, trust auth.
 - ``redis_url``: ``redis://127.0.0.1:<port>/0``.
@@ -22,6 +23,7 @@ Fixtures (session-scoped, one server per test process):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -46,8 +48,14 @@ def _free_port() -> int:
         return port
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, what: str) -> None:
-    """Wait until ``port`` accepts connections; fail with the server's log if it died."""
+def _wait_for_port(
+    port: int, process: subprocess.Popen[bytes], log: Path, what: str, *, ready: str = ""
+) -> None:
+    """Wait until ``port`` accepts connections and the log holds ``ready``; fail if it died.
+
+    PostgreSQL accepts connections while still starting up (and refuses them then with
+    "the database system is starting up"): only its log says when it is ready.
+    """
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -55,9 +63,11 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, what:
             raise RuntimeError(f"{what} exited with {process.returncode} at start:\n{output}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
+                if ready in log.read_text(errors="replace"):
+                    return
         except OSError:
-            time.sleep(0.05)  # a server starting up: the one real wait, outside any test
+            pass
+        time.sleep(0.05)  # a server starting up: the one real wait, outside any test
     process.kill()
     raise RuntimeError(f"{what} did not accept connections on 127.0.0.1:{port} in time")
 
@@ -87,9 +97,9 @@ def _as_unprivileged() -> dict[str, int]:
     return {"user": _UNPRIVILEGED_UID, "group": _UNPRIVILEGED_UID}
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A real PostgreSQL server on 127.0.0.1 for this test process."""
+@contextlib.contextmanager
+def running_postgres() -> Iterator[str]:
+    """Start a PostgreSQL server on 127.0.0.1; yield its URL; stop it and remove its files."""
     hint = "install PostgreSQL's server binaries (Debian: postgresql)"
     initdb, postgres = _binary("initdb", hint), _binary("postgres", hint)
     root = Path(tempfile.mkdtemp(prefix="certpoll-pg-"))
@@ -122,11 +132,25 @@ def postgres_url() -> Iterator[str]:
             **drop,  # type: ignore[call-overload]
         )
     try:
-        _wait_for_port(port, server, log, "postgres")
+        _wait_for_port(port, server, log, "postgres", ready="ready to accept connections")
         yield f"postgresql://certpoll@127.0.0.1:{port}/postgres"
     finally:
         _stop(server)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server on 127.0.0.1 for this test process."""
+    with running_postgres() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis server on 127.0.0.1 for this test process (no persistence)."""
+    with running_redis() as url:
+        yield url
 
 
 @pytest.fixture
@@ -165,9 +189,9 @@ def _redis_server_binary() -> str:
     return executable
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """A real Redis server on 127.0.0.1 for this test process (no persistence)."""
+@contextlib.contextmanager
+def running_redis() -> Iterator[str]:
+    """Start a Redis server on 127.0.0.1 (no persistence); yield its URL; stop it."""
     port = _free_port()
     workdir = Path(tempfile.mkdtemp(prefix="certpoll-redis-"))
     command = [_redis_server_binary(), "--bind", "127.0.0.1", "--port", str(port)]

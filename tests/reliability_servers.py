@@ -13,7 +13,7 @@ import ssl
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import trustme
+from tests.tls_helpers import TLSAuthority
 
 Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -110,11 +110,9 @@ def answer(body: bytes) -> Behaviour:
 
 
 @contextlib.asynccontextmanager
-async def tls_server(ca: trustme.CA, body: bytes) -> AsyncIterator[str]:
+async def tls_server(ca: TLSAuthority, body: bytes) -> AsyncIterator[str]:
     """An HTTPS server for 127.0.0.1 with a certificate issued by ``ca``."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    async with raw_server(answer(body), context=context) as url:
+    async with raw_server(answer(body), context=ca.server_context()) as url:
         yield url
 
 

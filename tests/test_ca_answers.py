@@ -79,11 +79,11 @@ class Material:
         upper = upper if len(upper) % 2 == 0 else "0" + upper
         values = {
             "LEAF_PEM": _pem(leaf),
-            "INTERMEDIATE_PEM": _pem(ca.intermediate),
-            "ROOT_PEM": _pem(ca.root),
+            "INTERMEDIATE_PEM": _pem(ca.intermediate.certificate),
+            "ROOT_PEM": _pem(ca.root.certificate),
             "LEAF_DER64": _der64(leaf),
-            "INTERMEDIATE_DER64": _der64(ca.intermediate),
-            "ROOT_DER64": _der64(ca.root),
+            "INTERMEDIATE_DER64": _der64(ca.intermediate.certificate),
+            "ROOT_DER64": _der64(ca.root.certificate),
             "SERIAL_HEX": format(serial, "x"),
             "SERIAL_HEX_UPPER": upper,
             "SERIAL_HEX40": hex_serial(serial),

@@ -172,9 +172,9 @@ async def test_issue_returns_the_accepted_order_without_waiting_behind_a_hold() 
     )
     holder: list[certpoll.Sectigo] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    async def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/enroll"):
-            holder[0].gate.hold(3600.0)  # another order's Retry-After, arriving meanwhile
+            await holder[0].gate.hold(3600.0)  # another order's Retry-After, meanwhile
             return httpx.Response(200, json={"sslId": 77})
         return httpx.Response(200, json={"status": "Applied"})
 
@@ -208,7 +208,7 @@ async def test_issue_waits_at_the_gate_before_the_submit_and_polls_after_it_norm
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
         scm = certpoll.Sectigo(settings, http=http)
-        scm.gate.hold(30.0)
+        await scm.gate.hold(30.0)
         order = await scm.issue(REQUEST)
     assert seen == [30.0, 30.0]  # the submit waited the hold out; then the look went at once
     assert order.last_error is None

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
+import os
+import signal
 import sys
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
 
 import httpx
@@ -22,7 +23,7 @@ from aiohttp.test_utils import TestServer
 from fastapi import FastAPI
 
 import certpoll
-from certpoll.testing import Credentials, OrderScript, SimulatedCA
+from certpoll.testing import Credentials, OrderScript, Profile, SimulatedCA, serve
 from tests.certs import make_csr
 from tests.helpers import DIGICERT_API_KEY, SECTIGO_LOGIN, SECTIGO_PASSWORD
 
@@ -205,34 +206,62 @@ def test_uvicorn_finds_the_fastapi_app_by_its_name() -> None:
     assert isinstance(uvicorn.importer.import_from_string("fastapi_app:app"), FastAPI)
 
 
-# -- resume after restart -------------------------------------------------------------------
+# -- resume after restart: a real kill -9 ---------------------------------------------------
 
 
-@pytest.mark.looptime
-async def test_resume_after_restart(tmp_path: Path) -> None:
-    db = tmp_path / "pending.sqlite3"
-    saved, statuses = await resume_after_restart.run(db, orders=3)
-    assert saved == 3
-    assert [s.state for s in statuses] == [certpoll.OrderState.ISSUED] * 3
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM pending").fetchone() == (0,)
+async def _read_until(
+    stream: asyncio.StreamReader, predicate: Callable[[list[str]], bool], lines: list[str]
+) -> None:
+    while not predicate(lines):
+        line = await asyncio.wait_for(stream.readline(), 60)
+        if not line:
+            return
+        lines.append(line.decode().rstrip("\n"))
 
 
-def test_resume_handles_round_trip_through_sqlite(tmp_path: Path) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    now = datetime.now(UTC)
-    handle = certpoll.PendingOrder(
-        ca="digicert",
-        order_id="42",
-        attempts=4,
-        next_poll_at=now + timedelta(minutes=5),
-        deadline=now + timedelta(hours=1),
+async def test_resume_after_restart_survives_kill_9(tmp_path: Path) -> None:
+    sim = SimulatedCA(
+        profile=Profile.fixed(OrderScript(approval_for=1800, issue_after=60)),
+        credentials=CREDENTIALS,
+        speed=600,
     )
-    db = tmp_path / "h.sqlite3"
-    assert resume_after_restart.save(db, [handle, handle]) == 2  # one row per order
-    assert resume_after_restart.load(db, "digicert") == [handle]
-    assert resume_after_restart.load(db, "sectigo") == []
+    script = Path(resume_after_restart.__file__)
+    store_url = f"sqlite:///{tmp_path / 'orders.db'}"
+    async with serve(sim, tls=False) as served:
+        env = {
+            **os.environ,
+            "CERTPOLL_DIGICERT_BASE_URL": served.base_urls.digicert,
+            "CERTPOLL_DIGICERT_API_KEY": DIGICERT_API_KEY,
+            "CERTPOLL_DIGICERT_ORG_ID": "112233",
+        }
+        command = [sys.executable, str(script), store_url, "--speed", "600"]
+
+        async def start() -> asyncio.subprocess.Process:
+            return await asyncio.create_subprocess_exec(
+                *command, env=env, stdout=asyncio.subprocess.PIPE
+            )
+
+        first = await start()
+        assert first.stdout is not None
+        lines: list[str] = []
+        # Killed once it has submitted everything and its worker holds the orders.
+        await _read_until(first.stdout, lambda seen: any('"claimed"' in x for x in seen), lines)
+        first.kill()
+        await first.wait()
+        assert first.returncode == -signal.SIGKILL
+        assert sum("submitted, order" in line for line in lines) == 5
+        assert sim.order_count == 5
+        assert not any("certificates issued" in line for line in lines)
+
+        second = await start()
+        out, _ = await asyncio.wait_for(second.communicate(), 60)
+        text = out.decode()
+        assert second.returncode == 0, text
+        assert text.count("already in the store") == 5
+        assert "submitted, order" not in text
+        assert "5 of 5 certificates issued" in text
+        assert sim.order_count == 5  # no order was placed twice
+        assert DIGICERT_API_KEY not in text + "\n".join(lines)
 
 
 async def test_demo_live_display_with_rich() -> None:

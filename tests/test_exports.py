@@ -38,6 +38,16 @@ EXPECTED = {
     "PendingOrder",
     "Progress",
     "OrderStream",
+    # Orders that outlive a process
+    "OrderStore",
+    "StoredOrder",
+    "StoredState",
+    "open_store",
+    "submit_order",
+    "request_fingerprint",
+    "Worker",
+    "WorkerEvent",
+    "LeaseLost",
     # Settings
     "CASettings",
     "DigiCertSettings",

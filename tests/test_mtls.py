@@ -19,13 +19,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-import trustme
 from pydantic import SecretStr
 
 import certpoll
 from certpoll._mtls import MTLSTransport
 from tests.helpers import GLOBALSIGN_API_KEY, GLOBALSIGN_API_SECRET, GLOBALSIGN_TOKEN
-from tests.tls_helpers import ClientFiles, MTLSServer, Seen, bump_mtime, write_padded
+from tests.tls_helpers import (
+    ClientFiles,
+    MTLSServer,
+    Seen,
+    TLSAuthority,
+    bump_mtime,
+    write_padded,
+)
 
 
 @pytest.fixture
@@ -58,6 +64,18 @@ async def test_a_shared_client_presents_the_client_certificate(
     async with httpx.AsyncClient(mounts={server.url: transport}) as http:
         assert await serial_seen(http, server.url) == client_files.serial
     assert server.client_serials == [client_files.serial]
+
+
+async def test_both_chains_pass_strict_verification_on_every_python(
+    server: MTLSServer, client_files: ClientFiles
+) -> None:
+    # Python 3.13 verifies with VERIFY_X509_STRICT by default (the server here always does):
+    # a client holding the server's chain to it too proves the test PKI strict-valid anywhere.
+    context = ssl.create_default_context(cafile=str(server.server_ca_path))
+    context.verify_flags |= ssl.VERIFY_X509_STRICT
+    context.load_cert_chain(client_files.cert_path, client_files.key_path)
+    async with httpx.AsyncClient(verify=context) as http:
+        assert await serial_seen(http, server.url) == client_files.serial
 
 
 async def test_without_the_client_certificate_the_server_refuses(server: MTLSServer) -> None:
@@ -242,8 +260,7 @@ async def test_a_request_that_fails_releases_its_transport(
 async def test_pinning_an_unrelated_ca_fails_the_handshake(
     server: MTLSServer, client_files: ClientFiles, tmp_path: Path
 ) -> None:
-    unrelated = tmp_path / "unrelated-ca.pem"
-    trustme.CA().cert_pem.write_to_path(str(unrelated))
+    unrelated = TLSAuthority("unrelated").write_root(tmp_path / "unrelated-ca.pem")
     transport = MTLSTransport(
         client_files.cert_path, client_files.key_path, server_ca_path=unrelated
     )
@@ -258,8 +275,7 @@ async def test_a_pinned_ca_is_the_only_trust_root(
 ) -> None:
     # Even with the server's CA in the environment's trust store, the pin alone decides.
     monkeypatch.setenv("SSL_CERT_FILE", str(server.server_ca_path))
-    unrelated = tmp_path / "unrelated-ca.pem"
-    trustme.CA().cert_pem.write_to_path(str(unrelated))
+    unrelated = TLSAuthority("unrelated").write_root(tmp_path / "unrelated-ca.pem")
     context = MTLSTransport(
         client_files.cert_path, client_files.key_path, server_ca_path=unrelated
     ).ssl_context()

@@ -362,6 +362,16 @@ def other_tasks() -> set[asyncio.Task[object]]:
     return asyncio.all_tasks() - {asyncio.current_task()}
 
 
+def serving(task: asyncio.Task[object]) -> bool:
+    """Whether ``task`` is the test server's: a connection it handles, or one being accepted.
+
+    The event loop accepts a TLS or plain connection in a task of its own, which may still be
+    pending when the client has already given up (under load, or on a slower interpreter).
+    """
+    name = getattr(task.get_coro(), "__qualname__", "")
+    return name.startswith("raw_server.") or name.endswith("._accept_connection2")
+
+
 async def test_a_server_trickling_one_byte_at_a_time_is_ended_by_the_attempt_timeout() -> None:
     # Each byte comes well within httpx's read timeout: only the attempt bound can end it.
     body = b'{"id": 99001, "status": "pending"}' * 100
@@ -516,8 +526,12 @@ async def test_cancelling_get_order_status_at_any_point_leaves_nothing_behind(
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            assert transport._pool.connections == []
-            left = {t for t in other_tasks() - before if "raw_server" not in repr(t.get_coro())}
+            # Cancelled while connecting, httpcore leaves an empty shell in its pool (no
+            # socket, "CONNECTING" for ever, reused by the next request): anything that got
+            # as far as a socket must be gone.
+            connected = [c for c in transport._pool.connections if c.info() != "CONNECTING"]
+            assert connected == []
+            left = {t for t in other_tasks() - before if not serving(t)}
             assert left == set()
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 import httpx
 import pytest
 import respx
-import trustme
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -37,6 +36,7 @@ from tests.helpers import (
     leaked_secrets,
     run_in_virtual_time,
 )
+from tests.tls_helpers import TLSAuthority
 
 DC = "https://dc.test/services/v2"
 DC_STATUS = f"{DC}/order/certificate/99001"
@@ -337,7 +337,7 @@ async def test_an_unverified_client_really_connects_to_an_untrusted_server(
     """A real TLS server on 127.0.0.1 with a certificate from a CA nobody trusts."""
     from tests.reliability_servers import tls_server
 
-    async with tls_server(trustme.CA(), b'{"id": 99001, "status": "pending"}') as url:
+    async with tls_server(TLSAuthority(), b'{"id": 99001, "status": "pending"}') as url:
         strict = digicert(fake_time, base_url=url)
         outcome = await strict.poll_once("99001")
         assert isinstance(outcome, certpoll.Pending)
@@ -354,11 +354,8 @@ async def test_an_unverified_client_really_connects_to_an_untrusted_server(
 def test_mtls_transport_verification_off_is_explicit_and_warned(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ca = trustme.CA()
-    leaf = ca.issue_cert("client.example")
-    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
-    leaf.cert_chain_pems[0].write_to_path(str(cert))
-    leaf.private_key_pem.write_to_path(str(key))
+    pair = TLSAuthority().write_client(tmp_path)
+    cert, key = pair.cert_path, pair.key_path
     on = MTLSTransport(cert, key).ssl_context()
     assert on.verify_mode == ssl.CERT_REQUIRED
     assert on.check_hostname
@@ -374,11 +371,8 @@ def test_mtls_transport_verification_off_is_explicit_and_warned(
 
 
 def test_mtls_mounts_follows_the_setting(tmp_path: Path) -> None:
-    ca = trustme.CA()
-    leaf = ca.issue_cert("client.example")
-    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
-    leaf.cert_chain_pems[0].write_to_path(str(cert))
-    leaf.private_key_pem.write_to_path(str(key))
+    pair = TLSAuthority().write_client(tmp_path)
+    cert, key = pair.cert_path, pair.key_path
     common = {"ca_id": "CA1", "client_cert_path": cert, "client_key_path": key}
     off = certpoll.EntrustSettings(api_url="https://a.test", tls_verify=False, **common)  # type: ignore[arg-type]
     on = certpoll.EntrustSettings(api_url="https://a.test", **common)  # type: ignore[arg-type]

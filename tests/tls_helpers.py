@@ -11,16 +11,17 @@ import contextlib
 import json
 import os
 import ssl
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import trustme
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from certpoll.testing import TestPKI
 
 #: Client certificate files are padded to this size, so that a rewrite can keep the size.
 PADDED_SIZE = 4096
@@ -49,45 +50,83 @@ def echo_serial(seen: Seen) -> tuple[int, dict[str, str], bytes]:
     )
 
 
-class ClientCA:
-    """Issues client certificates, for fresh or existing keys."""
+class TLSAuthority:
+    """A CA for a test's TLS servers and clients, built on ``certpoll.testing``'s PKI.
 
-    def __init__(self) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "certpoll client CA")])
-        now = datetime.now(UTC)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(days=1))
-            .not_valid_after(now + timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(self.key, hashes.SHA256())
-        )
+    Its chains (root, intermediate, leaf) carry the extensions that Python 3.13's default
+    ``VERIFY_X509_STRICT`` demands: the suite has one test PKI, the one the library ships.
+    """
+
+    def __init__(self, name: str = "certpoll test TLS") -> None:
+        self._pki = TestPKI(name=name)
 
     @property
-    def pem(self) -> bytes:
-        return self.cert.public_bytes(serialization.Encoding.PEM)
+    def root_pem(self) -> bytes:
+        """The root certificate: what a peer trusts."""
+        return self._pki.root_pem.encode("ascii")
 
-    def issue(self, key: ec.EllipticCurvePrivateKey) -> tuple[bytes, int]:
-        """A client certificate for ``key``: ``(PEM, serial)``."""
+    def write_root(self, path: Path) -> Path:
+        """Write the root certificate to ``path`` (a CA file to trust or pin)."""
+        path.write_bytes(self.root_pem)
+        return path
+
+    def issue(self, key: ec.EllipticCurvePrivateKey, *, client: bool) -> tuple[bytes, int]:
+        """A leaf for ``key`` then the intermediate, in PEM, and the leaf's serial.
+
+        A server leaf is for 127.0.0.1, ::1 and localhost; a client leaf is for client auth.
+        """
         now = datetime.now(UTC)
         serial = x509.random_serial_number()
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "certpoll client")]))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(serial)
-            .not_valid_before(now - timedelta(days=1))
-            .not_valid_after(now + timedelta(days=30))
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .sign(self.key, hashes.SHA256())
+        leaf = self._pki.intermediate.sign(
+            public_key=key.public_key(),
+            common_name="certpoll client" if client else "127.0.0.1",
+            dns_names=() if client else ("localhost",),
+            ip_addresses=() if client else ("127.0.0.1", "::1"),
+            serial=serial,
+            not_before=now - timedelta(minutes=5),
+            not_after=now + timedelta(days=7),
+            client=client,
         )
-        return cert.public_bytes(serialization.Encoding.PEM), serial
+        intermediate = self._pki.intermediate.certificate
+        chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, intermediate))
+        return chain, serial
+
+    def write_client(
+        self,
+        directory: Path,
+        name: str = "client",
+        *,
+        key: ec.EllipticCurvePrivateKey | None = None,
+    ) -> ClientFiles:
+        """Issue a client certificate (for ``key`` or a new key) and write both files.
+
+        The certificate file is padded to :data:`PADDED_SIZE` bytes and rewritten in place.
+        """
+        key = new_key() if key is None else key
+        chain, serial = self.issue(key, client=True)
+        cert_path = directory / f"{name}.crt"
+        key_path = directory / f"{name}.key"
+        write_padded(cert_path, chain)
+        key_path.write_bytes(key_pem(key))
+        return ClientFiles(cert_path, key_path, key, serial)
+
+    def server_context(self, *, client_ca: TLSAuthority | None = None) -> ssl.SSLContext:
+        """A server context for 127.0.0.1; with ``client_ca``, a client certificate is required."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        # Python 3.13's default, held on every version so that 3.11 and 3.12 check it too.
+        context.verify_flags |= ssl.VERIFY_X509_STRICT
+        key = new_key()
+        chain, _ = self.issue(key, client=False)
+        # The ssl module loads a key pair from files only; they are read at once.
+        with tempfile.TemporaryDirectory(prefix="certpoll-tls-") as directory:
+            cert_path, key_path = Path(directory, "server.crt"), Path(directory, "server.key")
+            cert_path.write_bytes(chain)
+            key_path.write_bytes(key_pem(key))
+            context.load_cert_chain(cert_path, key_path)
+        if client_ca is not None:
+            context.load_verify_locations(cadata=client_ca.root_pem.decode("ascii"))
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
@@ -132,8 +171,8 @@ class MTLSServer:
 
     directory: Path
     handler: Handler = echo_serial
-    server_ca: trustme.CA = field(default_factory=trustme.CA)
-    client_ca: ClientCA = field(default_factory=ClientCA)
+    server_ca: TLSAuthority = field(default_factory=lambda: TLSAuthority("certpoll test server"))
+    client_ca: TLSAuthority = field(default_factory=lambda: TLSAuthority("certpoll test client"))
     seen: list[Seen] = field(default_factory=list)
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -141,9 +180,7 @@ class MTLSServer:
     @property
     def server_ca_path(self) -> Path:
         path = self.directory / "server-ca.pem"
-        if not path.exists():
-            self.server_ca.cert_pem.write_to_path(str(path))
-        return path
+        return path if path.exists() else self.server_ca.write_root(path)
 
     @property
     def url(self) -> str:
@@ -159,19 +196,10 @@ class MTLSServer:
         self, name: str = "client", *, key: ec.EllipticCurvePrivateKey | None = None
     ) -> ClientFiles:
         """Issue a client certificate (for ``key`` or a new key) and write both files."""
-        key = new_key() if key is None else key
-        pem, serial = self.client_ca.issue(key)
-        cert_path = self.directory / f"{name}.crt"
-        key_path = self.directory / f"{name}.key"
-        write_padded(cert_path, pem)
-        key_path.write_bytes(key_pem(key))
-        return ClientFiles(cert_path, key_path, key, serial)
+        return self.client_ca.write_client(self.directory, name, key=key)
 
     async def __aenter__(self) -> MTLSServer:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.server_ca.issue_cert("127.0.0.1").configure_cert(context)
-        context.load_verify_locations(cadata=self.client_ca.pem.decode())
-        context.verify_mode = ssl.CERT_REQUIRED
+        context = self.server_ca.server_context(client_ca=self.client_ca)
         self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0, ssl=context)
         return self
 

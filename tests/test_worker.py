@@ -1,0 +1,410 @@
+"""Submitting through a store, and the worker that claims and polls, against the simulated CA.
+
+The simulator runs in-process, 1000 times faster than real time, over a SQLite store: what
+the worker writes is what a restarted process or another host would read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import certpoll
+from certpoll import (
+    CertificateRequest,
+    DigiCert,
+    OrderStore,
+    StoredState,
+    SubmissionUncertain,
+    TransientError,
+    Worker,
+    WorkerEvent,
+    open_store,
+    request_fingerprint,
+    submit_order,
+)
+from certpoll.testing import Credentials, OrderScript, Profile, SimulatedCA
+from tests.certs import make_csr
+from tests.helpers import DIGICERT_API_KEY, assert_no_secrets
+
+SPEED = 1000.0
+
+
+def settings(base_url: str, *, api_key: str = DIGICERT_API_KEY) -> certpoll.DigiCertSettings:
+    return certpoll.DigiCertSettings(
+        api_key=api_key,
+        org_id=112233,
+        base_url=base_url,
+        poll_initial_wait_seconds=5 / SPEED,
+        poll_max_backoff_seconds=60 / SPEED,
+        poll_max_wait_seconds=3600 / SPEED,
+    )
+
+
+def request(name: str) -> CertificateRequest:
+    return CertificateRequest(common_name=name, csr_pem=make_csr(name))
+
+
+@pytest.fixture
+def sim() -> SimulatedCA:
+    return SimulatedCA(
+        profile=Profile.fixed(OrderScript(approval_for=120, issue_after=30)),
+        credentials=Credentials(digicert_api_key=DIGICERT_API_KEY),
+        speed=SPEED,
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[OrderStore]:
+    opened = open_store(f"sqlite:///{tmp_path / 'orders.db'}")
+    yield opened
+    await opened.aclose()
+
+
+@pytest.fixture
+async def digicert(sim: SimulatedCA) -> AsyncIterator[DigiCert]:
+    async with sim.client() as http, DigiCert(settings(sim.base_urls().digicert), http=http) as dc:
+        yield dc
+
+
+async def run_until(worker: Worker, done: asyncio.Event) -> None:
+    running = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        worker.stop()
+        await running
+
+
+# -- submitting ------------------------------------------------------------------------------
+
+
+def test_the_fingerprint_names_what_is_ordered() -> None:
+    csr = make_csr("a.example")
+    base = request_fingerprint(CertificateRequest(common_name="a.example", csr_pem=csr))
+    assert base.startswith("sha256:")
+    assert base == request_fingerprint(
+        CertificateRequest(common_name="a.example", csr_pem=f"\n{csr}\n")
+    )
+    assert base == request_fingerprint(
+        CertificateRequest(common_name="a.example", csr_pem=csr, sans=())
+    )
+    other_sans = CertificateRequest(common_name="a.example", csr_pem=csr, sans=["b.example"])
+    assert request_fingerprint(other_sans) != base
+    assert request_fingerprint(CertificateRequest(common_name="b.example", csr_pem=csr)) != base
+
+
+async def test_the_same_request_is_ordered_once(
+    sim: SimulatedCA, digicert: DigiCert, store: OrderStore
+) -> None:
+    once = request("once.example")
+    first = await submit_order(digicert, store, once)
+    assert first.state is StoredState.PENDING
+    assert first.owner is None  # released for any worker
+    assert first.order_id is not None
+    again = await submit_order(digicert, store, once)
+    assert sim.order_count == 1
+    assert (again.key, again.order_id) == (first.key, first.order_id)
+    assert first.key == f"digicert:{first.fingerprint}"
+    keyed = await submit_order(digicert, store, once, key="renewal-2026")
+    assert sim.order_count == 2
+    assert keyed.order_id != first.order_id
+
+
+async def test_an_intent_without_an_order_id_is_never_sent_again(
+    sim: SimulatedCA, digicert: DigiCert, store: OrderStore
+) -> None:
+    # Another process is in the middle of submitting it (or died doing so).
+    await store.add_intent(
+        key="busy",
+        ca="digicert",
+        fingerprint="f",
+        common_name="busy.example",
+        owner="other",
+        lease=60,
+    )
+    with pytest.raises(SubmissionUncertain, match="no order id: not sent again") as caught:
+        await submit_order(digicert, store, request("busy.example"), key="busy")
+    assert caught.value.common_name == "busy.example"
+    assert sim.order_count == 0
+
+
+async def test_a_submission_that_may_have_reached_the_ca_stays_uncertain(
+    sim: SimulatedCA, store: OrderStore
+) -> None:
+    def lost_answer(req: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("the answer never came", request=req)
+
+    transport = httpx.MockTransport(lost_answer)
+    async with httpx.AsyncClient(transport=transport) as http:
+        dc = DigiCert(settings(sim.base_urls().digicert), http=http)
+        with pytest.raises(SubmissionUncertain) as caught:
+            await submit_order(dc, store, request("maybe.example"), key="maybe")
+    assert_no_secrets(caught.value)
+    record = await store.get("maybe")
+    assert record is not None
+    assert record.state is StoredState.UNCERTAIN
+    assert "may have reached the CA" in (record.last_error or "")
+    assert DIGICERT_API_KEY not in repr(record)
+
+
+async def test_a_submission_that_never_left_frees_its_key(
+    sim: SimulatedCA, store: OrderStore
+) -> None:
+    def refused(req: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=req)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(refused)) as http:
+        dc = DigiCert(settings(sim.base_urls().digicert), http=http)
+        with pytest.raises(TransientError, match="not sent"):
+            await submit_order(dc, store, request("later.example"), key="later")
+    assert await store.get("later") is None
+
+
+async def test_an_order_issued_at_once_is_stored_final(store: OrderStore) -> None:
+    sim = SimulatedCA(credentials=Credentials(digicert_api_key=DIGICERT_API_KEY), speed=SPEED)
+    async with sim.client() as http, DigiCert(settings(sim.base_urls().digicert), http=http) as dc:
+        record = await submit_order(dc, store, request("now.example"))
+    assert record.state is StoredState.ISSUED
+    assert record.certificate is not None
+    assert "BEGIN CERTIFICATE" in record.certificate.pem
+
+
+# -- the worker -----------------------------------------------------------------------------
+
+
+async def test_a_worker_polls_every_stored_order_to_its_answer(
+    sim: SimulatedCA, digicert: DigiCert, store: OrderStore
+) -> None:
+    sim.script_common_name("no.example", OrderScript(issue_after=10, reject=True))
+    names = [f"w{i}.example" for i in range(6)] + ["no.example"]
+    for name in names:
+        await submit_order(digicert, store, request(name))
+    events: list[WorkerEvent] = []
+    done = asyncio.Event()
+
+    def seen(event: WorkerEvent) -> None:
+        events.append(event)
+        if sum(e.kind in ("issued", "failed") for e in events) == len(names):
+            done.set()
+
+    worker = Worker(store, [digicert], lease=2.0, claim_interval=0.05, on_event=seen)
+    await run_until(worker, done)
+    counts = await store.counts()
+    assert counts[StoredState.ISSUED] == 6
+    assert counts[StoredState.FAILED] == 1
+    assert sim.order_count == len(names)
+    assert worker.held == 0
+    for record in await store.orders(states=[StoredState.ISSUED]):
+        assert record.certificate is not None
+        assert record.owner is None
+    assert [e.kind for e in events].count("claimed") >= 1
+    assert all(DIGICERT_API_KEY not in e.as_json() for e in events)
+
+
+async def test_a_stopped_worker_releases_what_it_holds_with_its_schedule(
+    sim: SimulatedCA, digicert: DigiCert, store: OrderStore
+) -> None:
+    sim.script_next(OrderScript(approval_for=10**6), count=5)  # never issued while we look
+    for index in range(5):
+        await submit_order(digicert, store, request(f"slow{index}.example"))
+    claimed = asyncio.Event()
+    events: list[WorkerEvent] = []
+
+    def seen(event: WorkerEvent) -> None:
+        events.append(event)
+        claimed.set()
+
+    worker = Worker(store, [digicert], lease=0.3, claim_interval=0.05, on_event=seen)
+    running = asyncio.create_task(worker.run())
+    await asyncio.wait_for(claimed.wait(), 10)
+    await asyncio.sleep(0.3)  # a few attempts and a renewal or two
+    worker.stop()
+    await asyncio.wait_for(running, 10)
+    orders = await store.orders()
+    assert {order.state for order in orders} == {StoredState.PENDING}
+    assert all(order.owner is None for order in orders)
+    assert all(order.attempts >= 1 for order in orders)  # the schedule goes on from there
+    assert [e.count for e in events if e.kind == "released"] == [5]
+    # Another worker claims them when they are due, without waiting for any lease.
+    later = open_store(store.url, clock=lambda: time.time() + 1.0)
+    try:
+        taken = await later.claim(owner="next", cas=["digicert"], limit=10, lease=1)
+    finally:
+        await later.aclose()
+    assert len(taken) == 5
+    assert all(order.token == 3 for order in taken)  # submitter, the worker, and now
+
+
+async def test_a_worker_stops_on_a_refused_credential_and_releases(
+    sim: SimulatedCA, digicert: DigiCert, store: OrderStore
+) -> None:
+    await submit_order(digicert, store, request("cred.example"))
+    bad = settings(sim.base_urls().digicert, api_key="wrong-key")
+    async with sim.client() as http, DigiCert(bad, http=http) as refused:
+        worker = Worker(store, [refused], lease=1.0, claim_interval=0.05)
+        with pytest.raises(certpoll.AuthenticationError):
+            await asyncio.wait_for(worker.run(), 10)
+    (order,) = await store.orders()
+    assert (order.state, order.owner) == (StoredState.PENDING, None)
+
+
+def test_worker_settings_are_bounded(store: OrderStore, digicert: DigiCert) -> None:
+    for bad in (
+        {"lease": 0},
+        {"lease": 10**6},
+        {"claim_interval": 0},
+        {"claim_interval": 100.0},
+        {"batch": 0},
+        {"max_held": 10**9},
+    ):
+        with pytest.raises(certpoll.ConfigError):
+            Worker(store, [digicert], **bad)
+    with pytest.raises(certpoll.ConfigError, match="at least one"):
+        Worker(store, [])
+    with pytest.raises(certpoll.ConfigError, match="two connectors"):
+        Worker(store, [digicert, digicert])
+
+
+class _Flaky:
+    """An order store that can be switched off: every call then raises TransientError."""
+
+    def __init__(self, inner: OrderStore) -> None:
+        self.inner = inner
+        self.down = False
+
+    def __getattr__(self, name: str) -> object:
+        method = getattr(self.inner, name)
+
+        async def call(*args: object, **kwargs: object) -> object:
+            if self.down:
+                raise TransientError("the order store is unreachable")
+            return await method(*args, **kwargs)
+
+        return call
+
+
+async def test_a_worker_cut_off_from_its_store_stops_polling_before_its_leases_lapse(
+    sim: SimulatedCA, digicert: DigiCert, store: OrderStore
+) -> None:
+    sim.script_next(OrderScript(approval_for=10**6), count=3)
+    for index in range(3):
+        await submit_order(digicert, store, request(f"cut{index}.example"))
+    flaky = _Flaky(store)
+    claimed = asyncio.Event()
+    worker = Worker(
+        flaky,  # type: ignore[arg-type]
+        [digicert],
+        lease=0.6,
+        claim_interval=0.05,
+        on_event=lambda event: claimed.set(),
+    )
+    running = asyncio.create_task(worker.run())
+    await asyncio.wait_for(claimed.wait(), 10)
+    flaky.down = True
+    await asyncio.sleep(0.6)  # past the lease: the worker must have stopped polling by now
+    requests = sim.requests
+    await asyncio.sleep(0.3)
+    assert sim.requests == requests, "still polling orders whose lease may have lapsed"
+    assert not running.done()  # an outage of the store does not end the worker
+    flaky.down = False
+    claimed.clear()
+    await asyncio.wait_for(claimed.wait(), 10)  # the orders come back after their lease
+    worker.stop()
+    await asyncio.wait_for(running, 10)
+    assert sim.requests > requests
+
+
+class _NoRecord(_Flaky):
+    """A store that takes intents but cannot record the CA's answer."""
+
+    def __getattr__(self, name: str) -> object:
+        if name == "record_submitted":
+            self.down = True
+        else:
+            self.down = False
+        return super().__getattr__(name)
+
+
+async def test_an_order_the_store_could_not_record_is_named_in_the_error(
+    sim: SimulatedCA, digicert: DigiCert, store: OrderStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(SubmissionUncertain) as caught:
+        await submit_order(digicert, _NoRecord(store), request("kept.example"), key="kept")  # type: ignore[arg-type]
+    assert sim.order_count == 1  # the CA's first order: 100001, named for the operator
+    assert "order 100001" in str(caught.value)
+    assert "could not record it" in str(caught.value)
+    assert isinstance(caught.value.__cause__, TransientError)
+    assert any("order_id=100001" in record.getMessage() for record in caplog.records)
+
+
+async def test_the_worker_command_prints_text_on_a_terminal(
+    sim: SimulatedCA, digicert: DigiCert, store: OrderStore
+) -> None:
+    import io
+
+    from certpoll._worker import serve_worker
+
+    await submit_order(digicert, store, request("text.example"))
+    out = io.StringIO()
+    worker = Worker(store, [digicert], lease=2.0, claim_interval=0.05)
+    running = asyncio.create_task(serve_worker(worker, out=out, json_lines=False))
+    for _ in range(200):
+        if "issued" in out.getvalue():
+            break
+        await asyncio.sleep(0.02)
+    worker.stop()
+    await asyncio.wait_for(running, 10)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "claimed 1 orders"
+    assert lines[1].startswith("issued        digicert 100001 (key digicert:sha256:")
+    assert lines[-1].startswith("stopped; the store holds: intent 0, pending 0, issued 1")
+
+
+class _SlowFirstAnswer:
+    """A store whose first final answer hangs: the worker is stopped while it waits."""
+
+    def __init__(self, inner: OrderStore) -> None:
+        self.inner = inner
+        self.waiting = asyncio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        method = getattr(self.inner, name)
+        if name != "complete":
+            return method
+
+        async def complete(*args: object, **kwargs: object) -> object:
+            if not self.waiting.is_set():
+                self.waiting.set()
+                await asyncio.Event().wait()  # until cancelled
+            return await method(*args, **kwargs)
+
+        return complete
+
+
+async def test_a_stopped_worker_writes_the_answers_it_found_but_had_not_written(
+    sim: SimulatedCA, store: OrderStore
+) -> None:
+    instant = SimulatedCA(credentials=Credentials(digicert_api_key=DIGICERT_API_KEY))
+    instant.script_next(OrderScript(issue_after=0.2), count=3)
+    async with (
+        instant.client() as http,
+        DigiCert(settings(instant.base_urls().digicert), http=http) as dc,
+    ):
+        for index in range(3):
+            await submit_order(dc, store, request(f"found{index}.example"))
+        await asyncio.sleep(0.3)  # all three issued: the worker's first looks find them so
+        slow = _SlowFirstAnswer(store)
+        worker = Worker(slow, [dc], lease=5.0, claim_interval=0.05)  # type: ignore[arg-type]
+        running = asyncio.create_task(worker.run())
+        await asyncio.wait_for(slow.waiting.wait(), 10)
+        worker.stop()  # the first answer's write hangs; the two others are not yet written
+        await asyncio.wait_for(running, 10)
+    orders = await store.orders()
+    assert sorted(order.state.value for order in orders) == ["issued", "issued", "pending"]
+    assert all(order.owner is None for order in orders)  # the interrupted one given back
