@@ -101,7 +101,10 @@ def machine_info() -> dict[str, str]:
         "CPU": f"{_cpu_model()}, {os.cpu_count()} logical cores",
         "OS": platform.platform(),
         "Python": f"{platform.python_implementation()} {platform.python_version()}",
-        **{pkg: _version(pkg) for pkg in ("certpoll", "httpx", "uvicorn", "tenacity", "looptime")},
+        **{
+            pkg: _version(pkg)
+            for pkg in ("certpoll", "httpx", "uvicorn", "tenacity", "stamina", "looptime")
+        },
     }
 
 

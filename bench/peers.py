@@ -5,6 +5,8 @@
   interval, ``Retry-After`` honoured when present.
 * **tenacity**: an ``AsyncRetrying`` loop per order around the same httpx calls, with
   ``wait_random_exponential(multiplier=5, max=300)`` (tenacity's advice for remote APIs).
+* **stamina**: a ``stamina.retry_context`` loop per order around the same httpx calls, with
+  jittered exponential waits from 5 s up to 300 s (workload 1 only: its CPU per attempt).
 
 Their per-attempt CPU is measured in workload 1 (:mod:`bench.overhead`) and their 429-storm
 behaviour in workload 3 (:mod:`bench.storm`); both are here so the peers are written once.
@@ -13,11 +15,13 @@ behaviour in workload 3 (:mod:`bench.storm`); both are here so the peers are wri
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
 
 import httpx
+import stamina
 from cryptography import x509
 from tenacity import (
     AsyncRetrying,
@@ -26,7 +30,14 @@ from tenacity import (
     wait_random_exponential,
 )
 
-__all__ = ["Routes", "attempt_async", "attempt_sync", "poll_tenacity", "poll_thread"]
+__all__ = [
+    "Routes",
+    "attempt_async",
+    "attempt_sync",
+    "poll_stamina",
+    "poll_tenacity",
+    "poll_thread",
+]
 
 Kind = Literal["issued", "pending", "retry"]
 #: The sleep of the thread peer between two looks, seconds.
@@ -110,6 +121,24 @@ class _NotYet(Exception):
     pass
 
 
+async def _until_issued(
+    attempts: AsyncIterable[AbstractContextManager[None]],
+    http: httpx.AsyncClient,
+    routes: Routes,
+    order_id: str,
+) -> bool:
+    """A retry library's attempts around :func:`attempt_async`; True once issued."""
+    try:
+        async for attempt in attempts:
+            with attempt:
+                kind, _ = await attempt_async(http, routes, order_id)
+                if kind != "issued":
+                    raise _NotYet
+    except _NotYet:
+        return False
+    return True
+
+
 async def poll_tenacity(
     http: httpx.AsyncClient, routes: Routes, order_id: str, *, max_attempts: int = 1000
 ) -> bool:
@@ -121,12 +150,14 @@ async def poll_tenacity(
         sleep=asyncio.sleep,
         reraise=True,
     )
-    try:
-        async for attempt in retrying:
-            with attempt:
-                kind, _ = await attempt_async(http, routes, order_id)
-                if kind != "issued":
-                    raise _NotYet
-    except _NotYet:
-        return False
-    return True
+    return await _until_issued(retrying, http, routes, order_id)
+
+
+async def poll_stamina(
+    http: httpx.AsyncClient, routes: Routes, order_id: str, *, max_attempts: int = 1000
+) -> bool:
+    """The stamina peer's loop for one order; True once issued."""
+    retrying = stamina.retry_context(
+        on=_NotYet, attempts=max_attempts, timeout=None, wait_initial=5.0, wait_max=300.0
+    )
+    return await _until_issued(retrying, http, routes, order_id)

@@ -14,6 +14,8 @@ from .storm import StormResult
 
 #: Goals from the issue.
 OVERHEAD_GOAL = 1.15
+#: The overhead goal is held on the transport where sockets do not hide certpoll's share.
+GOAL_TRANSPORT = "in-process"
 BYTES_GOAL = 2048
 FLAT_GOAL = 1.2
 DRAIN_GOAL = 1.1
@@ -39,8 +41,11 @@ def headlines(r: Results) -> dict[str, str]:
     big = max(r.storm.sizes)
     small = min(r.storm.sizes)
     return {
-        "overhead (issued)": r.overhead.ratio["issued"]["certpoll"].fmt(".2f", "×"),
-        "overhead (pending)": r.overhead.ratio["pending"]["certpoll"].fmt(".2f", "×"),
+        **{
+            f"overhead ({kind}, {transport})": by_kind[kind]["certpoll"].fmt(".2f", "×")
+            for kind in ("issued", "pending")
+            for transport, by_kind in r.overhead.ratio.items()
+        },
         "bytes per pending order": r.scale.bytes_per_order[max(r.scale.sizes)].fmt(".0f", " B"),
         "CPU per attempt, largest N / smallest N": r.scale.cpu_ratio.fmt(".2f", "×"),
         f"storm requests, per-order / certpoll at {big:,}": r.storm.ratio[big]["per-order"].fmt(
@@ -92,14 +97,17 @@ def write_report(r: Results, out: Path, *, quick: bool = False) -> Path:
     add("## 5. Peers")
     add("")
     add(
-        "The peers appear in the tables of workloads 1 and 3: **threads** is one thread per "
+        "The peers appear in the tables of workloads 1 and 3: **stamina** (workload 1) is a "
+        "`stamina.retry_context` loop per order, jittered exponential waits from 5 s up to "
+        "300 s, around the same httpx calls; **threads** is one thread per "
         "order, synchronous `httpx.Client` and `time.sleep` (10 s between looks, "
         "`Retry-After` honoured), what users of python-cert_manager and vcert write; "
         "**tenacity** is an `AsyncRetrying` loop per order with "
         "`wait_random_exponential(multiplier=5, max=300)` around the same httpx calls "
         "(`bench/peers.py`). In workload 1 the thread peer's CPU per attempt is lower: "
         "synchronous httpx skips the event loop and anyio layers, and ten threads share one "
-        "GIL, so it buys that with one OS thread (8 MiB of stack reserved) per order. In the "
+        "GIL, so it buys that with one OS thread (8 MiB of stack reserved) per order; it needs "
+        "sockets, so it runs on loopback only. In the "
         "storm, neither peer shares anything between orders, so both send requests in "
         "proportion to N, like the per-order baseline."
     )
@@ -112,50 +120,91 @@ def write_report(r: Results, out: Path, *, quick: bool = False) -> Path:
 
 def _overhead(o: OverheadResult, add: object, images: Path) -> None:
     assert callable(add)
-    met = o.ratio["issued"]["certpoll"].median <= OVERHEAD_GOAL
+    goal_ratio = o.ratio[GOAL_TRANSPORT]
+    met = all(goal_ratio[kind]["certpoll"].median <= OVERHEAD_GOAL for kind in goal_ratio)
     add("## 1. Overhead per poll attempt")
     add("")
     add(
-        "`get_order_status` against the simulated CA served by uvicorn on 127.0.0.1 in another "
-        "process (plain HTTP: with keep-alive both sides pay the same TLS costs), vs a bare "
-        "httpx loop making the same requests (status GET, then the bundle GET and a PEM parse "
-        f"when issued). CPU time of the client process, {o.attempts} attempts per variant, "
-        f"10 at a time, {o.repeats} repeats. Source: `bench/overhead.py`."
+        "`get_order_status` vs a bare httpx loop making the same requests (status GET, then "
+        "the bundle GET and a PEM parse when issued), and the same loop under tenacity and "
+        "stamina. Two transports, interleaved in one process: **in-process**, httpx's "
+        "`ASGITransport` to a mock that replays the simulated CA's answers (no sockets, almost "
+        "no server work: certpoll's own share shows, and the goal is held here), and "
+        "**loopback**, the simulated CA served by uvicorn on 127.0.0.1 in another process "
+        "(plain HTTP: with keep-alive both sides pay the same TLS costs). CPU time of the "
+        f"client process, {o.attempts} attempts per variant, 10 at a time, {o.repeats} "
+        "repeats, variants in rotating order. Source: `bench/overhead.py`."
     )
     add("")
-    add("| Attempt | Variant | CPU µs / attempt | ÷ bare httpx | Goal |")
-    add("|---|---|---|---|---|")
-    for kind, row in o.cpu_us.items():
-        for variant, stats in row.items():
-            ratio = o.ratio[kind].get(variant)
+    transports = list(o.cpu_us)
+    add(
+        "| Attempt | Variant | "
+        + " | ".join(f"{t} µs / attempt | {t} ÷ bare httpx" for t in transports)
+        + " | Goal |"
+    )
+    add("|---|---|" + "---|---|" * len(transports) + "---|")
+    first = o.cpu_us[transports[0]]
+    for kind in first:
+        variants = list(dict.fromkeys(v for t in transports for v in o.cpu_us[t][kind]))
+        for variant in variants:
+            cells: list[str] = []
+            for t in transports:
+                stats = o.cpu_us[t][kind].get(variant)
+                ratio = o.ratio[t][kind].get(variant)
+                if stats is None:
+                    cells += ["–", "–"]
+                else:
+                    cells += [stats.fmt(".0f"), "1" if ratio is None else ratio.fmt(".2f")]
             goal = ""
-            if variant == "certpoll" and ratio is not None:
-                goal = f"≤ {OVERHEAD_GOAL}: {_ok(ratio.median <= OVERHEAD_GOAL)}"
-            add(
-                f"| {kind} | {variant} | {stats.fmt('.0f')} | "
-                f"{'1' if ratio is None else ratio.fmt('.2f')} | {goal} |"
-            )
+            if variant == "certpoll":
+                ratio = goal_ratio[kind]["certpoll"]
+                goal = f"≤ {OVERHEAD_GOAL} ({GOAL_TRANSPORT}): {_ok(ratio.median <= OVERHEAD_GOAL)}"
+            add(f"| {kind} | {variant} | " + " | ".join(cells) + f" | {goal} |")
     add("")
     add("![CPU per attempt, ratio to the bare httpx loop](images/bench-overhead.png)")
     add("")
     add(
-        "Where the client's time goes in certpoll's issued attempts (cProfile, top entries by "
-        "own time). The socket calls, the event loop and httpcore's connection pool dominate; "
-        "they are the same for the bare loop. certpoll adds the gate, the Poller's timeout "
-        "scope, triage, the capped read and building the `Certificate` model"
-        + ("." if met else ", which is what the ratio above the goal is made of.")
+        "Where the client's time goes in certpoll's issued attempts in-process (cProfile, top "
+        "entries by own time). Most of it is httpx and asyncio work that the bare loop does "
+        "too; certpoll adds the gate, the Poller's timeout scope, triage, the capped read and "
+        "building the `Certificate` model (finding the leaf, checking the chain)"
+        + ("." if met else ", which is what a ratio above the goal is made of.")
     )
     add("")
     add("```text")
     add(o.profile)
     add("```")
     add("")
+    bare = o.cpu_us[GOAL_TRANSPORT]["issued"]["bare httpx"].median
+    add(
+        "certpoll rebuilds the chain by signature on every download (the leaf is found by "
+        "structure, never by position): checking the leaf's signature against its issuer "
+        f"took {o.signature_us.fmt('.0f')} µs, measured next to the {GOAL_TRANSPORT} issued "
+        f"attempts ({o.signature_us.median / bare:.0%} of a bare one). The bare loop and the "
+        "peers only parse the PEM. Without that one check, certpoll's issued attempt costs "
+        f"{o.issued_less_signature.fmt('.2f', '×')} the bare loop's. The links above the "
+        "leaf are the same for every order of a CA and are "
+        "checked once per process. On a pending attempt, certpoll's extra is the attempt's "
+        "own timeout (a timer armed and cancelled per attempt, which the event loop keeps "
+        "while the requests run), the gate's admission and the Poller's bookkeeping; no "
+        "attempt record is built when no hook reads it."
+    )
+    add("")
+    groups = [f"{kind}, {t}" for t in transports for kind in o.ratio[t]]
+    peers = list(dict.fromkeys(v for t in transports for k in o.ratio[t] for v in o.ratio[t][k]))
     bar_plot(
         images / "bench-overhead.png",
         title="CPU per attempt ÷ bare httpx loop (median, min–max)",
         ylabel="ratio",
-        groups=list(o.ratio),
-        series={v: [o.ratio[k][v] for k in o.ratio] for v in next(iter(o.ratio.values()))},
+        groups=groups,
+        series={
+            v: [
+                o.ratio[t][k].get(v, Stats(0.0, 0.0, 0.0, 0))
+                for t in transports
+                for k in o.ratio[t]
+            ]
+            for v in peers
+        },
         goal=OVERHEAD_GOAL,
     )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Sequence
 
 from cryptography import x509
@@ -31,25 +32,38 @@ __all__ = [
 ]
 
 _BEGIN = "-----BEGIN CERTIFICATE-----"
+_BEGIN_BYTES = _BEGIN.encode("ascii")
 #: No CA sends more than a handful; finding the leaf costs a signature check per pair.
 MAX_CERTIFICATES = 16
 
 
 def read_certificates(
-    text: str, *, what: str, ca: str, order_id: str | None
+    text: str | bytes, *, what: str, ca: str, order_id: str | None
 ) -> list[x509.Certificate]:
     """The certificates in ``text``: PEM blocks (LF or CRLF), or one base64 DER certificate.
 
-    Text around and between PEM blocks is ignored; empty text is no certificate. Anything
-    else is a :class:`ResponseParseError` naming ``what`` (e.g. "certificate", "chain").
+    ``text`` may be the answer's bytes as they came: PEM is ASCII, so they are parsed without
+    decoding them first. Text around and between PEM blocks is ignored; empty text is no
+    certificate. Anything else is a :class:`ResponseParseError` naming ``what`` (e.g.
+    "certificate", "chain").
     """
+    if isinstance(text, bytes):
+        if _BEGIN_BYTES in text:
+            return _load_pem(text, what=what, ca=ca, order_id=order_id)
+        try:
+            text = text.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise ResponseParseError(
+                f"{ca}: the {what} is neither PEM nor base64 DER", ca=ca, order_id=order_id
+            ) from exc
     if _BEGIN in text:
         try:
-            return x509.load_pem_x509_certificates(text.encode())
-        except (ValueError, UnicodeEncodeError) as exc:
+            data = text.encode()
+        except UnicodeEncodeError as exc:
             raise ResponseParseError(
                 f"{ca}: the {what} PEM cannot be parsed: {exc}", ca=ca, order_id=order_id
             ) from exc
+        return _load_pem(data, what=what, ca=ca, order_id=order_id)
     compact = "".join(text.split())
     if not compact:
         return []
@@ -59,6 +73,15 @@ def read_certificates(
     except (binascii.Error, ValueError) as exc:
         raise ResponseParseError(
             f"{ca}: the {what} is neither PEM nor base64 DER", ca=ca, order_id=order_id
+        ) from exc
+
+
+def _load_pem(data: bytes, *, what: str, ca: str, order_id: str | None) -> list[x509.Certificate]:
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise ResponseParseError(
+            f"{ca}: the {what} PEM cannot be parsed: {exc}", ca=ca, order_id=order_id
         ) from exc
 
 
@@ -89,8 +112,9 @@ def issued_certificate(
     than one candidate is a :class:`ResponseParseError`: certpoll never guesses.
     The serial is the leaf's, in decimal, whatever the CA calls it.
     """
-    # A certificate sent twice (in the body and again in the chain) counts once.
-    unique = list({c.public_bytes(Encoding.DER): c for c in certificates}.values())
+    # A certificate sent twice (in the body and again in the chain) counts once: certificates
+    # compare and hash by their DER.
+    unique = list(dict.fromkeys(certificates))
     if not unique:
         raise ResponseParseError(
             f"{ca}: no certificate found in the answer", ca=ca, order_id=order_id
@@ -106,7 +130,7 @@ def issued_certificate(
     chain = _chain_above(leaf, [c for c in unique if c is not leaf])
     return Certificate(
         pem=_pem(leaf),
-        chain_pem="".join(_pem(c) for c in chain),
+        chain_pem="".join(_ca_pem(c) for c in chain),
         serial=str(leaf.serial_number),
         not_before=leaf.not_valid_before_utc,
         not_after=leaf.not_valid_after_utc,
@@ -115,7 +139,7 @@ def issued_certificate(
 
 
 def certificate_from_pem(
-    bundle: str,
+    bundle: str | bytes,
     *,
     ca: str,
     order_id: str | None,
@@ -123,7 +147,10 @@ def certificate_from_pem(
     chain: str = "",
     public_key: bytes | None = None,
 ) -> Certificate:
-    """:func:`issued_certificate` of the certificates in ``bundle`` and ``chain`` (text)."""
+    """:func:`issued_certificate` of the certificates in ``bundle`` and ``chain``.
+
+    ``bundle`` is text, or the answer's bytes (PEM or base64 DER); ``chain`` is text.
+    """
     found = read_certificates(bundle, what="certificate", ca=ca, order_id=order_id)
     extra = read_certificates(chain, what="chain", ca=ca, order_id=order_id)
     return issued_certificate(
@@ -167,8 +194,13 @@ def _leaf(
     )
 
 
+@functools.lru_cache(maxsize=64)
 def _is_ca(certificate: x509.Certificate) -> bool:
-    """Whether ``certificate`` is a CA's own (basicConstraints cA), never an order's leaf."""
+    """Whether ``certificate`` is a CA's own (basicConstraints cA), never an order's leaf.
+
+    Remembered: a CA's certificates come with every order, and reading the extensions
+    builds an object for each of them.
+    """
     try:
         constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
     except x509.ExtensionNotFound:
@@ -179,20 +211,35 @@ def _is_ca(certificate: x509.Certificate) -> bool:
 def _chain_above(leaf: x509.Certificate, others: list[x509.Certificate]) -> list[x509.Certificate]:
     chain: list[x509.Certificate] = []
     current = leaf
+    issued_by = _issued_by
     remaining = list(others)
     while True:
-        parent = next((c for c in remaining if _issued_by(current, c)), None)
+        parent = next((c for c in remaining if issued_by(current, c)), None)
         if parent is None:
             return chain
         chain.append(parent)
         remaining.remove(parent)
         current = parent
+        # Above the leaf, every order of a CA shares the same links.
+        issued_by = _ca_link
+
+
+@functools.lru_cache(maxsize=64)
+def _ca_link(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """:func:`_issued_by` for a link between two CA certificates, remembered.
+
+    A signature check costs about 90 µs; the links above the leaf are the same for every
+    certificate of a CA, so each is checked once per process (a certificate hashes and
+    compares by its DER, so a changed certificate is a new key). The leaf's own link is
+    always checked.
+    """
+    return _issued_by(child, issuer)
 
 
 def _issued_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
     """Whether ``issuer`` signed ``child`` (names match and the signature verifies)."""
-    if child is issuer:
-        return False
+    if child is issuer or child.issuer != issuer.subject:
+        return False  # without the cost of raising and catching the library's ValueError
     try:
         child.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
@@ -206,3 +253,9 @@ def _spki(key: CertificatePublicKeyTypes) -> bytes:
 
 def _pem(certificate: x509.Certificate) -> str:
     return certificate.public_bytes(Encoding.PEM).decode("ascii")
+
+
+@functools.lru_cache(maxsize=64)
+def _ca_pem(certificate: x509.Certificate) -> str:
+    """:func:`_pem` of a chain certificate, remembered: every order of a CA carries it."""
+    return _pem(certificate)

@@ -111,6 +111,17 @@ def _marking_issue(issue: _Issue) -> _Issue:
     return issue_without_waiting
 
 
+def _declared_within_cap(headers: httpx.Headers) -> bool:
+    """Whether the body is declared, unencoded, no larger than :data:`MAX_RESPONSE_BYTES`.
+
+    An encoded body (gzip) may inflate far past its Content-Length, so it is read in chunks.
+    """
+    length = headers.get("content-length")
+    if length is None or not length.isdigit() or "content-encoding" in headers:
+        return False
+    return int(length) <= MAX_RESPONSE_BYTES
+
+
 def path_segment(value: str, *, what: str = "order id") -> str:
     """``value`` escaped as exactly one URL path segment, or a :class:`ConfigError`.
 
@@ -589,20 +600,24 @@ class Connector(abc.ABC, Generic[S]):
     async def _read(self, request: httpx.Request, *, order_id: str | None) -> httpx.Response:
         """Send ``request`` and read its body, refusing bodies over the cap."""
         response = await self.http.send(request, stream=True, follow_redirects=False)
+        if _declared_within_cap(response.headers):
+            # The common case: one read, and httpx's own response kept as it is. The framing
+            # (h11) stops at Content-Length; the check after the read covers a transport
+            # that does not.
+            try:
+                content = await response.aread()
+            finally:
+                await response.aclose()
+            if len(content) <= MAX_RESPONSE_BYTES:
+                return response
+            raise self._too_large(request, response, order_id)
         try:
             chunks: list[bytes] = []
             size = 0
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > MAX_RESPONSE_BYTES:
-                    raise ResponseParseError(
-                        f"{self.ca}: the answer to {request.method} "
-                        f"{self.redact(request.url.path)} is larger than "
-                        f"{MAX_RESPONSE_BYTES} bytes; reading stopped",
-                        ca=self.ca,
-                        order_id=order_id,
-                        status_code=response.status_code,
-                    )
+                    raise self._too_large(request, response, order_id)
                 chunks.append(chunk)
         finally:
             await response.aclose()
@@ -619,6 +634,17 @@ class Connector(abc.ABC, Generic[S]):
             content=b"".join(chunks),
             request=request,
             extensions=response.extensions,
+        )
+
+    def _too_large(
+        self, request: httpx.Request, response: httpx.Response, order_id: str | None
+    ) -> ResponseParseError:
+        return ResponseParseError(
+            f"{self.ca}: the answer to {request.method} {self.redact(request.url.path)} is "
+            f"larger than {MAX_RESPONSE_BYTES} bytes; reading stopped",
+            ca=self.ca,
+            order_id=order_id,
+            status_code=response.status_code,
         )
 
     def _json(self, response: httpx.Response, *, order_id: str | None) -> Mapping[str, object]:

@@ -68,12 +68,7 @@ def logging_hook(details: PollDetails, /) -> None:
     Pending and done attempts log at DEBUG, a transient error at INFO, a failure at WARNING.
     The error is logged by type and message only: certpoll messages never hold a credential.
     """
-    if details.outcome == "failed":
-        level = logging.WARNING
-    elif details.error is not None:
-        level = logging.INFO
-    else:
-        level = logging.DEBUG
+    level = _level(details.outcome, details.error)
     if not logger.isEnabledFor(level):
         return
     error = None if details.error is None else f"{type(details.error).__name__}: {details.error}"
@@ -97,6 +92,27 @@ def logging_hook(details: PollDetails, /) -> None:
             "certpoll_error": error,
         },
     )
+
+
+def _level(outcome: AttemptOutcome, error: Exception | None) -> int:
+    if outcome == "failed":
+        return logging.WARNING
+    return logging.DEBUG if error is None else logging.INFO
+
+
+def reads_attempt(
+    hooks: Sequence[PollHook], outcome: AttemptOutcome, error: Exception | None
+) -> bool:
+    """Whether any of ``hooks`` would look at this attempt's :class:`PollDetails`.
+
+    Not when there is no hook, nor when the only one is :func:`logging_hook` and the
+    ``certpoll`` logger discards the attempt's level: then the record need not be built.
+    """
+    if not hooks:
+        return False
+    if len(hooks) == 1 and hooks[0] is logging_hook:
+        return logger.isEnabledFor(_level(outcome, error))
+    return True
 
 
 _DEFAULT_HOOKS: tuple[PollHook, ...] = (logging_hook,)

@@ -37,7 +37,13 @@ from dataclasses import dataclass
 from typing import TypeVar, final
 
 from ._errors import AttemptTimeout, ConfigError
-from ._instrumentation import AttemptOutcome, PollDetails, PollHook, get_poll_hooks
+from ._instrumentation import (
+    AttemptOutcome,
+    PollDetails,
+    PollHook,
+    get_poll_hooks,
+    reads_attempt,
+)
 from ._outcomes import Done, Failed, Pending, StillPending
 
 __all__ = [
@@ -321,17 +327,29 @@ class Poller:
         attempt_number = prior_attempts
         last_error: Exception | None = None
         detail: str | None = None
+
+        def report(
+            outcome: AttemptOutcome,
+            *,
+            error: Exception | None,
+            elapsed: float,
+            next_wait: float | None = None,
+        ) -> None:
+            # No record is built for hooks that would discard it (the default, quiet logger).
+            if reads_attempt(hooks, outcome, error):
+                AttemptReporter(hooks=hooks, ca=ca, order_id=order_id, attempt=attempt_number)(
+                    outcome, error=error, detail=detail, elapsed=elapsed, next_wait=next_wait
+                )
+
         while True:
             attempt_number += 1
             result = await self.run_attempt(attempt, deadline=deadline, ca=ca, order_id=order_id)
             now = self.now()
-            report = AttemptReporter(hooks=hooks, ca=ca, order_id=order_id, attempt=attempt_number)
-
             if isinstance(result, Done):
-                report("done", error=None, detail=detail, elapsed=now - start, next_wait=None)
+                report("done", error=None, elapsed=now - start)
                 return result
             if isinstance(result, Failed):
-                report("failed", error=result.error, detail=detail, elapsed=now - start)
+                report("failed", error=result.error, elapsed=now - start)
                 raise result.error
             if not isinstance(result, Pending):
                 raise TypeError(
@@ -345,7 +363,7 @@ class Poller:
             wait = self.next_wait(
                 wait_index=wait_index, remaining=deadline - now, retry_after=retry_after
             )
-            report("pending", error=last_error, detail=detail, elapsed=now - start, next_wait=wait)
+            report("pending", error=last_error, elapsed=now - start, next_wait=wait)
             if wait is None:
                 return StillPending(
                     attempts=attempt_number - prior_attempts,

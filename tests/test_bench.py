@@ -44,20 +44,24 @@ def test_every_workload_runs_and_the_report_has_every_section(tmp_path: Path) ->
         ),
         ratelimit=ratelimit.run(orders=60, repeats=1),
     )
-    assert set(results.overhead.cpu_us) == {"issued", "pending"}
-    assert set(results.overhead.cpu_us["issued"]) == set(overhead.VARIANTS)
-    assert all(s.median > 0 for row in results.overhead.cpu_us.values() for s in row.values())
+    cpu = results.overhead.cpu_us
+    assert set(cpu) == set(overhead.TRANSPORTS)
+    assert all(set(by_kind) == {"issued", "pending"} for by_kind in cpu.values())
+    assert set(cpu["loopback"]["issued"]) == set(overhead.VARIANTS)
+    # The thread peer needs sockets; every other variant runs on both transports.
+    assert set(cpu["in-process"]["issued"]) == set(overhead.VARIANTS) - {"threads"}
+    assert all(s.median > 0 for k in cpu.values() for row in k.values() for s in row.values())
     assert set(results.scale.bytes_per_order) == {40, 80}
     assert all(0 < s.median < 10_000 for s in results.scale.bytes_per_order.values())
     assert set(results.storm.requests[5]) == {"certpoll", "per-order", "tenacity", "threads"}
     assert results.storm.all_issued
     assert results.ratelimit.all_issued
     assert results.ratelimit.throttled["default"].high == 0
-    assert len(headlines(results)) == 9
+    assert len(headlines(results)) == 11
 
     page = write_report(results, tmp_path, quick=True)
     text = page.read_text()
-    for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "| Python |"):
+    for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "| Python |", "| stamina |"):
         assert heading in text
     for name in ("overhead", "scale", "storm", "ratelimit"):
         assert (tmp_path / "images" / f"bench-{name}.png").stat().st_size > 1000

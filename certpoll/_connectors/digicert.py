@@ -221,7 +221,7 @@ class DigiCert(Connector[DigiCertSettings]):
             return sent
         try:
             certificate = certificate_from_pem(
-                sent.text,
+                sent.content,
                 ca=self.ca,
                 order_id=order_id,
                 ca_certificate_id=str(certificate_id),
