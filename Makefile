@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench mutate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+$(VENV)/.mutate-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[mutate]'
 	touch $@
 
 demo: $(VENV)/.demo-installed
@@ -39,5 +43,10 @@ test: lint typecheck
 bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench
 
+# Not part of `make test`: mutation testing of the core modules, each module's score
+# (docs/testing-internals.md). At the lowest priority, two mutants at a time.
+mutate: $(VENV)/.mutate-installed
+	nice -n 19 $(BIN)/python -m tools.mutate --max-children 2
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage build dist
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage build dist mutants
