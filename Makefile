@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck bench mutate clean
+.PHONY: demo test lint typecheck bench docs mutate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ test: lint typecheck
 # Not part of `make test`: about 8 minutes; writes docs/benchmarks.md and its plots.
 bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench
+
+# The documentation site in site/; any warning (a broken link, a bad docstring) fails it.
+docs: $(VENV)/.dev-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # Not part of `make test`: mutation testing of the core modules, each module's score
 # (docs/testing-internals.md). At the lowest priority, two mutants at a time.

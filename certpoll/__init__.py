@@ -1,12 +1,13 @@
 """certpoll: get certificates out of CAs that issue asynchronously, without hammering them.
 
-Everything public is re-exported here; the modules behind it are private.
+Everything public is re-exported here; the modules behind it are private. The connectors,
+their settings (pydantic), ``poll_many`` and the mTLS transport are imported on first use,
+so that ``import certpoll`` for a plain :class:`Poller` costs little more than httpx.
 """
 
-from ._connectors.digicert import DigiCert as DigiCert
-from ._connectors.entrust import Entrust as Entrust
-from ._connectors.globalsign import GlobalSign as GlobalSign
-from ._connectors.sectigo import Sectigo as Sectigo
+import importlib
+import typing
+
 from ._errors import AttemptTimeout as AttemptTimeout
 from ._errors import AuthenticationError as AuthenticationError
 from ._errors import CertpollError as CertpollError
@@ -17,16 +18,12 @@ from ._errors import RateLimited as RateLimited
 from ._errors import ResponseParseError as ResponseParseError
 from ._errors import SubmissionUncertain as SubmissionUncertain
 from ._errors import TransientError as TransientError
-from ._fleet import OrderStream as OrderStream
-from ._fleet import PendingOrder as PendingOrder
-from ._fleet import Progress as Progress
-from ._fleet import poll_many as poll_many
-from ._fleet import resume as resume
 from ._instrumentation import PollDetails as PollDetails
 from ._instrumentation import PollHook as PollHook
 from ._instrumentation import get_poll_hooks as get_poll_hooks
 from ._instrumentation import logging_hook as logging_hook
 from ._instrumentation import set_poll_hooks as set_poll_hooks
+from ._integrations import opentelemetry_hook as opentelemetry_hook
 from ._integrations import prometheus_hook as prometheus_hook
 from ._integrations import structlog_hook as structlog_hook
 from ._models import CAName as CAName
@@ -35,8 +32,6 @@ from ._models import CertificateRequest as CertificateRequest
 from ._models import OrderState as OrderState
 from ._models import OrderStatus as OrderStatus
 from ._models import RevocationReason as RevocationReason
-from ._mtls import MTLSTransport as MTLSTransport
-from ._mtls import mtls_mounts as mtls_mounts
 from ._outcomes import AttemptResult as AttemptResult
 from ._outcomes import Done as Done
 from ._outcomes import Failed as Failed
@@ -44,12 +39,45 @@ from ._outcomes import Pending as Pending
 from ._outcomes import StillPending as StillPending
 from ._poller import BackoffPolicy as BackoffPolicy
 from ._poller import Poller as Poller
-from ._settings import CASettings as CASettings
-from ._settings import DigiCertSettings as DigiCertSettings
-from ._settings import EntrustSettings as EntrustSettings
-from ._settings import GlobalSignSettings as GlobalSignSettings
-from ._settings import SectigoSettings as SectigoSettings
 from ._triage import parse_retry_after as parse_retry_after
+
+if typing.TYPE_CHECKING:
+    from ._connectors.digicert import DigiCert as DigiCert
+    from ._connectors.entrust import Entrust as Entrust
+    from ._connectors.globalsign import GlobalSign as GlobalSign
+    from ._connectors.sectigo import Sectigo as Sectigo
+    from ._fleet import OrderStream as OrderStream
+    from ._fleet import PendingOrder as PendingOrder
+    from ._fleet import Progress as Progress
+    from ._fleet import poll_many as poll_many
+    from ._fleet import resume as resume
+    from ._mtls import MTLSTransport as MTLSTransport
+    from ._mtls import mtls_mounts as mtls_mounts
+    from ._settings import CASettings as CASettings
+    from ._settings import DigiCertSettings as DigiCertSettings
+    from ._settings import EntrustSettings as EntrustSettings
+    from ._settings import GlobalSignSettings as GlobalSignSettings
+    from ._settings import SectigoSettings as SectigoSettings
+
+#: Public names imported on first use, and their modules.
+_LAZY: dict[str, str] = {
+    "DigiCert": "._connectors.digicert",
+    "Entrust": "._connectors.entrust",
+    "GlobalSign": "._connectors.globalsign",
+    "Sectigo": "._connectors.sectigo",
+    "OrderStream": "._fleet",
+    "PendingOrder": "._fleet",
+    "Progress": "._fleet",
+    "poll_many": "._fleet",
+    "resume": "._fleet",
+    "MTLSTransport": "._mtls",
+    "mtls_mounts": "._mtls",
+    "CASettings": "._settings",
+    "DigiCertSettings": "._settings",
+    "EntrustSettings": "._settings",
+    "GlobalSignSettings": "._settings",
+    "SectigoSettings": "._settings",
+}
 
 __all__ = [
     # Polling
@@ -95,6 +123,7 @@ __all__ = [
     "get_poll_hooks",
     "prometheus_hook",
     "structlog_hook",
+    "opentelemetry_hook",
     # Errors
     "CertpollError",
     "ConfigError",
@@ -107,3 +136,16 @@ __all__ = [
     "AttemptTimeout",
     "SubmissionUncertain",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'certpoll' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

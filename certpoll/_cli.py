@@ -2,55 +2,56 @@
 
 Exit codes of ``status``: 0 every order issued, 2 any order failed, 3 any order still
 pending (and none failed), 1 an error (bad arguments, a missing setting, a refused
-credential). A user mistake prints one line and a hint on stderr, never a traceback.
-``rich`` (the ``cli`` extra) draws the live display when installed; it is imported here only.
+credential), 130 interrupted (Ctrl-C). A user mistake prints one line and a hint on stderr,
+never a traceback. ``rich`` (the ``cli`` extra) draws the live display when installed; it is
+imported here only. The connectors, their settings (pydantic) and the simulator are imported
+by the command that needs them, so ``certpoll --help`` and ``--version`` start quickly.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import math
 import socket
+import ssl
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final, NoReturn
 from urllib.parse import quote
 
-from ._connector import Connector
-from ._connectors.digicert import DigiCert
-from ._connectors.entrust import Entrust
-from ._connectors.globalsign import GlobalSign
-from ._connectors.sectigo import Sectigo
 from ._errors import AuthenticationError, CertpollError, ConfigError
-from ._fleet import poll_many
-from ._models import OrderState, OrderStatus
-from ._settings import (
-    CASettings,
-    DigiCertSettings,
-    EntrustSettings,
-    GlobalSignSettings,
-    SectigoSettings,
-)
+from ._instrumentation import PollDetails
+from ._models import CAName, OrderState, OrderStatus
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
+    from ._connector import Connector
+    from ._settings import CASettings
     from .testing import Credentials, SimulatedCA
 
-__all__ = ["EXIT_ERROR", "EXIT_FAILED", "EXIT_OK", "EXIT_PENDING", "main"]
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_PENDING",
+    "main",
+]
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
 EXIT_FAILED: Final = 2
 EXIT_PENDING: Final = 3
-
-_CONNECTORS: Final[dict[str, tuple[type[CASettings], type[Connector[CASettings]]]]] = {
-    "digicert": (DigiCertSettings, DigiCert),  # type: ignore[dict-item]
-    "sectigo": (SectigoSettings, Sectigo),  # type: ignore[dict-item]
-    "entrust": (EntrustSettings, Entrust),  # type: ignore[dict-item]
-    "globalsign": (GlobalSignSettings, GlobalSign),  # type: ignore[dict-item]
-}
+#: 128 + SIGINT, as shells report a command stopped by Ctrl-C.
+EXIT_INTERRUPTED: Final = 130
+_CA_NAMES: Final = ("digicert", "sectigo", "entrust", "globalsign")
 
 
 class UserError(Exception):
@@ -73,6 +74,7 @@ def _parser() -> _Parser:
         description="Poll commercial CAs (DigiCert, Sectigo, Entrust, GlobalSign) for "
         "certificates that are issued asynchronously.",
     )
+    parser.add_argument("--version", action="version", version=f"certpoll {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="command", parser_class=_Parser)
     demo = commands.add_parser(
         "demo", help="renew thousands of certificates against the simulated CA"
@@ -92,7 +94,14 @@ def _parser() -> _Parser:
     status.add_argument("ca", help="digicert, sectigo, entrust or globalsign")
     status.add_argument("order_ids", nargs="+", metavar="order-id")
     status.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    status.add_argument("--out", type=Path, default=None, help="write certificates to DIR")
+    status.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write each certificate to DIR/<ca>-<order-id>.pem and its chain to "
+        "DIR/<ca>-<order-id>.chain.pem (DIR is created if missing)",
+    )
     status.add_argument(
         "--max-wait",
         type=_positive_float,
@@ -100,6 +109,12 @@ def _parser() -> _Parser:
         help="seconds to poll (default: the CA's PollMaxWait setting)",
     )
     status.add_argument("--plain", action="store_true", help="plain lines, no live table")
+    status.add_argument(
+        "--attempts",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="print each poll attempt on stderr as it happens (auto: when stderr is a terminal)",
+    )
 
     serve = commands.add_parser(
         "serve-sim", help="serve the simulated CA on 127.0.0.1 (needs certpoll[sim])"
@@ -108,9 +123,28 @@ def _parser() -> _Parser:
     serve.add_argument(
         "--profile", choices=("instant", "realistic"), default="instant", help="order scripts"
     )
-    serve.add_argument("--seed", type=int, default=0)
-    serve.add_argument("--speed", type=_positive_float, default=1.0)
+    serve.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed of the realistic profile: the same seed scripts the same orders "
+        "(default 0)",
+    )
+    serve.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=1.0,
+        help="simulated seconds per real second: 60 makes a minute of validation take a "
+        "second (default 1)",
+    )
     return parser
+
+
+def _version() -> str:
+    try:
+        return version("certpoll")
+    except PackageNotFoundError:  # pragma: no cover - run from a tree that is not installed
+        return "unknown"
 
 
 def _positive_int(text: str) -> int:
@@ -147,7 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help and --version print, then exit 0
+            return exc.code if isinstance(exc.code, int) else EXIT_ERROR
         if args.command is None:
             raise UserError("no command given", hint="try 'certpoll demo' or 'certpoll --help'")
         if args.command == "demo":
@@ -161,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _complain(str(exc), "see 'certpoll --help' and docs/cli.md")
     except KeyboardInterrupt:
         print("certpoll: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_ERROR
 
 
@@ -189,14 +227,25 @@ def _demo(args: argparse.Namespace) -> int:
 # -- status -----------------------------------------------------------------------------
 
 
-def _connector_for(ca_name: str) -> Connector[CASettings]:
+def _connector_for(
+    ca_name: str, hooks: Sequence[Callable[[PollDetails], None]]
+) -> Connector[CASettings]:
+    from ._connectors.digicert import DigiCert
+    from ._connectors.entrust import Entrust
+    from ._connectors.globalsign import GlobalSign
+    from ._connectors.sectigo import Sectigo
+    from ._settings import DigiCertSettings, EntrustSettings, GlobalSignSettings, SectigoSettings
+
+    connectors: dict[str, tuple[type[CASettings], type[Connector[CASettings]]]] = {
+        "digicert": (DigiCertSettings, DigiCert),  # type: ignore[dict-item]
+        "sectigo": (SectigoSettings, Sectigo),  # type: ignore[dict-item]
+        "entrust": (EntrustSettings, Entrust),  # type: ignore[dict-item]
+        "globalsign": (GlobalSignSettings, GlobalSign),  # type: ignore[dict-item]
+    }
     ca = ca_name.lower()
-    if ca not in _CONNECTORS:
-        raise UserError(
-            f"unknown CA {ca_name!r}",
-            hint="the CA is one of: digicert, sectigo, entrust, globalsign",
-        )
-    settings_cls, connector_cls = _CONNECTORS[ca]
+    if ca not in connectors:
+        raise UserError(f"unknown CA {ca_name!r}", hint=f"the CA is one of: {', '.join(_CA_NAMES)}")
+    settings_cls, connector_cls = connectors[ca]
     prefix = f"CERTPOLL_{settings_cls.env_name}_"
     try:
         settings = settings_cls()
@@ -205,21 +254,30 @@ def _connector_for(ca_name: str) -> Connector[CASettings]:
             str(exc), hint=f"set the {prefix}* environment variables (see docs/cli.md)"
         ) from exc
     try:
-        return connector_cls(settings)
+        # The attempts are shown (or not) by the command, never logged to stderr twice.
+        return connector_cls(settings, poller=settings.make_poller(hooks=hooks))
     except ConfigError as exc:
         raise UserError(str(exc), hint=f"check the {prefix}* file settings") from exc
 
 
 def _status(args: argparse.Namespace) -> int:
-    connector = _connector_for(args.ca)
-    for order_id in args.order_ids:
+    order_ids: list[str] = list(args.order_ids)
+    show_attempts = args.attempts == "always" or (args.attempts == "auto" and sys.stderr.isatty())
+    display = _Display(
+        order_ids,
+        json_out=args.json,
+        live=not (args.json or args.plain) and sys.stdout.isatty() and _has_rich(),
+        show_attempts=show_attempts,
+    )
+    connector = _connector_for(args.ca, [display.attempt])
+    for order_id in order_ids:
         try:
             connector.check_order_id(order_id)
         except ConfigError as exc:
             raise UserError(
                 str(exc), hint=f"give the order ids as {connector.ca} shows them"
             ) from exc
-    if len(set(args.order_ids)) != len(args.order_ids):
+    if len(set(order_ids)) != len(order_ids):
         raise UserError("an order id is given twice", hint="give each order id once")
     out: Path | None = args.out
     if out is not None:
@@ -229,13 +287,11 @@ def _status(args: argparse.Namespace) -> int:
             raise UserError(
                 f"cannot create {str(out)!r}: {exc.strerror}", hint="choose another --out DIR"
             ) from exc
-    display = _Display(
-        list(args.order_ids),
-        json_out=args.json,
-        live=not (args.json or args.plain) and sys.stdout.isatty() and _has_rich(),
-    )
+    interrupted = False
     try:
-        statuses = asyncio.run(_poll(connector, args.order_ids, args.max_wait, display))
+        asyncio.run(_poll(connector, order_ids, args.max_wait, display))
+    except KeyboardInterrupt:
+        interrupted = True
     except AuthenticationError as exc:
         raise UserError(
             str(exc),
@@ -243,10 +299,12 @@ def _status(args: argparse.Namespace) -> int:
         ) from exc
     except CertpollError as exc:
         raise UserError(str(exc), hint="check the settings and the CA's address") from exc
-    files: dict[str, list[str]] = {}
-    if out is not None:
-        files = _write(out, statuses)
+    statuses = display.statuses(connector.ca)
+    files = {} if out is None else _write(out, statuses)
     display.finish(statuses, files)
+    if interrupted:
+        print("certpoll: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     states = {status.state for status in statuses}
     if OrderState.FAILED in states:
         return EXIT_FAILED
@@ -260,8 +318,9 @@ async def _poll(
     order_ids: Sequence[str],
     max_wait: float | None,
     display: _Display,
-) -> list[OrderStatus]:
-    results: dict[str, OrderStatus] = {}
+) -> None:
+    from ._fleet import poll_many
+
     async with connector:
         display.start()
         try:
@@ -269,11 +328,9 @@ async def _poll(
                 connector, order_ids, concurrency=min(10, len(order_ids)), max_wait=max_wait
             ) as stream:
                 async for status in stream:
-                    results[status.order_id] = status
                     display.update(status)
         finally:
             display.stop()
-    return [results[order_id] for order_id in order_ids]
 
 
 def _file_stem(status: OrderStatus) -> str:
@@ -307,6 +364,58 @@ def _has_rich() -> bool:
     return True
 
 
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """``error``, its causes, contexts and grouped exceptions, each once."""
+    seen: set[int] = set()
+    todo = [error]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo.extend(getattr(current, "exceptions", ()))
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+
+
+def _where(error: BaseException) -> str:
+    """`` (host:port)`` of the request an httpx error was about, when it says."""
+    for cause in _causes(error):
+        try:
+            url = cause.request.url  # type: ignore[attr-defined]
+        except (AttributeError, RuntimeError):  # httpx raises RuntimeError when unset
+            continue
+        return f" ({url.host}:{url.port or (443 if url.scheme == 'https' else 80)})"
+    return ""
+
+
+def _error_text(error: BaseException | None) -> str | None:
+    """What went wrong, on one line: the network's words when the network failed.
+
+    ``connection refused (127.0.0.1:9)``, ``cannot resolve the host name (ca.invalid:443)``
+    and ``TLS failed: ...`` name the cause a user can act on; any other error is its
+    certpoll message (which never holds a credential).
+    """
+    if error is None:
+        return None
+    for cause in _causes(error):
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused" + _where(error)
+        if isinstance(cause, socket.gaierror):
+            return "cannot resolve the host name" + _where(error)
+        if isinstance(cause, ssl.SSLError):
+            # verify_message: why a certificate was refused; reason: OpenSSL's short name.
+            reason = (
+                getattr(cause, "verify_message", None)
+                or getattr(cause, "reason", None)
+                or type(cause).__name__
+            )
+            return f"TLS failed: {reason}{_where(error)}"
+        if isinstance(cause, OSError) and cause.errno in (errno.ETIMEDOUT, errno.EHOSTUNREACH):
+            return f"{cause.strerror or 'network unreachable'}{_where(error)}".lower()
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def _describe(status: OrderStatus) -> str:
     if status.state is OrderState.ISSUED and status.certificate is not None:
         cert = status.certificate
@@ -314,17 +423,57 @@ def _describe(status: OrderStatus) -> str:
     message = " ".join((status.message or "").split())
     if status.state is OrderState.FAILED:
         return f"failed  {message}"
+    last_error = _error_text(status.last_error)
+    if last_error is not None:
+        return f"pending; last error: {last_error}"
     return f"still pending  {message}"
 
 
-class _Display:
-    """One line per order: live (rich) while polling, or printed as each order settles."""
+def _describe_attempt(details: PollDetails) -> str:
+    line = f"{details.ca} {details.order_id}: attempt {details.attempt} {details.outcome}"
+    problem = _error_text(details.error) or details.detail
+    if problem:
+        line += f": {' '.join(problem.split())}"
+    if details.next_wait is not None:
+        line += f"; next in {details.next_wait:.0f} s"
+    return line
 
-    def __init__(self, order_ids: list[str], *, json_out: bool, live: bool) -> None:
+
+def _live_table(rows: Sequence[tuple[str, str]]) -> Table:
+    """The live view: one line per order whatever the terminal's width.
+
+    A line too long for the terminal (a 48-digit serial) is cut here; the whole line is
+    printed when the command ends.
+    """
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(
+        no_wrap=True, min_width=max((len(order_id) for order_id, _ in rows), default=0)
+    )
+    table.add_column(no_wrap=True, overflow="ellipsis")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+class _Display:
+    """One line per order: live (rich) while polling, or printed as each order settles.
+
+    It also keeps what is known of every order (its final status, or the last attempt's
+    error), so that an interrupted command still reports each order.
+    """
+
+    def __init__(
+        self, order_ids: list[str], *, json_out: bool, live: bool, show_attempts: bool = False
+    ) -> None:
         self._order_ids = order_ids
         self._json = json_out
         self._live_wanted = live
+        self._show_attempts = show_attempts
         self._lines: dict[str, str] = dict.fromkeys(order_ids, "polling…")
+        self._settled: dict[str, OrderStatus] = {}
+        self._last_error: dict[str, Exception] = {}
         self._stop: Callable[[], None] | None = None
         self._refresh: Callable[[], None] | None = None
         self._out: IO[str] = sys.stdout
@@ -334,20 +483,24 @@ class _Display:
             return
         from rich.console import Console
         from rich.live import Live
-        from rich.table import Table
 
         def render() -> Table:
-            table = Table(show_header=False, box=None)
-            for order_id in self._order_ids:
-                table.add_row(order_id, self._lines[order_id])
-            return table
+            return _live_table([(order_id, self._lines[order_id]) for order_id in self._order_ids])
 
         live = Live(render(), console=Console(file=self._out), auto_refresh=False, transient=True)
         live.start()
         self._refresh = lambda: live.update(render(), refresh=True)
         self._stop = live.stop
 
+    def attempt(self, details: PollDetails, /) -> None:
+        """A poll hook: remember the attempt's error, and print the attempt when asked."""
+        if details.order_id is not None and details.error is not None:
+            self._last_error[details.order_id] = details.error
+        if self._show_attempts:
+            print(_describe_attempt(details), file=sys.stderr, flush=True)
+
     def update(self, status: OrderStatus) -> None:
+        self._settled[status.order_id] = status
         self._lines[status.order_id] = _describe(status)
         if self._refresh is not None:
             self._refresh()
@@ -359,14 +512,28 @@ class _Display:
             self._stop()
             self._stop = None
 
+    def statuses(self, ca: CAName) -> list[OrderStatus]:
+        """Every order in the given order: settled, or still pending as far as is known."""
+        return [
+            self._settled.get(order_id)
+            or OrderStatus(
+                ca=ca,
+                order_id=order_id,
+                state=OrderState.PENDING,
+                message="interrupted before the order settled",
+                last_error=self._last_error.get(order_id),
+            )
+            for order_id in self._order_ids
+        ]
+
     def finish(self, statuses: Sequence[OrderStatus], files: dict[str, list[str]]) -> None:
         if self._json:
             json.dump([_as_json(s, files.get(s.order_id, [])) for s in statuses], self._out)
             print(file=self._out)
             return
-        if self._live_wanted:
-            for status in statuses:
-                print(f"{status.ca} {status.order_id}  {_describe(status)}", file=self._out)
+        unsettled = [s for s in statuses if s.order_id not in self._settled]
+        for status in statuses if self._live_wanted else unsettled:
+            print(f"{status.ca} {status.order_id}  {_describe(status)}", file=self._out)
         for written in files.values():
             print(f"wrote {', '.join(written)}", file=self._out)
 
@@ -378,6 +545,7 @@ def _as_json(status: OrderStatus, files: list[str]) -> dict[str, object]:
         "order_id": status.order_id,
         "state": status.state.value,
         "message": status.message,
+        "last_error": _error_text(status.last_error),
         "retry_after": status.retry_after,
         "serial": None if certificate is None else certificate.serial,
         "not_after": None if certificate is None else certificate.not_after.isoformat(),
@@ -409,20 +577,55 @@ def _serve_sim(args: argparse.Namespace) -> int:
             hint="choose another --port, or --port 0 for a free one",
         ) from exc
     try:
-        asyncio.run(_run_server(sim, sock))
+        with tempfile.TemporaryDirectory(prefix="certpoll-sim-") as directory:
+            asyncio.run(_run_server(sim, sock, _client_key_pair(Path(directory))))
     except KeyboardInterrupt:
-        pass
+        pass  # Ctrl-C is how the simulator is stopped: not an error
     finally:
         sock.close()
     return EXIT_OK
 
 
-def _announce(origin: str, creds: Credentials, stream: IO[str]) -> None:
+def _client_key_pair(directory: Path) -> tuple[Path, Path]:
+    """Write a client certificate and its key (mode 0600) in ``directory``; return both paths.
+
+    The Entrust and GlobalSign connectors load their client key pair even over plain HTTP,
+    where the simulator does not ask for it: they need real files all the same.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from .testing import TestPKI
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = TestPKI(name="certpoll serve-sim client").issue(
+        public_key=key.public_key(),
+        common_name="certpoll serve-sim client",
+        dns_names=(),
+        serial=x509.random_serial_number(),
+    )
+    cert_path, key_path = directory / "client.pem", directory / "client-key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.touch(mode=0o600)
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def _announce(origin: str, creds: Credentials, client: tuple[Path, Path], stream: IO[str]) -> None:
     from .testing import MOUNTS
 
+    cert, key = client
     lines = [
         f"certpoll simulated CA on {origin} (plain HTTP; Ctrl-C stops it)",
-        "# the simulator's own test accounts, not secrets:",
+        "# the simulator's own test accounts, not secrets; paste these lines in the shell",
+        "# that runs certpoll or your application:",
         f"export CERTPOLL_DIGICERT_BASE_URL={origin}{MOUNTS['digicert']}",
         f"export CERTPOLL_DIGICERT_API_KEY={creds.digicert_api_key}",
         f"export CERTPOLL_DIGICERT_ORG_ID={creds.digicert_org_id}",
@@ -434,16 +637,19 @@ def _announce(origin: str, creds: Credentials, stream: IO[str]) -> None:
         f"export CERTPOLL_SECTIGO_CERT_TYPE={creds.sectigo_cert_type}",
         f"export CERTPOLL_ENTRUST_API_URL={origin}{MOUNTS['entrust']}",
         f"export CERTPOLL_ENTRUST_CA_ID={creds.entrust_ca_id}",
+        f"export CERTPOLL_ENTRUST_CLIENT_CERT_PATH={cert}",
+        f"export CERTPOLL_ENTRUST_CLIENT_KEY_PATH={key}",
         f"export CERTPOLL_GLOBALSIGN_API_URL={origin}{MOUNTS['globalsign']}",
         f"export CERTPOLL_GLOBALSIGN_API_KEY={creds.globalsign_api_key}",
         f"export CERTPOLL_GLOBALSIGN_API_SECRET={creds.globalsign_api_secret}",
-        "# Entrust and GlobalSign also need CLIENT_CERT_PATH / CLIENT_KEY_PATH set to any "
-        "files: without TLS the simulator does not check them",
+        f"export CERTPOLL_GLOBALSIGN_CLIENT_CERT_PATH={cert}",
+        f"export CERTPOLL_GLOBALSIGN_CLIENT_KEY_PATH={key}",
+        "# the client key pair is deleted when the simulator stops",
     ]
     print("\n".join(lines), file=stream, flush=True)
 
 
-async def _run_server(sim: SimulatedCA, sock: socket.socket) -> None:
+async def _run_server(sim: SimulatedCA, sock: socket.socket, client: tuple[Path, Path]) -> None:
     import uvicorn
 
     config = uvicorn.Config(sim, lifespan="off", log_config=None, access_log=False)
@@ -453,5 +659,5 @@ async def _run_server(sim: SimulatedCA, sock: socket.socket) -> None:
         await asyncio.sleep(0.01)
     if server.started:
         host, port = sock.getsockname()[:2]
-        _announce(f"http://{host}:{port}", sim.credentials, sys.stdout)
+        _announce(f"http://{host}:{port}", sim.credentials, client, sys.stdout)
     await serving

@@ -1,21 +1,24 @@
-"""Hooks for Prometheus and structlog, imported only when asked for.
+"""Hooks for Prometheus, structlog and OpenTelemetry, imported only when asked for.
 
-``import certpoll`` never imports either library; each factory imports its library when
+``import certpoll`` never imports these libraries; each factory imports its library when
 called and raises :class:`~certpoll.ConfigError` with the install command when it is missing.
 """
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from ._errors import ConfigError
 from ._instrumentation import PollDetails, PollHook
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span, TracerProvider
     from prometheus_client import CollectorRegistry
     from structlog.typing import FilteringBoundLogger
 
-__all__ = ["prometheus_hook", "structlog_hook"]
+__all__ = ["opentelemetry_hook", "prometheus_hook", "structlog_hook"]
 
 
 def prometheus_hook(*, registry: CollectorRegistry | None = None) -> PollHook:
@@ -80,5 +83,93 @@ def structlog_hook(*, logger: FilteringBoundLogger | None = None) -> PollHook:
             next_wait=details.next_wait,
             error=None if error is None else f"{type(error).__name__}: {error}",
         )
+
+    return hook
+
+
+#: Open spans one :func:`opentelemetry_hook` keeps, by default (see ``max_open_spans``).
+DEFAULT_MAX_OPEN_SPANS = 10_000
+
+
+def opentelemetry_hook(
+    *,
+    tracer_provider: TracerProvider | None = None,
+    max_open_spans: int = DEFAULT_MAX_OPEN_SPANS,
+) -> PollHook:
+    """A hook tracing each poll as an OpenTelemetry span, with an event per attempt.
+
+    The span ``certpoll.poll`` of an order starts at the poll's start (its first attempt
+    minus the time already waited) and ends with the attempt that ends the poll. Its
+    attributes: ``certpoll.ca``, ``certpoll.order_id``, ``certpoll.outcome`` (``done``,
+    ``failed``, or ``pending`` when still pending at PollMaxWait), ``certpoll.attempts`` and
+    ``certpoll.waited_seconds``; a failed poll has the status ERROR. Each attempt adds a
+    ``certpoll.attempt`` event with ``certpoll.attempt``, ``certpoll.outcome``,
+    ``certpoll.next_wait_seconds``, ``http.response.status_code`` and ``certpoll.error``
+    (type and message, which never hold a credential) when there are any.
+
+    ``tracer_provider`` defaults to the global one. A poll that never ends (its task was
+    cancelled) leaves its span open; past ``max_open_spans`` the oldest open span is ended
+    with the outcome ``abandoned``, so memory stays bounded. Needs
+    ``pip install 'certpoll[opentelemetry]'``.
+    """
+    try:
+        from opentelemetry import trace
+    except ImportError as exc:
+        raise ConfigError(
+            "opentelemetry_hook needs opentelemetry-api: pip install 'certpoll[opentelemetry]'"
+        ) from exc
+    given: object = max_open_spans
+    if isinstance(given, bool) or not isinstance(given, int) or given < 1:
+        raise ConfigError(f"max_open_spans must be a positive integer, not {max_open_spans!r}")
+    tracer = trace.get_tracer("certpoll", tracer_provider=tracer_provider)
+    #: Each open poll's span, and its start in nanoseconds since the epoch.
+    open_spans: OrderedDict[tuple[str | None, str | None], tuple[Span, int]] = OrderedDict()
+
+    def hook(details: PollDetails, /) -> None:
+        key = (details.ca, details.order_id)
+        if key not in open_spans:
+            started = time.time_ns() - int(details.waited_so_far * 1e9)
+            span = tracer.start_span(
+                "certpoll.poll",
+                start_time=started,
+                attributes={
+                    "certpoll.ca": details.ca or "",
+                    "certpoll.order_id": details.order_id or "",
+                },
+            )
+            open_spans[key] = (span, started)
+            if len(open_spans) > max_open_spans:
+                _, (oldest, _) = open_spans.popitem(last=False)
+                oldest.set_attribute("certpoll.outcome", "abandoned")
+                oldest.end()
+        span, started = open_spans[key]
+        # Times follow the Poller's clock, so that a virtual clock gives a consistent trace.
+        now = started + int(details.waited_so_far * 1e9)
+        error = details.error
+        event: dict[str, str | int | float] = {
+            "certpoll.attempt": details.attempt,
+            "certpoll.outcome": details.outcome,
+        }
+        if details.next_wait is not None:
+            event["certpoll.next_wait_seconds"] = details.next_wait
+        if details.status_code is not None:
+            event["http.response.status_code"] = details.status_code
+        if error is not None:
+            event["certpoll.error"] = f"{type(error).__name__}: {error}"
+        span.add_event("certpoll.attempt", attributes=event, timestamp=now)
+        if details.next_wait is not None:
+            return
+        del open_spans[key]
+        span.set_attributes(
+            {
+                "certpoll.outcome": details.outcome,
+                "certpoll.attempts": details.attempt,
+                "certpoll.waited_seconds": details.waited_so_far,
+            }
+        )
+        if details.outcome == "failed":
+            description = None if error is None else f"{type(error).__name__}: {error}"
+            span.set_status(trace.StatusCode.ERROR, description)
+        span.end(end_time=now)
 
     return hook

@@ -68,9 +68,10 @@ class RevocationReason(enum.IntEnum):
 class Certificate:
     """An issued certificate.
 
-    ``serial`` is the leaf's serial number in decimal (GlobalSign: the CA's own serial);
+    ``serial`` is the leaf's serial number in decimal digits, for every CA (GlobalSign's
+    HVCA calls the certificate by its serial in hexadecimal: that is ``ca_certificate_id``);
     ``ca_certificate_id`` is the identifier the CA expects when revoking it (DigiCert
-    certificate id, Sectigo sslId, Entrust and GlobalSign serial).
+    certificate id, Sectigo sslId, Entrust serial, GlobalSign HVCA serial).
     """
 
     pem: str

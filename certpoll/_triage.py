@@ -99,9 +99,9 @@ class Triage:
     """Status-code triage for one connector.
 
     ``pending_status_codes`` are statuses that mean "still working" for this CA (GlobalSign
-    answers 202). ``not_ready`` recognises a CA's own 4xx "try later" answer and returns its
-    words, or None. ``redact`` removes the connector's credentials from any text kept in an
-    error.
+    answers 202). ``not_ready`` recognises a CA's own "try later" answer (a 4xx, or one of
+    ``pending_status_codes``) and returns its words, or None. ``redact`` removes the
+    connector's credentials from any text kept in an error.
     """
 
     ca: str
@@ -123,7 +123,9 @@ class Triage:
         """Triage an answer: None for a 2xx the connector must read, else the outcome."""
         status = response.status_code
         if status in self.pending_status_codes:
-            return Pending(retry_after=_retry_after_of(response), detail=self._what(response))
+            words = self.not_ready(response) if self.not_ready is not None else None
+            detail = self._what(response) if words is None else self.redact(words)
+            return Pending(retry_after=_retry_after_of(response), detail=detail)
         if 200 <= status < 300:
             return None
         body = self.excerpt(response)

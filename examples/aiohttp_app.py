@@ -7,8 +7,8 @@ cleanup context (aiohttp's lifespan) and closed with it. ``POST /orders`` (JSON 
 
 Run it against the simulated CA::
 
-    certpoll serve-sim --port 8443          # prints the CERTPOLL_* variables to export
-    export CERTPOLL_DIGICERT_BASE_URL=...   # and the others it printed
+    certpoll serve-sim --port 8099          # prints the CERTPOLL_* variables to export
+    export CERTPOLL_DIGICERT_BASE_URL=...   # and every other line it printed
     python examples/aiohttp_app.py          # http://127.0.0.1:8080/orders
 
 Needs ``aiohttp`` (a dev dependency of certpoll, not of the library).
@@ -17,13 +17,15 @@ Needs ``aiohttp`` (a dev dependency of certpoll, not of the library).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import httpx
 from aiohttp import web
 
 import certpoll
+
+logger = logging.getLogger(__name__)
 
 SETTINGS: dict[certpoll.CAName, type[certpoll.CASettings]] = {
     "digicert": certpoll.DigiCertSettings,
@@ -104,9 +106,25 @@ class OrderBook:
 BOOK = web.AppKey("book", OrderBook)
 
 
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error answer is JSON ``{"detail": ...}``, as FastAPI's are."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return web.json_response({"detail": exc.text}, status=exc.status)
+
+
 async def submit(request: web.Request) -> web.Response:
-    """``POST /orders``."""
-    body = await request.json()
+    """``POST /orders``; a body that is not the expected JSON object is a 422."""
+    try:
+        body = await request.json()
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise web.HTTPUnprocessableEntity(text="the body is not JSON") from exc
     if not isinstance(body, dict) or not all(
         isinstance(body.get(k), str) for k in ("ca", "common_name", "csr_pem")
     ):
@@ -139,11 +157,17 @@ async def listing(request: web.Request) -> web.Response:
 
 
 def settings_from_env() -> dict[certpoll.CAName, certpoll.CASettings]:
-    """The settings of every CA configured in the environment (others are skipped)."""
+    """The settings of every CA configured in the environment.
+
+    A CA whose settings are missing or wrong is skipped, with a warning saying why (the
+    error names the variable), so that ``POST /orders`` to it is not a surprise.
+    """
     found: dict[certpoll.CAName, certpoll.CASettings] = {}
     for ca, settings_cls in SETTINGS.items():
-        with contextlib.suppress(certpoll.ConfigError):
+        try:
             found[ca] = settings_cls()
+        except certpoll.ConfigError as exc:
+            logger.warning("%s is not configured, its orders are refused: %s", ca, exc)
     return found
 
 
@@ -177,7 +201,7 @@ def create_app(
                 for connector in connectors.values():
                     await connector.aclose()
 
-    app = web.Application()
+    app = web.Application(middlewares=[json_errors])
     app.cleanup_ctx.append(lifespan)
     app.router.add_post("/orders", submit)
     app.router.add_get("/orders", listing)

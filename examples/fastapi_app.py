@@ -8,9 +8,12 @@ any number of concurrent requests share the connectors, their rate limits and co
 
 Run it against the simulated CA::
 
-    certpoll serve-sim --port 8443          # prints the CERTPOLL_* variables to export
-    export CERTPOLL_DIGICERT_BASE_URL=...   # and the others it printed
+    certpoll serve-sim --port 8099          # prints the CERTPOLL_* variables to export
+    export CERTPOLL_DIGICERT_BASE_URL=...   # and every other line it printed
     python examples/fastapi_app.py          # http://127.0.0.1:8000/docs
+
+or with uvicorn's own command: ``uvicorn fastapi_app:app --app-dir examples`` (the module's
+``app``), or ``uvicorn --factory fastapi_app:create_app --app-dir examples``.
 
 Needs ``fastapi`` and ``uvicorn`` (dev dependencies of certpoll, not of the library).
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 
 import httpx
@@ -27,6 +31,8 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
 import certpoll
+
+logger = logging.getLogger(__name__)
 
 SETTINGS: dict[certpoll.CAName, type[certpoll.CASettings]] = {
     "digicert": certpoll.DigiCertSettings,
@@ -133,11 +139,17 @@ def default_client(settings: Mapping[certpoll.CAName, certpoll.CASettings]) -> h
 
 
 def settings_from_env() -> dict[certpoll.CAName, certpoll.CASettings]:
-    """The settings of every CA configured in the environment (others are skipped)."""
+    """The settings of every CA configured in the environment.
+
+    A CA whose settings are missing or wrong is skipped, with a warning saying why (the
+    error names the variable), so that ``POST /orders`` to it is not a surprise.
+    """
     found: dict[certpoll.CAName, certpoll.CASettings] = {}
     for ca, settings_cls in SETTINGS.items():
-        with contextlib.suppress(certpoll.ConfigError):
+        try:
             found[ca] = settings_cls()
+        except certpoll.ConfigError as exc:
+            logger.warning("%s is not configured, its orders are refused: %s", ca, exc)
     return found
 
 
@@ -197,9 +209,13 @@ def create_app(
     return app
 
 
+#: The service for ``uvicorn fastapi_app:app``: the environment is read when it starts.
+app = create_app()
+
+
 def main() -> None:
     """Serve the app on 127.0.0.1:8000 with the CAs configured in the environment."""
-    uvicorn.run(create_app(), host="127.0.0.1", port=8000)
+    uvicorn.run(app, host="127.0.0.1", port=8000)
 
 
 if __name__ == "__main__":

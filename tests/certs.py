@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-__all__ = ["TestCA", "default_ca", "make_chain", "make_csr"]
+__all__ = ["TestCA", "default_ca", "make_chain", "make_csr", "make_order"]
 
 
 def _name(common_name: str) -> x509.Name:
@@ -32,9 +32,14 @@ def _san(common_name: str, sans: Sequence[str]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName([x509.DNSName(n) for n in names])
 
 
-def make_csr(common_name: str = "www.example.com", sans: Sequence[str] = ()) -> str:
+def make_csr(
+    common_name: str = "www.example.com",
+    sans: Sequence[str] = (),
+    *,
+    key: ec.EllipticCurvePrivateKey | None = None,
+) -> str:
     """A PEM CSR for ``common_name`` with ``sans`` (and the common name) as DNS names."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = ec.generate_private_key(ec.SECP256R1()) if key is None else key
     csr = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(_name(common_name))
@@ -97,16 +102,21 @@ class TestCA:
         serial: int | None = None,
         not_before: datetime | None = None,
         days: int = 90,
+        public_key: ec.EllipticCurvePublicKey | None = None,
     ) -> tuple[str, str, str]:
-        """A leaf for ``common_name``: ``(leaf_pem, chain_pem, decimal serial)``."""
+        """A leaf for ``common_name`` (and ``public_key``, default a new one).
+
+        Returns ``(leaf_pem, chain_pem, decimal serial)``.
+        """
         start = (datetime.now(UTC) if not_before is None else not_before).replace(microsecond=0)
         number = x509.random_serial_number() if serial is None else serial
-        key = ec.generate_private_key(ec.SECP256R1())
+        if public_key is None:
+            public_key = ec.generate_private_key(ec.SECP256R1()).public_key()
         leaf = (
             x509.CertificateBuilder()
             .subject_name(_name(common_name))
             .issuer_name(self.intermediate.subject)
-            .public_key(key.public_key())
+            .public_key(public_key)
             .serial_number(number)
             .not_valid_before(start)
             .not_valid_after(start + timedelta(days=days))
@@ -129,10 +139,22 @@ def make_chain(
     serial: int | None = None,
     not_before: datetime | None = None,
     days: int = 90,
+    public_key: ec.EllipticCurvePublicKey | None = None,
 ) -> tuple[str, str, str]:
     """A leaf issued by the test CA: ``(leaf_pem, chain_pem, decimal serial)``.
 
     ``chain_pem`` is the intermediate then the root; ``leaf_pem + chain_pem`` is what a CA's
     "full chain" PEM download looks like.
     """
-    return default_ca().issue(common_name, sans, serial=serial, not_before=not_before, days=days)
+    return default_ca().issue(
+        common_name, sans, serial=serial, not_before=not_before, days=days, public_key=public_key
+    )
+
+
+def make_order(
+    common_name: str = "www.example.com", sans: Sequence[str] = (), *, serial: int | None = None
+) -> tuple[str, str, str, str]:
+    """A CSR and the leaf the test CA issues for its key: ``(csr, leaf, chain, serial)``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf, chain, number = make_chain(common_name, sans, serial=serial, public_key=key.public_key())
+    return make_csr(common_name, sans, key=key), leaf, chain, number

@@ -11,9 +11,11 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -181,8 +183,9 @@ async def test_serve_sim_serves_until_interrupted() -> None:
     first = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
     origin = first.split(" on ")[1].split()[0]
     assert origin.startswith("http://127.0.0.1:")
-    exports = [(await process.stdout.readline()).decode() for _ in range(4)]
-    base_url = exports[1].strip().split("=", 1)[1]
+    lines = [(await process.stdout.readline()).decode() for _ in range(6)]
+    prefix = "export CERTPOLL_DIGICERT_BASE_URL="
+    base_url = next(line for line in lines if line.startswith(prefix)).strip()[len(prefix) :]
     async with httpx.AsyncClient() as client:
         answer = await client.get(f"{base_url}/order/certificate/1")
     assert answer.status_code in (401, 403, 404)  # the simulator answered
@@ -190,3 +193,88 @@ async def test_serve_sim_serves_until_interrupted() -> None:
     _, err = await asyncio.wait_for(process.communicate(), 20)
     assert process.returncode == 0, err
     assert b"Traceback" not in err
+
+
+async def test_version_and_help_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert await run("--version") == 0
+    out, _ = check_output(capsys)
+    assert out.strip() == f"certpoll {version('certpoll')}"
+    assert await run("status", "--help") == 0
+    out, _ = check_output(capsys)
+    assert "--out DIR" in out
+    assert "DIR/<ca>-<order-id>.pem" in " ".join(out.split())
+    assert await run("serve-sim", "--help") == 0
+    out, _ = check_output(capsys)
+    assert "--seed SEED" in out
+    assert "simulated seconds per real second" in " ".join(out.split())
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize("json_out", [False, True])
+async def test_an_unreachable_ca_shows_each_attempt_and_the_last_error(
+    json_out: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean_env(monkeypatch)
+    port = closed_port()
+    monkeypatch.setenv("CERTPOLL_DIGICERT_API_KEY", DIGICERT_API_KEY)
+    monkeypatch.setenv("CERTPOLL_DIGICERT_ORG_ID", "112233")
+    monkeypatch.setenv("CERTPOLL_DIGICERT_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("CERTPOLL_DIGICERT_POLL_INITIAL_WAIT_SECONDS", "0.01")
+    monkeypatch.setenv("CERTPOLL_DIGICERT_POLL_MAX_BACKOFF_SECONDS", "0.02")
+    argv = ["status", "digicert", "7", "--max-wait", "0.2", "--attempts", "always"]
+    assert await run(*argv, *(["--json"] if json_out else ["--plain"])) == 3
+    out, err = check_output(capsys)
+    refused = f"connection refused (127.0.0.1:{port})"
+    attempts = err.splitlines()
+    assert len(attempts) >= 2
+    assert attempts[0] == f"digicert 7: attempt 1 pending: {refused}; next in 0 s"
+    assert all(line.startswith("digicert 7: attempt ") for line in attempts)
+    if json_out:
+        assert json.loads(out)[0]["last_error"] == refused
+    else:
+        assert out.strip() == f"digicert 7  pending; last error: {refused}"
+
+
+async def test_attempts_are_not_shown_off_a_terminal_by_default(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean_env(monkeypatch)
+    monkeypatch.setenv("CERTPOLL_DIGICERT_API_KEY", DIGICERT_API_KEY)
+    monkeypatch.setenv("CERTPOLL_DIGICERT_ORG_ID", "112233")
+    monkeypatch.setenv("CERTPOLL_DIGICERT_BASE_URL", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("CERTPOLL_DIGICERT_POLL_INITIAL_WAIT_SECONDS", "0.01")
+    assert await run("status", "digicert", "7", "--max-wait", "0.05") == 3
+    _, err = check_output(capsys)
+    assert err == ""  # no attempt lines, and no log line either
+
+
+async def test_ctrl_c_exits_130_and_json_reports_every_order(
+    served: tuple[SimulatedCA, ServedCA],
+) -> None:
+    sim, where = served
+    waiting = await submit(where, sim, OrderScript(approval_for=10**7))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTPOLL_DIGICERT_POLL")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "certpoll", "status", "digicert", waiting, "--json", "--attempts", "always"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert process.stderr is not None
+    # Interrupted once the order has been looked at: it waits 5 s for its next look.
+    line = await asyncio.wait_for(process.stderr.readline(), 30)
+    assert line.decode().startswith(f"digicert {waiting}: attempt 1 pending")
+    process.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 130, err
+    assert err.decode().splitlines() == ["certpoll: interrupted"]
+    [report] = json.loads(out)
+    assert (report["order_id"], report["state"]) == (waiting, "pending")
+    assert report["message"] == "interrupted before the order settled"

@@ -6,15 +6,23 @@ Every test is async (the blocking ones run in a thread) so that all share the pl
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
+import json
+import os
 import socket
+import ssl
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
+from rich.console import Console
 
+import certpoll
 from certpoll import Certificate, ConfigError, OrderState, OrderStatus, _cli, _demo
 from certpoll.testing import SimulatedCA
+from tests.certs import make_csr
 
 ISSUED = OrderStatus(
     ca="digicert",
@@ -49,6 +57,49 @@ async def test_the_live_status_display_ends_with_one_line_per_order() -> None:
     assert lines[2] == "wrote /tmp/x.pem, /tmp/x.chain.pem"
 
 
+async def test_an_interrupted_status_reports_what_is_known_of_every_order() -> None:
+    out = io.StringIO()
+    display = _cli._Display(["7", "8", "9"], json_out=True, live=False)
+    display._out = out
+    display.update(ISSUED)
+    refused = certpoll.TransientError("HTTP 503", status_code=503)
+    display.attempt(
+        certpoll.PollDetails(
+            ca="digicert",
+            order_id="8",
+            attempt=1,
+            outcome="pending",
+            status_code=503,
+            waited_so_far=0.0,
+            next_wait=5.0,
+            error=refused,
+        )
+    )
+    statuses = display.statuses("digicert")
+    display.finish(statuses, {})
+    report = json.loads(out.getvalue())
+    assert [r["state"] for r in report] == ["issued", "pending", "pending"]
+    assert report[0]["serial"] == "1234"
+    assert report[1]["last_error"] == "HTTP 503"
+    assert report[2]["last_error"] is None
+    assert report[2]["message"] == "interrupted before the order settled"
+
+
+async def test_the_live_table_keeps_one_line_per_order_at_80_columns() -> None:
+    serial = "1" * 48  # a 20-byte serial number in decimal
+    certificate = dataclasses.replace(ISSUED.certificate, serial=serial)  # type: ignore[type-var]
+    order_ids = [f"order-{i:04d}-with-a-long-id" for i in range(3)]
+    issued = dataclasses.replace(ISSUED, certificate=certificate)
+    out = io.StringIO()
+    Console(file=out, width=80).print(
+        _cli._live_table([(order_id, _cli._describe(issued)) for order_id in order_ids])
+    )
+    lines = out.getvalue().splitlines()
+    assert len(lines) == len(order_ids)
+    assert all(len(line) <= 80 for line in lines)
+    assert lines[0].startswith("order-0000-with-a-long-id  issued  serial 1111")
+
+
 async def test_the_demo_with_the_live_table() -> None:
     out = io.StringIO()
     result = await asyncio.to_thread(
@@ -72,29 +123,50 @@ async def test_demo_orders_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _demo.demo_orders_from_env() == 12
 
 
-async def test_serve_sim_announces_working_exports(capsys: pytest.CaptureFixture[str]) -> None:
+async def test_serve_sim_announces_every_variable_each_connector_needs(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in list(os.environ):
+        if name.startswith(("CERTPOLL_", "CERTCTL_")):
+            monkeypatch.delenv(name)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    server = asyncio.create_task(_cli._run_server(SimulatedCA(), sock))
+    sim = SimulatedCA()
+    client = _cli._client_key_pair(tmp_path)
+    server = asyncio.create_task(_cli._run_server(sim, sock, client))
     try:
         for _ in range(500):
             out = capsys.readouterr().out
             if out:
                 break
             await asyncio.sleep(0.01)
-        base_url = next(
-            line.split("=", 1)[1]
-            for line in out.splitlines()
-            if line.startswith("export CERTPOLL_DIGICERT_BASE_URL=")
-        )
-        async with httpx.AsyncClient() as client:
-            answer = await client.get(f"{base_url}/order/certificate/1")
-        assert answer.status_code in (401, 403, 404)
+        for line in out.splitlines():
+            if line.startswith("export "):
+                name, _, value = line.removeprefix("export ").partition("=")
+                monkeypatch.setenv(name, value)
+        # Exactly these exports configure all four CAs, client key pairs included.
+        connectors: list[
+            certpoll.DigiCert | certpoll.Sectigo | certpoll.Entrust | certpoll.GlobalSign
+        ] = [
+            certpoll.DigiCert(certpoll.DigiCertSettings()),
+            certpoll.Sectigo(certpoll.SectigoSettings()),
+            certpoll.Entrust(certpoll.EntrustSettings()),
+            certpoll.GlobalSign(certpoll.GlobalSignSettings()),
+        ]
+        for connector in connectors:
+            async with connector:
+                order = await connector.issue(
+                    certpoll.CertificateRequest(
+                        common_name="a.example", csr_pem=make_csr("a.example")
+                    )
+                )
+                assert order.state is not OrderState.FAILED, connector.ca  # accepted
     finally:
         server.cancel()
         with pytest.raises(asyncio.CancelledError):
             await server
         sock.close()
+    assert oct(client[1].stat().st_mode & 0o777) == "0o600"
 
 
 async def test_serve_sim_refuses_a_busy_port(capsys: pytest.CaptureFixture[str]) -> None:
@@ -109,3 +181,76 @@ async def test_serve_sim_refuses_a_busy_port(capsys: pytest.CaptureFixture[str])
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port}" in err
     assert "hint: choose another --port" in err
+
+
+async def test_the_same_seed_gives_the_same_demo_and_certpoll_causes_no_429() -> None:
+    def once(seed: int) -> _demo.DemoResult:
+        return _demo.run_demo(orders=60, seed=seed, speed=20000, out=io.StringIO(), live=False)
+
+    first, second = await asyncio.to_thread(once, 5), await asyncio.to_thread(once, 5)
+    assert first.tallies == second.tallies
+    assert (first.ca_requests, first.ca_throttled, first.simulated_seconds) == (
+        second.ca_requests,
+        second.ca_throttled,
+        second.simulated_seconds,
+    )
+    assert first.ca_throttled_by_certpoll == 0
+    other = await asyncio.to_thread(once, 6)
+    assert other.tallies != first.tallies  # the seed does drive the run
+
+
+async def test_the_demo_summary_says_whose_429s_they_are() -> None:
+    result = _demo.DemoResult(
+        tallies=(),
+        wall_seconds=1.0,
+        simulated_seconds=3600.0,
+        ca_requests=100,
+        ca_throttled=7,
+        ca_throttled_by_certpoll=0,
+    )
+    summary = _demo.render_summary(result)
+    assert "7 HTTP 429 answers: 7 scripted by the realistic profile" in summary
+    assert "0 caused by certpoll" in summary
+
+
+def _chained(cause: BaseException, url: str = "https://ca.example:8443/x") -> Exception:
+    """A certpoll error over an httpx error over ``cause``, as a connector raises it."""
+    transport = httpx.ConnectError("connect failed", request=httpx.Request("GET", url))
+    transport.__cause__ = cause
+    error = certpoll.TransientError("digicert GET /x: ConnectError: connect failed")
+    error.__cause__ = transport
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "text"),
+    [
+        (None, None),
+        (_chained(ConnectionRefusedError(111, "refused")), "connection refused (ca.example:8443)"),
+        (
+            _chained(OSError("all failed"), "http://127.0.0.1/x"),
+            "digicert GET /x: ConnectError: connect failed",
+        ),
+        (
+            _chained(ExceptionGroup("all", [ConnectionRefusedError(111, "x")]), "http://h/x"),
+            "connection refused (h:80)",
+        ),
+        (
+            _chained(socket.gaierror(-2, "unknown")),
+            "cannot resolve the host name (ca.example:8443)",
+        ),
+        (
+            _chained(ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")),
+            "TLS failed: SSLError (ca.example:8443)",
+        ),
+        (
+            _chained(TimeoutError(110, "Connection timed out")),
+            "connection timed out (ca.example:8443)",
+        ),
+        (certpoll.TransientError("HTTP 503:\n  busy"), "HTTP 503: busy"),
+    ],
+)
+async def test_error_text_names_what_a_user_can_act_on(
+    error: BaseException | None, text: str | None
+) -> None:
+    assert _cli._error_text(error) == text

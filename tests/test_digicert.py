@@ -37,7 +37,7 @@ from certpoll import (
     SubmissionUncertain,
     TransientError,
 )
-from tests.certs import make_chain, make_csr
+from tests.certs import make_chain, make_csr, make_order
 from tests.helpers import DIGICERT_API_KEY, FakeTime, assert_no_secrets
 
 BASE = "https://dc.test/services/v2"
@@ -130,6 +130,88 @@ async def test_issue_immediate_success(ca: respx.MockRouter, dc: DigiCert) -> No
     }
     assert download.calls.last.request.headers["X-DC-DEVKEY"] == DIGICERT_API_KEY
     assert submit.call_count == 1
+
+
+def _crlf_chain(*pems: str) -> list[dict[str, str]]:
+    """``certificate_chain`` as DigiCert writes it: one entry per certificate, CRLF ends."""
+    return [{"subject_common_name": "x", "pem": pem.replace("\n", "\r\n")} for pem in pems]
+
+
+@pytest.mark.parametrize("root_first", [False, True])
+async def test_issue_reads_the_certificate_issued_on_the_201(
+    ca: respx.MockRouter, dc: DigiCert, root_first: bool
+) -> None:
+    """The real order answer: no status, the chain inline; ISSUED with no further request."""
+    csr, leaf, chain, serial = make_order("www.example.com")
+    intermediate, root = (
+        c + "-----END CERTIFICATE-----\n" for c in chain.split("-----END CERTIFICATE-----\n")[:2]
+    )
+    pems = [root, intermediate, leaf] if root_first else [leaf, intermediate, root]
+    ca.post("/order/certificate/ssl_basic").respond(
+        201,
+        json={
+            "id": 99001,
+            "requests": [{"id": 1, "status": "approved"}],
+            "certificate_id": 88001,
+            "certificate_chain": _crlf_chain(*pems),
+        },
+    )
+    order = await dc.issue(certpoll.CertificateRequest(common_name="www.example.com", csr_pem=csr))
+    assert order.state is OrderState.ISSUED
+    assert order.certificate is not None
+    assert order.certificate.pem == leaf
+    assert order.certificate.chain_pem == chain
+    assert order.certificate.serial == serial
+    assert order.certificate.ca_certificate_id == "88001"
+
+
+async def test_issue_201_with_a_csr_certpoll_cannot_read_finds_the_leaf_by_structure(
+    ca: respx.MockRouter, dc: DigiCert
+) -> None:
+    unreadable = (
+        "-----BEGIN CERTIFICATE REQUEST-----\nnot base64\n-----END CERTIFICATE REQUEST-----\n"
+    )
+    ca.post("/order/certificate/ssl_basic").respond(
+        201,
+        json={"id": 99001, "certificate_id": 88001, "certificate_chain": _crlf_chain(BUNDLE)},
+    )
+    order = await dc.issue(
+        certpoll.CertificateRequest(common_name="www.example.com", csr_pem=unreadable)
+    )
+    assert order.state is OrderState.ISSUED
+    assert order.certificate is not None
+    assert order.certificate.pem == LEAF
+
+
+async def test_issue_201_chain_for_another_key_keeps_the_order(
+    ca: respx.MockRouter, dc: DigiCert
+) -> None:
+    """A chain whose leaf is not for the submitted key is never handed over as the order's."""
+    ca.post("/order/certificate/ssl_basic").respond(
+        201, json={"id": 99001, "certificate_id": 88001, "certificate_chain": _crlf_chain(LEAF)}
+    )
+    order = await dc.issue(request())
+    assert order.state is OrderState.PENDING
+    assert order.order_id == "99001"
+    assert isinstance(order.last_error, ResponseParseError)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"certificate_chain": [{"subject_common_name": "x"}], "certificate_id": 88001},
+        {"certificate_chain": "not a list", "certificate_id": 88001},
+        {"certificate_chain": _crlf_chain(LEAF)},
+    ],
+)
+async def test_issue_201_unreadable_chain_keeps_the_order(
+    ca: respx.MockRouter, dc: DigiCert, answer: dict[str, object]
+) -> None:
+    ca.post("/order/certificate/ssl_basic").respond(201, json={"id": 99001, **answer})
+    order = await dc.issue(request())
+    assert order.state is OrderState.PENDING
+    assert order.order_id == "99001"
+    assert isinstance(order.last_error, ResponseParseError)
 
 
 async def test_issue_pending_with_other_product(ca: respx.MockRouter) -> None:

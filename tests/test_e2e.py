@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 import certpoll
 from certpoll._gate import UpstreamGate
@@ -91,10 +92,7 @@ def check_issued(
     assert certificate is not None
     issued = world.sim.order(ca, status.order_id)
     assert issued.certificate is not None
-    if ca == "globalsign":
-        assert int(certificate.serial, 16) == issued.serial
-    else:
-        assert certificate.serial == str(issued.serial)
+    assert certificate.serial == str(issued.serial)  # decimal, for every CA
     assert certificate.not_before == issued.certificate.not_valid_before_utc
     assert certificate.not_after == issued.certificate.not_valid_after_utc
     assert certificate.chain_pem.count("BEGIN CERTIFICATE") >= 1
@@ -103,10 +101,7 @@ def check_issued(
 
 async def test_digicert_end_to_end(world: World) -> None:
     world.sim.script_next(OrderScript(approval_for=3600, issue_after=120, errors=(429, 503)))
-    settings = certpoll.DigiCertSettings(
-        api_key=DIGICERT_API_KEY, org_id=112233, base_url=world.served.base_urls.digicert
-    )
-    async with certpoll.DigiCert(settings, **world.wire(settings)) as dc:  # type: ignore[arg-type]
+    async with connector(world, "digicert") as dc:
         order = await dc.issue(request("dc.example.com"))
         assert order.state is certpoll.OrderState.PENDING
         status = await dc.get_order_status(order.order_id)
@@ -128,10 +123,7 @@ async def test_digicert_end_to_end(world: World) -> None:
 
 async def test_digicert_rejected_and_unknown(world: World) -> None:
     world.sim.script_next(OrderScript(issue_after=30, reject=True))
-    settings = certpoll.DigiCertSettings(
-        api_key=DIGICERT_API_KEY, org_id=112233, base_url=world.served.base_urls.digicert
-    )
-    async with certpoll.DigiCert(settings, **world.wire(settings)) as dc:  # type: ignore[arg-type]
+    async with connector(world, "digicert") as dc:
         order = await dc.issue(request("no.example.com"))
         status = await dc.get_order_status(order.order_id)
         assert status.state is certpoll.OrderState.FAILED
@@ -150,15 +142,7 @@ async def test_sectigo_end_to_end(world: World) -> None:
     world.sim.script_next(
         OrderScript(approval_for=60, issue_after=60, collect_not_ready_for=300, errors=(503,))
     )
-    settings = certpoll.SectigoSettings(
-        customer_uri="sim-customer",
-        login=SECTIGO_LOGIN,
-        password=SECTIGO_PASSWORD,
-        org_id=4455,
-        cert_type=77,
-        base_url=world.served.base_urls.sectigo,
-    )
-    async with certpoll.Sectigo(settings, **world.wire(settings)) as sc:  # type: ignore[arg-type]
+    async with connector(world, "sectigo") as sc:
         order = await sc.issue(request("sc.example.com"))
         assert order.state is certpoll.OrderState.PENDING
         status = await sc.get_order_status(order.order_id)
@@ -176,13 +160,7 @@ async def test_entrust_end_to_end(world: World) -> None:
     world.sim.script_next(
         OrderScript(approval_for=200, issue_after=10, errors=(429,), retry_after=30)
     )
-    settings = certpoll.EntrustSettings(
-        api_url=world.served.base_urls.entrust,
-        client_cert_path=world.served.client_cert_path,
-        client_key_path=world.served.client_key_path,
-        ca_id="SIMCA1",
-    )
-    async with certpoll.Entrust(settings, **world.wire(settings)) as en:  # type: ignore[arg-type]
+    async with connector(world, "entrust") as en:
         order = await en.issue(request("en.example.com"))
         assert order.state is certpoll.OrderState.PENDING
         status = await en.get_order_status(order.order_id)
@@ -213,7 +191,7 @@ async def test_globalsign_end_to_end(world: World) -> None:
         assert order.state is certpoll.OrderState.PENDING
         status = await gs.get_order_status(order.order_id)
         certificate = check_issued(world, "globalsign", status)
-        assert certificate.serial == order.order_id
+        assert int(certificate.ca_certificate_id, 16) == int(certificate.serial)
         world.sim.expire_tokens()  # the next request gets a 401, logs in again, resends
         await gs.revoke(certificate, reason=certpoll.RevocationReason.SUPERSEDED)
         # Past the token's life (the longer order): the connector renews it on its own.
@@ -221,3 +199,65 @@ async def test_globalsign_end_to_end(world: World) -> None:
         check_issued(world, "globalsign", status)
     assert world.sim.order("globalsign", order.order_id).state == "revoked"
     assert world.sim.requests_by_route["globalsign.login"] >= 3
+
+
+def connector(
+    world: World, ca: certpoll.CAName
+) -> certpoll.DigiCert | certpoll.Sectigo | certpoll.Entrust:
+    """A connector of ``ca`` on the world's client and clock."""
+    urls = world.served.base_urls
+    settings: certpoll.CASettings
+    if ca == "digicert":
+        settings = certpoll.DigiCertSettings(
+            api_key=DIGICERT_API_KEY, org_id=112233, base_url=urls.digicert
+        )
+        return certpoll.DigiCert(settings, **world.wire(settings))  # type: ignore[arg-type]
+    if ca == "sectigo":
+        settings = certpoll.SectigoSettings(
+            customer_uri="sim-customer",
+            login=SECTIGO_LOGIN,
+            password=SECTIGO_PASSWORD,
+            org_id=4455,
+            cert_type=77,
+            base_url=urls.sectigo,
+        )
+        return certpoll.Sectigo(settings, **world.wire(settings))  # type: ignore[arg-type]
+    settings = certpoll.EntrustSettings(
+        api_url=urls.entrust,
+        client_cert_path=world.served.client_cert_path,
+        client_key_path=world.served.client_key_path,
+        ca_id="SIMCA1",
+    )
+    return certpoll.Entrust(settings, **world.wire(settings))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("ca", ["digicert", "sectigo", "entrust"])
+@pytest.mark.parametrize("awkward", [False, True])
+async def test_real_answer_shapes_end_to_end(
+    world: World, ca: certpoll.CAName, awkward: bool
+) -> None:
+    """Issued at once in the CA's real shapes (awkward: root-first SCM bundles, CAGW's
+    ACCEPTED): the leaf is the order's, the chain runs from its issuer to the root."""
+    world.sim.script_next(OrderScript(awkward=awkward), ca=ca)
+    async with connector(world, ca) as conn:
+        order = await conn.issue(request(f"{ca}.shapes.example.com"))
+        certificate = check_issued(world, ca, order)
+    chain = [c.public_bytes(Encoding.PEM).decode() for c in world.sim.pki.chain]
+    assert certificate.chain_pem == "".join(chain)
+    if ca == "digicert":
+        # The certificate came in the order's own answer: nothing was downloaded.
+        assert world.sim.requests_by_route["digicert.download"] == 0
+    if ca == "entrust":
+        assert order.order_id == format(world.sim.order(ca, order.order_id).serial, "x")
+
+
+async def test_entrust_held_enrollment_keeps_its_id_end_to_end(world: World) -> None:
+    """An enrollment held for approval has no serial yet: it is looked up by its id."""
+    world.sim.script_next(OrderScript(approval_for=120), ca="entrust")
+    async with connector(world, "entrust") as conn:
+        order = await conn.issue(request("held.example.com"))
+        assert order.state is certpoll.OrderState.PENDING
+        assert order.order_id.startswith("ENR-")
+        status = await conn.get_order_status(order.order_id)
+        check_issued(world, "entrust", status)
+    assert world.sim.requests_by_route["entrust.status"] >= 2

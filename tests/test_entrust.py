@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import respx
+from cryptography.hazmat.primitives.asymmetric import ec
 
 import certpoll
 from certpoll._connectors.entrust import REVOCATION_REASONS, hex_serial
@@ -26,6 +27,8 @@ from tests.helpers import FakeTime
 
 BASE = "https://cagw.example/cagw"
 ENROLLMENTS = f"{BASE}/v1/certificate-authorities/CA-1/enrollments"
+#: The key of every CSR these tests submit, so that the certificates answered are for it.
+KEY = ec.generate_private_key(ec.SECP256R1())
 
 
 def settings(**overrides: object) -> certpoll.EntrustSettings:
@@ -65,12 +68,12 @@ def request(
     sans: tuple[str, ...] = ("www.example.com", "example.com"),
 ) -> certpoll.CertificateRequest:
     return certpoll.CertificateRequest(
-        common_name="www.example.com", csr_pem=make_csr("www.example.com", sans), sans=sans
+        common_name="www.example.com", csr_pem=make_csr("www.example.com", sans, key=KEY), sans=sans
     )
 
 
 def issued_body(tracking_id: str = "ENR-2024-001", serial: int | None = None) -> dict[str, str]:
-    leaf, chain, _ = make_chain(serial=serial)
+    leaf, chain, _ = make_chain(serial=serial, public_key=KEY.public_key())
     return {"trackingId": tracking_id, "status": "ISSUED", "certificate": leaf, "chain": chain}
 
 
@@ -95,7 +98,7 @@ async def test_issue_synchronous(entrust: certpoll.Entrust, mock: respx.MockRout
         {"type": "dNSName", "value": "www.example.com"},
         {"type": "dNSName", "value": "example.com"},
     ]
-    assert body["requiredFormat"] == {"format": "PEM"}
+    assert body["requiredFormat"] == {"format": "X509"}
     assert body["optionalCertificateRequestDetails"] == {"subjectDn": "CN=www.example.com"}
     # CAGW takes base64 DER: the PEM body without armour or line breaks.
     pem_lines = submitted.csr_pem.strip().splitlines()
@@ -105,7 +108,7 @@ async def test_issue_synchronous(entrust: certpoll.Entrust, mock: respx.MockRout
 async def test_issue_reads_cagws_nested_answer(
     entrust: certpoll.Entrust, mock: respx.MockRouter
 ) -> None:
-    leaf, _, serial = make_chain()
+    leaf, _, serial = make_chain(public_key=KEY.public_key())
     answer = {
         "type": "EnrollmentResponse",
         "enrollment": {"id": "E-9", "status": "ISSUED", "body": leaf},
@@ -116,6 +119,132 @@ async def test_issue_reads_cagws_nested_answer(
     assert order.order_id == "E-9"
     assert order.certificate is not None
     assert order.certificate.serial == serial
+
+
+def assert_failed(outcome: object, message: str) -> None:
+    """``outcome`` is the CA's final "no", in these words."""
+    assert isinstance(outcome, certpoll.Done)
+    assert outcome.value.state is certpoll.OrderState.FAILED
+    assert outcome.value.message == message
+
+
+def _der64(pem: str) -> str:
+    """A PEM certificate as CAGW writes ``requiredFormat: X509``: base64 DER, one line."""
+    return "".join(pem.strip().splitlines()[1:-1])
+
+
+def _chain_array(chain: str) -> list[dict[str, str]]:
+    blocks = [
+        b + "-----END CERTIFICATE-----" for b in chain.split("-----END CERTIFICATE-----")[:-1]
+    ]
+    return [{"certificateData": _der64(block)} for block in blocks]
+
+
+@pytest.mark.parametrize("encode", [_der64, str], ids=["base64-der", "pem"])
+async def test_issue_accepted_with_a_body_is_issued(
+    entrust: certpoll.Entrust, mock: respx.MockRouter, encode: Callable[[str], str]
+) -> None:
+    """CAGW's own answer: ``ACCEPTED`` with the certificate in ``body`` and a chain array."""
+    leaf, chain, serial = make_chain(serial=0x5912BD91, public_key=KEY.public_key())
+    answer = {
+        "type": "EnrollmentResponse",
+        "enrollment": {
+            "id": "0f8a2c4e-1111-2222-3333-444455556666",
+            "serialNumber": "5912bd91",
+            "subjectName": "CN=www.example.com",
+            "status": "ACCEPTED",
+            "body": encode(leaf),
+            "properties": {},
+            "chain": _chain_array(chain),
+        },
+    }
+    mock.post(ENROLLMENTS).respond(201, json=answer)
+    order = await entrust.issue(request())
+    assert order.state is certpoll.OrderState.ISSUED
+    assert order.order_id == "5912bd91"
+    assert order.certificate is not None
+    assert order.certificate.pem == leaf
+    assert order.certificate.chain_pem == chain
+    assert order.certificate.serial == serial
+
+
+async def test_issue_without_any_id_takes_the_certificates_serial(
+    entrust: certpoll.Entrust, mock: respx.MockRouter
+) -> None:
+    leaf, _, _ = make_chain(serial=0xBEEF, public_key=KEY.public_key())
+    mock.post(ENROLLMENTS).respond(201, json={"enrollment": {"status": "ISSUED", "body": leaf}})
+    order = await entrust.issue(request())
+    assert order.state is certpoll.OrderState.ISSUED
+    assert order.order_id == hex_serial(0xBEEF)
+
+
+async def test_issue_rejected_with_a_body_is_failed(
+    entrust: certpoll.Entrust, mock: respx.MockRouter
+) -> None:
+    leaf, _, _ = make_chain(public_key=KEY.public_key())
+    answer = {"enrollment": {"id": "E-1", "status": "REJECTED", "body": _der64(leaf)}}
+    mock.post(ENROLLMENTS).respond(201, json=answer)
+    order = await entrust.issue(request())
+    assert order.state is certpoll.OrderState.FAILED
+    assert order.message == "enrollment E-1 is REJECTED"
+
+
+async def test_poll_by_serial_reads_the_certificate_lookup(
+    entrust: certpoll.Entrust, mock: respx.MockRouter
+) -> None:
+    """A hex order id is a serial: CAGW's published ``GET certificates/{serial}``."""
+    leaf, chain, serial = make_chain(serial=0x5912BD91)
+    answer = {
+        "type": "CertificateResponse",
+        "certificate": {
+            "status": "normal",
+            "serialNumber": "5912bd91",
+            "certificateData": _der64(leaf),
+        },
+        "chain": _chain_array(chain),
+    }
+    mock.get(f"{BASE}/v1/certificate-authorities/CA-1/certificates/5912bd91").respond(
+        200, json=answer
+    )
+    outcome = await entrust.poll_once("5912bd91")
+    assert isinstance(outcome, certpoll.Done)
+    assert outcome.value.certificate is not None
+    assert outcome.value.certificate.serial == serial
+    assert outcome.value.certificate.chain_pem == chain
+
+
+@pytest.mark.parametrize("status", ["revoked", "held", "EXPIRED", "suspended"])
+async def test_poll_by_serial_of_a_certificate_no_longer_good_is_failed(
+    entrust: certpoll.Entrust, mock: respx.MockRouter, status: str
+) -> None:
+    leaf, _, _ = make_chain()
+    answer = {"certificate": {"status": status, "certificateData": _der64(leaf)}, "chain": []}
+    mock.get(f"{BASE}/v1/certificate-authorities/CA-1/certificates/abc123").respond(
+        200, json=answer
+    )
+    assert_failed(await entrust.poll_once("abc123"), f"certificate abc123 is {status}")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"certificate": "x"},
+        {"certificate": {"status": "normal"}},
+        {"certificate": {"certificateData": "@@"}},
+        {"certificate": {"certificateData": "QUJD"}},
+        {"certificate": {"certificateData": "LEAF"}, "chain": 3},
+        {"certificate": {"certificateData": "LEAF"}, "chain": [{"x": 1}]},
+        {"certificate": {"certificateData": "LEAF"}, "chain": [{"certificateData": "QUJD"}]},
+    ],
+)
+async def test_poll_by_serial_unreadable_is_a_parse_error(
+    entrust: certpoll.Entrust, mock: respx.MockRouter, answer: dict[str, object]
+) -> None:
+    answer = json.loads(json.dumps(answer).replace("LEAF", _der64(make_chain()[0])))
+    mock.get(f"{BASE}/v1/certificate-authorities/CA-1/certificates/abc").respond(200, json=answer)
+    outcome = await entrust.poll_once("abc")
+    assert isinstance(outcome, certpoll.Failed)
+    assert isinstance(outcome.error, certpoll.ResponseParseError)
 
 
 async def test_issue_async_pending(entrust: certpoll.Entrust, mock: respx.MockRouter) -> None:
@@ -255,10 +384,7 @@ async def test_poll_failed_words(
     entrust: certpoll.Entrust, mock: respx.MockRouter, status: str
 ) -> None:
     mock.get(status_url()).respond(200, json={"trackingId": "ENR-1", "status": status})
-    outcome = await entrust.poll_once("ENR-1")
-    assert isinstance(outcome, certpoll.Done)
-    assert outcome.value.state is certpoll.OrderState.FAILED
-    assert outcome.value.message == f"enrollment ENR-1 is {status}"
+    assert_failed(await entrust.poll_once("ENR-1"), f"enrollment ENR-1 is {status}")
 
 
 @pytest.mark.parametrize(

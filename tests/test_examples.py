@@ -17,7 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+import uvicorn.importer
 from aiohttp.test_utils import TestServer
+from fastapi import FastAPI
 
 import certpoll
 from certpoll.testing import Credentials, OrderScript, SimulatedCA
@@ -169,18 +171,38 @@ async def test_aiohttp_app_over_its_test_server(sim: SimulatedCA) -> None:
             await _exercise(client, sim)
             response = await client.post("/orders", json=["not", "an", "object"])
             assert response.status_code == 422
+            # Bad input is a 422 with a JSON body, as FastAPI answers, never a 500.
+            for body in (b"{not json", b"\xff\xfe", b""):
+                response = await client.post("/orders", content=body)
+                assert response.status_code == 422, body
+                assert response.json() == {"detail": "the body is not JSON"}
+            response = await client.get("/orders/digicert/999")
+            assert response.json() == {"detail": "no such order"}
 
 
-def test_settings_from_env_takes_only_configured_cas(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_from_env_takes_only_configured_cas(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     for name in ("DIGICERT", "SECTIGO", "ENTRUST", "GLOBALSIGN"):
         for prefix in ("CERTPOLL", "CERTCTL"):
             for var in ("API_KEY", "ORG_ID", "LOGIN", "API_URL", "CA_ID"):
                 monkeypatch.delenv(f"{prefix}_{name}_{var}", raising=False)
     monkeypatch.setenv("CERTPOLL_DIGICERT_API_KEY", DIGICERT_API_KEY)
     monkeypatch.setenv("CERTPOLL_DIGICERT_ORG_ID", "1")
+    monkeypatch.setenv("CERTPOLL_ENTRUST_API_URL", "http://127.0.0.1:9/entrust")
     for module in (fastapi_app, aiohttp_app):
+        caplog.clear()
         found = module.settings_from_env()
         assert list(found) == ["digicert"]
+        # Each skipped CA is named, with the reason (the variable that is missing).
+        why = {r.getMessage().split()[0]: r.getMessage() for r in caplog.records}
+        assert set(why) == {"sectigo", "entrust", "globalsign"}
+        assert "CERTPOLL_ENTRUST_CA_ID" in why["entrust"]
+
+
+def test_uvicorn_finds_the_fastapi_app_by_its_name() -> None:
+    # ``uvicorn fastapi_app:app`` imports the module and takes ``app``.
+    assert isinstance(uvicorn.importer.import_from_string("fastapi_app:app"), FastAPI)
 
 
 # -- resume after restart -------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 import respx
+from cryptography import x509
 from pydantic import SecretStr
 
 import certpoll
@@ -81,6 +82,10 @@ def request(sans: tuple[str, ...] = ("www.example.com",)) -> certpoll.Certificat
     return certpoll.CertificateRequest(
         common_name="www.example.com", csr_pem=make_csr("www.example.com", sans), sans=sans
     )
+
+
+def decimal_serial(pem: str) -> str:
+    return str(x509.load_pem_x509_certificate(pem.encode()).serial_number)
 
 
 def issued(status: str = "ISSUED") -> dict[str, object]:
@@ -297,7 +302,7 @@ async def test_issue_immediate_in_the_body(
     assert order.state is certpoll.OrderState.ISSUED
     assert order.order_id == "12345678901234567890"
     assert order.certificate is not None
-    assert order.certificate.serial == "12345678901234567890"
+    assert order.certificate.serial == decimal_serial(order.certificate.pem)
     assert order.certificate.ca_certificate_id == "12345678901234567890"
 
 
@@ -412,10 +417,38 @@ async def test_issue_without_a_token_sends_nothing(
 async def test_poll_202_is_pending(
     gs: certpoll.GlobalSign, mock: respx.MockRouter, login: respx.Route
 ) -> None:
-    mock.get(f"{CERTIFICATES}/0A").respond(202, json={"description": "being issued"})
+    mock.get(f"{CERTIFICATES}/0A").respond(
+        202,
+        json={"description": "Certificate is being issued"},
+        headers={"Content-Type": "application/problem+json"},
+    )
     outcome = await gs.poll_once("0A")
     assert isinstance(outcome, certpoll.Pending)
     assert outcome.error is None
+    assert outcome.detail == "HTTP 202: Certificate is being issued"
+
+
+@pytest.mark.parametrize("body", [b"", b"[]", b'{"description": ""}', b"<html>", b'{"x": 1}'])
+async def test_poll_202_without_words_says_the_status(
+    gs: certpoll.GlobalSign, mock: respx.MockRouter, login: respx.Route, body: bytes
+) -> None:
+    mock.get(f"{CERTIFICATES}/0A").respond(202, content=body)
+    outcome = await gs.poll_once("0A")
+    assert outcome == certpoll.Pending(detail="HTTP 202 Accepted")
+
+
+def test_revocation_reasons_are_the_six_hvca_names() -> None:
+    """GlobalSign's hvclient offers these six; the CA's own reasons go as unspecified."""
+    assert set(REVOCATION_REASONS.values()) <= {
+        "unspecified",
+        "keyCompromise",
+        "affiliationChanged",
+        "superseded",
+        "cessationOfOperation",
+        "privilegeWithdrawn",
+    }
+    assert REVOCATION_REASONS[certpoll.RevocationReason.CA_COMPROMISE] == "unspecified"
+    assert REVOCATION_REASONS[certpoll.RevocationReason.CERTIFICATE_HOLD] == "unspecified"
 
 
 @pytest.mark.parametrize("status", ["ISSUED", "issued", "Issued"])
@@ -428,7 +461,7 @@ async def test_poll_issued(
     value = outcome.value
     assert value.state is certpoll.OrderState.ISSUED
     assert value.certificate is not None
-    assert value.certificate.serial == "12345"
+    assert value.certificate.serial == decimal_serial(value.certificate.pem)
     assert value.certificate.ca_certificate_id == "12345"
     assert value.certificate.chain_pem.count("BEGIN CERTIFICATE") == 2
 

@@ -52,7 +52,7 @@ CAS: tuple[certpoll.CAName, ...] = ("digicert", "sectigo", "entrust", "globalsig
 STATUS = {
     "digicert": re.compile(r"/order/certificate/\d+$"),
     "sectigo": re.compile(r"/ssl/v1/\d+$"),
-    "entrust": re.compile(r"/enrollments/[^/]+$"),
+    "entrust": re.compile(r"/(enrollments|certificates)/[^/]+$"),
     "globalsign": re.compile(r"/certificates/[^/]+$"),
 }
 #: The request whose answer carries the certificate's PEM, per CA.
@@ -256,13 +256,20 @@ async def test_the_content_type_does_not_decide(
 
 # -- PEM ------------------------------------------------------------------------------------
 
+
+def _begin_line_only(body: bytes) -> bytes:
+    """The first certificate cut short: after its BEGIN line, or (base64 DER) at 40 chars."""
+    begin = body.find(b"-----BEGIN CERTIFICATE-----")
+    if begin >= 0:
+        return body[: begin + 40]
+    return re.sub(rb'"(MII[^"]{37})[^"]*"', rb'"\1"', body, count=1)
+
+
 BAD_PEM: dict[str, Mangle] = {
     # Every DER certificate's base64 starts "MII": break the first one.
     "garbage inside the PEM": replaced(lambda body: body.replace(b"MII", b"M!I", 1)),
     "a certificate that does not parse": replaced(lambda body: body.replace(b"MII", b"AAA", 1)),
-    "the BEGIN line only": replaced(
-        lambda body: body[: body.index(b"-----BEGIN CERTIFICATE-----") + 40]
-    ),
+    "the BEGIN line only": replaced(_begin_line_only),
 }
 
 

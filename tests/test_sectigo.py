@@ -122,7 +122,7 @@ async def test_issue_immediate_success(ca: respx.MockRouter, scm: Sectigo) -> No
     """Checklist 7 and 19: enroll, status Issued, collect; all three headers on every call."""
     enroll = ca.post("/ssl/v1/enroll").respond(200, json={"sslId": 55001, "renewId": "ren-abc"})
     ca.get(STATUS).mock(return_value=status("Issued"))
-    collect = ca.get(COLLECT, params={"format": "x509"}).respond(200, text=BUNDLE)
+    collect = ca.get(COLLECT, params={"format": "pemia"}).respond(200, text=BUNDLE)
 
     order = await scm.issue(request())
 
@@ -141,7 +141,7 @@ async def test_issue_immediate_success(ca: respx.MockRouter, scm: Sectigo) -> No
         "comments": "requested through certpoll",
     }
     assert enroll.calls.last.request.headers["Content-Type"] == "application/json"
-    assert collect.calls.last.request.url.params["format"] == "x509"
+    assert collect.calls.last.request.url.params["format"] == "pemia"
     assert enroll.call_count == 1
     assert ca.calls.call_count == 3
     _assert_auth(ca)
@@ -263,7 +263,7 @@ async def test_issue_refuses_sans_scm_cannot_take(scm: Sectigo, sans: tuple[str,
 
 
 @pytest.mark.parametrize(
-    "word", ["Requested", "Approved", "SAApproved", "Applied", "Init", "Pending"]
+    "word", ["Requested", "Approved", "SAApproved", "Applied", "Init", "Pending", "Not Enrolled"]
 )
 async def test_pending_words(ca: respx.MockRouter, scm: Sectigo, word: str) -> None:
     ca.get(STATUS).mock(return_value=status(word))
@@ -271,7 +271,7 @@ async def test_pending_words(ca: respx.MockRouter, scm: Sectigo, word: str) -> N
 
 
 @pytest.mark.parametrize(
-    "word", ["Declined", "Rejected", "Revoked", "Expired", "Invalid", "Replaced", "Not Enrolled"]
+    "word", ["Declined", "Rejected", "Revoked", "Expired", "Invalid", "Replaced"]
 )
 async def test_failed_words(ca: respx.MockRouter, scm: Sectigo, word: str) -> None:
     """Failure checklist 4 (the failed half)."""
@@ -296,15 +296,57 @@ async def test_unknown_word_is_pending_and_warned_once(
     assert sum("'issued'" in w for w in warnings) == 1
 
 
-async def test_issued_collects(ca: respx.MockRouter, scm: Sectigo) -> None:
-    ca.get(STATUS).mock(return_value=status("Issued"))
-    ca.get(COLLECT, params={"format": "x509"}).respond(200, text=BUNDLE)
+@pytest.mark.parametrize("word", ["Issued", "Enrolled - Pending Download", "Downloaded"])
+async def test_issued_collects(ca: respx.MockRouter, scm: Sectigo, word: str) -> None:
+    ca.get(STATUS).mock(return_value=status(word))
+    ca.get(COLLECT, params={"format": "pemia"}).respond(200, text=BUNDLE)
     outcome = await scm.poll_once("55001")
     assert isinstance(outcome, Done)
     assert outcome.value.state is OrderState.ISSUED
     assert outcome.value.certificate is not None
     assert outcome.value.certificate.serial == SERIAL
     _assert_auth(ca)
+
+
+def _blocks(pem: str) -> list[str]:
+    end = "-----END CERTIFICATE-----\n"
+    return [block + end for block in pem.split(end) if block.strip()]
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+async def test_a_root_first_bundle_gives_the_leaf(
+    ca: respx.MockRouter, scm: Sectigo, crlf: bool
+) -> None:
+    """SCM's x509 bundle is root first, leaf last: the leaf is found by structure."""
+    root_first = "".join(reversed(_blocks(BUNDLE)))
+    text = root_first.replace("\n", "\r\n") if crlf else root_first
+    ca.get(STATUS).mock(return_value=status("Issued"))
+    ca.get(COLLECT, params={"format": "pemia"}).respond(200, text=text)
+    outcome = await scm.poll_once("55001")
+    assert isinstance(outcome, Done)
+    certificate = outcome.value.certificate
+    assert certificate is not None
+    assert certificate.serial == SERIAL
+    assert certificate.pem == LEAF
+    assert certificate.chain_pem == CHAIN
+
+
+@pytest.mark.parametrize(
+    "bundle",
+    [
+        pytest.param(LEAF + make_chain("other.example.com")[0], id="two-leaves"),
+        pytest.param(CHAIN, id="no-leaf-only-the-chain-ends"),
+        pytest.param(LEAF + _blocks(make_chain()[1])[0].replace("A", "B", 1), id="garbled"),
+    ],
+)
+async def test_a_bundle_without_one_leaf_is_a_parse_error(
+    ca: respx.MockRouter, scm: Sectigo, bundle: str
+) -> None:
+    ca.get(STATUS).mock(return_value=status("Issued"))
+    ca.get(COLLECT, params={"format": "pemia"}).respond(200, text=bundle)
+    outcome = await scm.poll_once("55001")
+    assert isinstance(outcome, Failed)
+    assert isinstance(outcome.error, ResponseParseError)
 
 
 @pytest.mark.parametrize("code", [-1400, -109, -183, -195, -140, -130, "-183"])

@@ -126,7 +126,16 @@ async def test_digicert_issue_download_revoke(sim: SimulatedCA, http: httpx.Asyn
     )
     assert response.status_code == 201
     answer = response.json()
-    assert answer["status"] == "issued"
+    # Issued at once: DigiCert's real answer carries the chain and no status.
+    assert "status" not in answer
+    assert answer["requests"] == [{"id": answer["id"], "status": "approved"}]
+    inline = [entry["pem"] for entry in answer["certificate_chain"]]
+    assert all("\r\n" in text for text in inline)
+    assert [entry["subject_common_name"] for entry in answer["certificate_chain"]] == [
+        "www.example.com",
+        "certpoll simulated CA intermediate",
+        "certpoll simulated CA root",
+    ]
     status = (await dc_status(http, answer["id"])).json()
     assert status["certificate"]["id"] == answer["certificate_id"]
     download = await http.get(
@@ -135,6 +144,7 @@ async def test_digicert_issue_download_revoke(sim: SimulatedCA, http: httpx.Asyn
     )
     assert download.status_code == 200
     leaf, intermediate, root = x509.load_pem_x509_certificates(download.content)
+    assert x509.load_pem_x509_certificates("".join(inline).encode()) == [leaf, intermediate, root]
     info = sim.order("digicert", str(answer["id"]))
     assert leaf == info.certificate
     assert leaf.serial_number == info.serial
@@ -148,12 +158,23 @@ async def test_digicert_issue_download_revoke(sim: SimulatedCA, http: httpx.Asyn
     assert root.subject == root.issuer
 
     revoke = f"/digicert/services/v2/certificate/{answer['certificate_id']}/revoke"
-    response = await http.put(revoke, headers=DC, json={"revocation_reason": "key_compromise"})
-    assert response.status_code == 204
+    response = await http.put(
+        revoke, headers=DC, json={"revocation_reason": "key_compromise", "comments": "gone"}
+    )
+    assert response.status_code == 201
+    assert response.json()["type"] == "revoke"
+    assert response.json()["status"] == "pending"
     assert (await dc_status(http, answer["id"])).json()["status"] == "revoked"
     assert sim.order("digicert", str(answer["id"])).revocation_reason == "key_compromise"
     again = await http.put(revoke, headers=DC, json={})
     assert again.status_code == 400
+    other = await dc_submit(http)
+    skipped = await http.put(
+        f"/digicert/services/v2/certificate/{other['certificate_id']}/revoke",
+        headers=DC,
+        json={"comments": "gone", "skip_approval": True},
+    )
+    assert (skipped.status_code, skipped.content) == (204, b"")
     assert (await http.put(revoke, headers=DC, content=b"{nope")).status_code == 400
     assert sim.order("digicert", str(answer["id"])).requests == 6
 
@@ -163,15 +184,15 @@ async def test_digicert_approval_then_processing_then_issued(
 ) -> None:
     sim.script_next(OrderScript(approval_for=10, issue_after=20))
     answer = await dc_submit(http)
-    assert answer["status"] == "needs_approval"
-    download = (
-        f"/digicert/services/v2/certificate/{answer['certificate_id']}/download/format/pem_all"
-    )
+    assert answer == {"id": answer["id"], "requests": [{"id": answer["id"], "status": "pending"}]}
+    assert (await dc_status(http, answer["id"])).json()["status"] == "needs_approval"
+    certificate_id = sim.order("digicert", str(answer["id"])).certificate_id
+    download = f"/digicert/services/v2/certificate/{certificate_id}/download/format/pem_all"
     assert (await http.get(download, headers=DC)).status_code == 404
     fake_time.now = 15
     assert (await dc_status(http, answer["id"])).json()["status"] == "pending"
     assert sim.order("digicert", str(answer["id"])).certificate is None
-    revoke = f"/digicert/services/v2/certificate/{answer['certificate_id']}/revoke"
+    revoke = f"/digicert/services/v2/certificate/{certificate_id}/revoke"
     assert (await http.put(revoke, headers=DC)).status_code == 400
     fake_time.now = 30
     assert (await dc_status(http, answer["id"])).json()["status"] == "issued"
@@ -295,10 +316,17 @@ async def test_sectigo_enroll_collect_revoke(
     fake_time.now = 50
     bundle = await http.get(collect, params={"format": "x509"}, headers=SC)
     assert bundle.status_code == 200
+    assert b"\r\n" in bundle.content
     certificates = x509.load_pem_x509_certificates(bundle.content)
     info = sim.order("sectigo", str(ssl_id))
-    assert certificates[0] == info.certificate
+    # "Certificate (w/ chain)" is root first, the leaf last; "w/ issuer after" leaf first.
+    assert certificates[-1] == info.certificate
+    assert certificates[0].subject == certificates[0].issuer
     assert len(certificates) == 3
+    issuer_after = await http.get(collect, params={"format": "pemia"}, headers=SC)
+    assert x509.load_pem_x509_certificates(issuer_after.content) == list(reversed(certificates))
+    reverse = await http.get(collect, params={"format": "x509IOR"}, headers=SC)
+    assert x509.load_pem_x509_certificates(reverse.content) == list(reversed(certificates))[1:]
     assert info.dns_names == ("sectigo.example.com", "a.example.com", "b.example.com")
     status = (await http.get(f"/sectigo/api/ssl/v1/{ssl_id}", headers=SC)).json()
     assert int(status["serialNumber"], 16) == info.serial
@@ -393,6 +421,7 @@ def en_body(**changes: object) -> dict[str, object]:
     body: dict[str, object] = {
         "csr": der,
         "profileId": "P1",
+        "requiredFormat": {"format": "X509"},
         "subjectAltNames": [{"type": "dNSName", "value": "e2.example.com"}],
     }
     body.update(changes)
@@ -406,20 +435,37 @@ async def test_entrust_enroll_poll_revoke(
     sim.script_next(OrderScript(approval_for=60, issue_after=60))
     response = await http.post(f"{base}/enrollments", json=en_body())
     assert response.status_code == 201
-    tracking = response.json()["trackingId"]
-    assert response.json()["status"] == "AWAITING_APPROVAL"
-    assert "certificate" not in response.json()
+    assert response.json()["type"] == "EnrollmentResponse"
+    enrollment = response.json()["enrollment"]
+    tracking = enrollment["id"]
+    assert enrollment["status"] == "AWAITING_APPROVAL"
+    assert "body" not in enrollment
+    assert "serialNumber" not in enrollment
     fake_time.now = 61
-    status = (await http.get(f"{base}/enrollments/{tracking}")).json()
+    status = (await http.get(f"{base}/enrollments/{tracking}")).json()["enrollment"]
     assert status["status"] == "PENDING"
     fake_time.now = 121
-    status = (await http.get(f"{base}/enrollments/{tracking}")).json()
+    status = (await http.get(f"{base}/enrollments/{tracking}")).json()["enrollment"]
     assert status["status"] == "ISSUED"
-    leaf = x509.load_pem_x509_certificate(status["certificate"].encode())
-    assert len(x509.load_pem_x509_certificates(status["chain"].encode())) == 2
+    leaf = x509.load_der_x509_certificate(base64.b64decode(status["body"]))
+    intermediate, root = (
+        x509.load_der_x509_certificate(base64.b64decode(c["certificateData"]))
+        for c in status["chain"]
+    )
+    leaf.verify_directly_issued_by(intermediate)
+    intermediate.verify_directly_issued_by(root)
     info = sim.order("entrust", tracking)
     assert leaf == info.certificate
+    assert int(status["serialNumber"], 16) == info.serial
+    assert sim.order("entrust", status["serialNumber"]).order_id == tracking
     assert info.dns_names == ("entrust.example.com", "e2.example.com")
+    lookup = await http.get(f"{base}/certificates/{status['serialNumber']}")
+    assert lookup.json()["type"] == "CertificateResponse"
+    assert lookup.json()["certificate"]["status"] == "normal"
+    assert base64.b64decode(lookup.json()["certificate"]["certificateData"]) == leaf.public_bytes(
+        Encoding.DER
+    )
+    assert len(lookup.json()["chain"]) == 2
 
     actions = f"{base}/certificates/{format(info.serial, '040x')}/actions"
     wrong = await http.post(actions, json={"action": {"type": "RenewAction"}})
@@ -431,7 +477,13 @@ async def test_entrust_enroll_poll_revoke(
         actions, json={"action": {"type": "RevokeAction", "reason": "keyCompromise"}}
     )
     assert done.status_code == 200
-    assert (await http.get(f"{base}/enrollments/{tracking}")).json()["status"] == "REVOKED"
+    assert done.json()["action"]["status"] == "COMPLETED"
+    assert done.json()["action"]["reason"] == "keyCompromise"
+    assert (await http.get(f"{base}/enrollments/{tracking}")).json()["enrollment"][
+        "status"
+    ] == "REVOKED"
+    revoked = await http.get(f"{base}/certificates/{status['serialNumber']}")
+    assert revoked.json()["certificate"]["status"] == "revoked"
     by_decimal = f"{base}/certificates/{info.serial}/actions"
     again = await http.post(by_decimal, json={"action": {"type": "RevokeAction"}})
     assert again.status_code == 400
@@ -441,9 +493,23 @@ async def test_entrust_issues_at_once_and_refuses_bad_input(
     sim: SimulatedCA, http: httpx.AsyncClient
 ) -> None:
     base = "/entrust/cagw/v1/certificate-authorities/CA1"
-    response = await http.post(f"{base}/enrollments", json=en_body(csr=make_csr("pem.example.com")))
-    assert response.json()["status"] == "ISSUED"
-    assert response.json()["certificate"].startswith("-----BEGIN CERTIFICATE-----")
+    response = await http.post(
+        f"{base}/enrollments",
+        json=en_body(csr=make_csr("pem.example.com"), requiredFormat={"format": "PEM"}),
+    )
+    assert response.json()["enrollment"]["status"] == "ISSUED"
+    assert response.json()["enrollment"]["body"].startswith("-----BEGIN CERTIFICATE-----")
+    sim.script_next(OrderScript(awkward=True), ca="entrust")
+    accepted = (await http.post(f"{base}/enrollments", json=en_body())).json()["enrollment"]
+    assert accepted["status"] == "ACCEPTED"
+    accepted_leaf = x509.load_der_x509_certificate(base64.b64decode(accepted["body"]))
+    assert accepted_leaf == sim.order("entrust", accepted["id"]).certificate
+    no_format = en_body()
+    del no_format["requiredFormat"]
+    assert (await http.post(f"{base}/enrollments", json=no_format)).status_code == 400
+    pkcs12 = en_body(requiredFormat={"format": "PKCS12"})
+    assert (await http.post(f"{base}/enrollments", json=pkcs12)).status_code == 400
+    assert (await http.get(f"{base}/certificates/abcdef")).status_code == 404
     assert (await http.post(f"{base}/enrollments", json=en_body(csr="AAAA"))).status_code == 400
     assert (
         await http.post(f"{base}/enrollments", json=en_body(csr=base64.b64encode(b"x").decode()))
@@ -634,7 +700,7 @@ async def test_rejection_in_each_ca_words(
             "/entrust/cagw/v1/certificate-authorities/CA1/enrollments",
             json=en_body(csr=make_csr("no.example.com")),
         )
-        order_id = response.json()["trackingId"]
+        order_id = response.json()["enrollment"]["id"]
         status_url, headers = (
             f"/entrust/cagw/v1/certificate-authorities/CA1/enrollments/{order_id}",
             {},
@@ -648,10 +714,10 @@ async def test_rejection_in_each_ca_words(
     fake_time.now = 5
     response = await http.get(status_url, headers=headers)
     assert response.status_code == 200
-    assert response.json()["status"] == word
+    assert response.json().get("enrollment", response.json())["status"] == word
     if ca == "sectigo":
         collect = await http.get(
-            f"/sectigo/api/ssl/v1/collect/{order_id}", params={"format": "x509"}, headers=SC
+            f"/sectigo/api/ssl/v1/collect/{order_id}", params={"format": "pemia"}, headers=SC
         )
         assert collect.json()["code"] == -130
 
@@ -665,11 +731,8 @@ async def test_script_queue_per_ca_and_common_name(
     first = await dc_submit(http)
     second = await dc_submit(http)
     third = await dc_submit(http)
-    assert [first["status"], second["status"], third["status"]] == [
-        "needs_approval",
-        "needs_approval",
-        "issued",
-    ]
+    words = [(await dc_status(http, a["id"])).json()["status"] for a in (first, second, third)]
+    assert words == ["needs_approval", "needs_approval", "issued"]
     response = await http.post("/sectigo/api/ssl/v1/enroll", headers=SC, json=sc_enroll())
     assert sim.order("sectigo", str(response.json()["sslId"])).script == slow
     with pytest.raises(certpoll.ConfigError):

@@ -46,9 +46,9 @@ async def test_served_with_tls_and_client_certificates() -> None:
             assert login.status_code == 200
             enrollment = await http.post(
                 f"{urls.entrust}/v1/certificate-authorities/SIMCA1/enrollments",
-                json={"csr": make_csr("mtls.example.com")},
+                json={"csr": make_csr("mtls.example.com"), "requiredFormat": {"format": "X509"}},
             )
-            assert enrollment.json()["status"] == "ISSUED"
+            assert enrollment.json()["enrollment"]["status"] == "ISSUED"
             # The mTLS routes are not on the server without client authentication.
             wrong = await http.get(
                 urls.digicert.split("/digicert")[0]

@@ -3,7 +3,10 @@
 Every request carries the API key in the ``X-DC-DEVKEY`` header. An order is submitted with
 ``POST /order/certificate/{product_type}``, watched with ``GET /order/certificate/{order_id}``
 and, once issued, downloaded with ``GET /certificate/{certificate_id}/download/format/pem_all``
-(leaf first, then the chain). Revocation uses the certificate id, not the serial.
+(leaf first, then the chain). An order DigiCert issues at once comes back from the submit
+(201) with ``certificate_id`` and ``certificate_chain`` (``[{subject_common_name, pem}]``,
+CRLF line ends) and no ``status``: that answer is the certificate, with no further request.
+Revocation uses the certificate id, not the serial.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import ClassVar, final
 
 import httpx
 
-from .._certs import certificate_from_pem
+from .._certs import certificate_from_pem, csr_public_key
 from .._connector import Connector, decimal_id, path_segment
 from .._errors import ConfigError, ResponseParseError
 from .._models import (
@@ -130,11 +133,50 @@ class DigiCert(Connector[DigiCertSettings]):
         if isinstance(status, str) and status in FAILED_STATUSES:
             return self._rejected(order_id, f"order {order_id} is {status}")
         certificate_id = _positive_int(answer.get("certificate_id"))
+        chain = answer.get("certificate_chain")
+        if chain is not None:
+            return self._submitted(
+                order_id, self._issued_at_once(request, response, order_id, certificate_id, chain)
+            )
         if status == "issued" and certificate_id is not None:
             return self._submitted(order_id, await self._download(order_id, certificate_id))
         if isinstance(status, str) and status:
             return self._submitted(order_id, Pending(detail=f"order {order_id} is {status}"))
         return self._submitted(order_id)
+
+    def _issued_at_once(
+        self,
+        request: CertificateRequest,
+        response: httpx.Response,
+        order_id: str,
+        certificate_id: int | None,
+        chain: object,
+    ) -> Done[OrderStatus] | Failed:
+        """The certificate in a submit answer's ``certificate_chain``, matched to the CSR's key."""
+        pems = (
+            [item.get("pem") for item in chain if isinstance(item, dict)]
+            if isinstance(chain, list)
+            else []
+        )
+        try:
+            if certificate_id is None:
+                raise self._parse_error(
+                    "the order came back issued without a certificate_id", response, order_id
+                )
+            if not pems or not all(isinstance(pem, str) for pem in pems):
+                raise self._parse_error(
+                    "certificate_chain is not a list of {pem}", response, order_id
+                )
+            certificate = certificate_from_pem(
+                "".join(str(pem) for pem in pems),
+                ca=self.ca,
+                order_id=order_id,
+                ca_certificate_id=str(certificate_id),
+                public_key=csr_public_key(request.csr_pem),
+            )
+        except ResponseParseError as exc:
+            return Failed(exc)
+        return self._issued(order_id, certificate)
 
     async def poll_once(self, order_id: str) -> Done[OrderStatus] | Pending | Failed:
         """Look at the order once and, when it is issued, download the certificate."""

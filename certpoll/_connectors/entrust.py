@@ -1,14 +1,21 @@
 """Entrust CA Gateway (CAGW, also PKI-as-a-Service): :class:`Entrust`.
 
 Authentication is the client certificate alone (mTLS, see :class:`~certpoll.MTLSTransport`).
-An enrollment is submitted with ``POST /v1/certificate-authorities/{caId}/enrollments`` and
-watched with ``GET .../enrollments/{trackingId}``; the certificate comes in that answer.
-Revocation is ``POST .../certificates/{serial}/actions`` with a ``RevokeAction``, where the
-serial is **hexadecimal** (the form Entrust's own CAGW tools ask for).
+An enrollment is submitted with ``POST /v1/certificate-authorities/{caId}/enrollments``
+asking for ``requiredFormat: X509``; CAGW answers ``{"type", "enrollment": {id, serialNumber,
+subjectName, status, body, properties, chain}}`` with the certificate in ``body`` (base64
+DER; PEM when PEM was asked for) and its chain as ``[{"certificateData": <base64 DER>}]``. A
+present ``body`` is an issued certificate unless the status is a failure word.
 
-Both answer shapes seen in the wild are read: the flat one (``trackingId``, ``status``,
-``certificate``, ``chain``) and CAGW's nested one (``{"enrollment": {"id", "status",
-"body"}}``). Status words are compared case-insensitively.
+The order id is the certificate's serial, **hexadecimal** as CAGW writes it, and an order
+is looked up with ``GET .../certificates/{serial}`` (``{"certificate": {status,
+certificateData}, "chain"}``), the lookup CAGW publishes. An enrollment answered without a
+serial or a certificate (held for approval) keeps its enrollment id, which is looked up with
+``GET .../enrollments/{id}``: that path is in no description Entrust publishes. Revocation
+is ``POST .../certificates/{serial}/actions`` with a ``RevokeAction``.
+
+The flat answer shape (``trackingId``, ``status``, ``certificate``, ``chain``) is read too.
+Status words are compared case-insensitively.
 """
 
 from __future__ import annotations
@@ -17,12 +24,12 @@ import base64
 import binascii
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import ClassVar, final
 
 import httpx
 
-from .._certs import certificate_from_pem
+from .._certs import csr_public_key, issued_certificate, read_certificates
 from .._connector import Connector, path_segment
 from .._errors import ConfigError, ResponseParseError
 from .._models import (
@@ -41,10 +48,13 @@ __all__ = ["REVOCATION_REASONS", "Entrust", "hex_serial"]
 #: Enrollment statuses that mean "not yet" (approval workflows can hold one for days: set
 #: ``poll_max_wait_seconds`` to 86400 for those).
 PENDING_STATUSES = frozenset(
-    {"PENDING", "PROCESSING", "AWAITING_APPROVAL", "PENDING_QUORUM", "APPROVED"}
+    {"PENDING", "PROCESSING", "AWAITING_APPROVAL", "PENDING_QUORUM", "APPROVED", "ACCEPTED"}
 )
 #: Enrollment statuses that are a final "no".
 FAILED_STATUSES = frozenset({"REJECTED", "DENIED", "FAILED", "DECLINED"})
+#: What a certificate lookup says of a certificate that is no longer good (CAGW writes
+#: ``normal`` for a good one; ECS-backed CAs leave the status out).
+CERTIFICATE_FAILED_STATUSES = frozenset({"REVOKED", "HELD", "SUSPENDED", "EXPIRED"})
 
 #: RFC 5280 reasons by the names CAGW's ``RevokeAction`` takes.
 REVOCATION_REASONS: Mapping[RevocationReason, str] = {
@@ -59,6 +69,8 @@ REVOCATION_REASONS: Mapping[RevocationReason, str] = {
 }
 
 _PEM_ARMOUR = re.compile(r"-----(BEGIN|END) [A-Z ]+-----")
+#: An order id that is a serial number (hex), looked up as a certificate.
+_HEX_SERIAL = re.compile(r"[0-9A-Fa-f]{1,64}")
 _DN_SPECIAL = re.compile(r'([,+"\\<>;=])')
 
 
@@ -95,6 +107,23 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
+def _chain_items(chain: object, parse_error: Callable[[str], ResponseParseError]) -> list[str]:
+    """The texts of a chain sent as PEM text, or as ``[{"certificateData": ...}]`` or strings."""
+    if chain is None:
+        return []
+    if isinstance(chain, str):
+        return [chain]
+    if not isinstance(chain, list):
+        raise parse_error(f"the chain is a JSON {type(chain).__name__}")
+    items: list[str] = []
+    for item in chain:
+        data = item.get("certificateData") if isinstance(item, dict) else item
+        if not isinstance(data, str):
+            raise parse_error("a chain entry has no certificateData")
+        items.append(data)
+    return items
+
+
 @final
 class Entrust(Connector[EntrustSettings]):
     """Entrust CA Gateway, over mTLS.
@@ -105,7 +134,8 @@ class Entrust(Connector[EntrustSettings]):
 
     Without ``http=`` the connector creates its own client with an :class:`MTLSTransport`
     mounted for ``api_url``; a shared client must mount one itself (see
-    :func:`certpoll.mtls_mounts`). Order ids are CAGW tracking (enrollment) ids.
+    :func:`certpoll.mtls_mounts`). Order ids are certificate serials in hex, as CAGW writes
+    them, or the enrollment id of an enrollment held without one.
     """
 
     ca: ClassVar[CAName] = "entrust"
@@ -141,7 +171,7 @@ class Entrust(Connector[EntrustSettings]):
         )
 
     async def issue(self, request: CertificateRequest) -> OrderStatus:
-        """Submit one enrollment: ``ISSUED`` if CAGW issued it at once.
+        """Submit one enrollment: ``ISSUED`` if CAGW issued it at once (the usual case).
 
         A rejection in the answer comes back ``FAILED``; anything else ``PENDING``. Never
         retried: an answer that leaves the order's fate open raises
@@ -149,7 +179,7 @@ class Entrust(Connector[EntrustSettings]):
         """
         body: dict[str, object] = {
             "csr": _csr_base64(request.csr_pem),
-            "requiredFormat": {"format": "PEM"},
+            "requiredFormat": {"format": "X509"},
             "optionalCertificateRequestDetails": {"subjectDn": _subject_dn(request.common_name)},
         }
         if self.settings.profile_id:
@@ -161,58 +191,112 @@ class Entrust(Connector[EntrustSettings]):
             certificate_request=request,
         )
         try:
-            answer = self._json(response, order_id=None)
-            enrollment = self._enrollment(answer)
-            order_id = _text(enrollment.get("trackingId")) or _text(enrollment.get("id"))
+            enrollment = self._enrollment(self._json(response, order_id=None))
+            tracking = _text(enrollment.get("trackingId")) or _text(enrollment.get("id"))
+            order_id = _text(enrollment.get("serialNumber")) or tracking
+            outcome = self._enrollment_outcome(
+                enrollment,
+                response,
+                order_id or "",
+                public_key=csr_public_key(request.csr_pem),
+            )
+            if order_id is None and isinstance(outcome, Done) and outcome.value.certificate:
+                # No id at all, but the certificate itself: its serial is the order's id.
+                order_id = outcome.value.certificate.ca_certificate_id
+                outcome = Done(dataclasses.replace(outcome.value, order_id=order_id))
             if order_id is None:
-                raise self._parse_error("the answer has no tracking id", response, None)
-            path_segment(order_id, what="Entrust tracking id")
+                raise self._parse_error("the answer has no serial or enrollment id", response, None)
+            path_segment(order_id, what="Entrust order id")
         except (ResponseParseError, ConfigError) as exc:
             raise self._unreadable_submission(request, response) from exc
-        return self._submitted(order_id, self._outcome(enrollment, response, order_id))
+        return self._submitted(order_id, outcome)
 
     async def poll_once(self, order_id: str) -> Done[OrderStatus] | Pending | Failed:
-        """Look at the enrollment once; the certificate comes in the same answer."""
+        """Look the order up once: by serial (a certificate), else by enrollment id."""
         order_id = self.check_order_id(order_id)
-        segment = path_segment(order_id, what="Entrust tracking id")
+        segment = path_segment(order_id, what="Entrust order id")
+        by_serial = _HEX_SERIAL.fullmatch(order_id) is not None
+        where = "certificates" if by_serial else "enrollments"
         sent = await self._send(
-            self._request("GET", self._ca_url("enrollments", segment)), order_id=order_id
+            self._request("GET", self._ca_url(where, segment)), order_id=order_id
         )
         if not isinstance(sent, httpx.Response):
             return sent
         try:
-            enrollment = self._enrollment(self._json(sent, order_id=order_id))
+            answer = self._json(sent, order_id=order_id)
         except ResponseParseError as exc:
             return Failed(exc)
-        return self._outcome(enrollment, sent, order_id)
+        if by_serial:
+            return self._lookup_outcome(answer, sent, order_id)
+        return self._enrollment_outcome(self._enrollment(answer), sent, order_id)
 
     def _enrollment(self, answer: Mapping[str, object]) -> Mapping[str, object]:
         nested = answer.get("enrollment")
         if isinstance(nested, dict):
-            # CAGW nests the enrollment; its PEM is "body".
+            # CAGW nests the enrollment; its certificate is "body".
             return {**nested, "certificate": nested.get("certificate") or nested.get("body")}
         return answer
 
-    def _outcome(
-        self, enrollment: Mapping[str, object], response: httpx.Response, order_id: str
+    def _enrollment_outcome(
+        self,
+        enrollment: Mapping[str, object],
+        response: httpx.Response,
+        order_id: str,
+        *,
+        public_key: bytes | None = None,
     ) -> Done[OrderStatus] | Pending | Failed:
+        """An enrollment's fate: a certificate present is issued unless the status says no."""
         status = enrollment.get("status")
+        if isinstance(status, str) and self._status_word(status) in FAILED_STATUSES:
+            return Done(self._rejected(order_id, f"enrollment {order_id} is {status}"))
+        body = _text(enrollment.get("certificate"))
+        if body is not None:
+            return self._certificate(body, enrollment.get("chain"), response, order_id, public_key)
         if not isinstance(status, str):
             return Failed(self._parse_error("the answer has no status", response, order_id))
         outcome = self._status_outcome(status, order_id=order_id)
         if outcome is not None:
             return outcome
-        pem = _text(enrollment.get("certificate"))
-        if pem is None:
-            return Failed(
-                self._parse_error(
-                    "the enrollment is ISSUED but the certificate is missing", response, order_id
-                )
+        return Failed(
+            self._parse_error(
+                "the enrollment is ISSUED but the certificate is missing", response, order_id
             )
-        chain = _text(enrollment.get("chain")) or ""
+        )
+
+    def _lookup_outcome(
+        self, answer: Mapping[str, object], response: httpx.Response, order_id: str
+    ) -> Done[OrderStatus] | Failed:
+        """A ``CertificateResponse``: the certificate, or its end (revoked, held, expired)."""
+        found = answer.get("certificate")
+        if not isinstance(found, dict):
+            return Failed(self._parse_error("the answer has no certificate", response, order_id))
+        status = found.get("status")
+        if isinstance(status, str) and self._status_word(status) in CERTIFICATE_FAILED_STATUSES:
+            return Done(self._rejected(order_id, f"certificate {order_id} is {status}"))
+        data = _text(found.get("certificateData"))
+        if data is None:
+            return Failed(
+                self._parse_error("the certificate has no certificateData", response, order_id)
+            )
+        return self._certificate(data, answer.get("chain"), response, order_id, None)
+
+    def _certificate(
+        self,
+        body: str,
+        chain: object,
+        response: httpx.Response,
+        order_id: str,
+        public_key: bytes | None,
+    ) -> Done[OrderStatus] | Failed:
+        """The issued certificate from a body (PEM or base64 DER) and a chain in any shape."""
         try:
-            certificate = certificate_from_pem(
-                pem, ca=self.ca, order_id=order_id, ca_certificate_id="", chain=chain
+            found = read_certificates(body, what="certificate", ca=self.ca, order_id=order_id)
+            for item in _chain_items(
+                chain, lambda problem: self._parse_error(problem, response, order_id)
+            ):
+                found += read_certificates(item, what="chain", ca=self.ca, order_id=order_id)
+            certificate = issued_certificate(
+                found, ca=self.ca, order_id=order_id, ca_certificate_id="", public_key=public_key
             )
         except ResponseParseError as exc:
             return Failed(exc)

@@ -51,15 +51,17 @@ PENDING_STATUSES = frozenset({"pending", "processing"})
 #: Status words (lowercased) that are a final "no".
 FAILED_STATUSES = frozenset({"revoked", "rejected", "denied", "failed"})
 
-#: RFC 5280 reasons by their ASN.1 names, as HVCA's ``revocation_reason`` takes them.
+#: RFC 5280 reasons by the names HVCA's ``revocation_reason`` takes. GlobalSign's own client
+#: offers six; CA compromise and certificate hold are the CA's to give, sent as
+#: ``unspecified``.
 REVOCATION_REASONS: Mapping[RevocationReason, str] = {
     RevocationReason.UNSPECIFIED: "unspecified",
     RevocationReason.KEY_COMPROMISE: "keyCompromise",
-    RevocationReason.CA_COMPROMISE: "cACompromise",
+    RevocationReason.CA_COMPROMISE: "unspecified",
     RevocationReason.AFFILIATION_CHANGED: "affiliationChanged",
     RevocationReason.SUPERSEDED: "superseded",
     RevocationReason.CESSATION_OF_OPERATION: "cessationOfOperation",
-    RevocationReason.CERTIFICATE_HOLD: "certificateHold",
+    RevocationReason.CERTIFICATE_HOLD: "unspecified",
     RevocationReason.PRIVILEGE_WITHDRAWN: "privilegeWithdrawn",
 }
 
@@ -131,7 +133,12 @@ class GlobalSign(Connector[GlobalSignSettings]):
         )
 
     def _make_triage(self) -> Triage:
-        return Triage(ca=self.ca, pending_status_codes=frozenset({202}), redact=self.redact)
+        return Triage(
+            ca=self.ca,
+            pending_status_codes=frozenset({202}),
+            not_ready=_still_issuing,
+            redact=self.redact,
+        )
 
     def redact(self, text: str) -> str:
         """``text`` without the API key, the API secret or any recent bearer token."""
@@ -321,7 +328,6 @@ class GlobalSign(Connector[GlobalSignSettings]):
                 ca=self.ca,
                 order_id=serial,
                 ca_certificate_id=serial,
-                serial=serial,
                 chain=chain if isinstance(chain, str) else "",
             )
         except ResponseParseError as exc:
@@ -350,6 +356,20 @@ class GlobalSign(Connector[GlobalSignSettings]):
         sent = await self._authorised("PATCH", self.url("certificates", serial), body=body)
         if not isinstance(sent, httpx.Response):
             raise self._raise_for(sent)
+
+
+def _still_issuing(response: httpx.Response) -> str | None:
+    """The CA's words in a 202 (``{"description": ...}``, problem+json), or None."""
+    if response.status_code != 202:
+        return None
+    try:
+        body = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    description = body.get("description") if isinstance(body, dict) else None
+    if not isinstance(description, str) or not description.strip():
+        return None
+    return f"HTTP 202: {description.strip()[:200]}"
 
 
 def _is_401(sent: httpx.Response | Pending | Failed) -> bool:

@@ -2,10 +2,12 @@
 
 Every request carries the ``customerUri``, ``login`` and ``password`` headers. An order is
 enrolled with ``POST /ssl/v1/enroll`` (answer: ``sslId``), watched with
-``GET /ssl/v1/{sslId}`` and, once ``Issued``, collected with
-``GET /ssl/v1/collect/{sslId}?format=x509`` (leaf, then the chain). SCM reports ``Issued``
-before the certificate can be collected: a collect answered HTTP 400 with one of the
-"try later" codes in :data:`COLLECT_NOT_READY_CODES` is pending, any other 400 permanent.
+``GET /ssl/v1/{sslId}`` and, once issued, collected with
+``GET /ssl/v1/collect/{sslId}?format=pemia``: the one format SCM documents with an order,
+"Certificate (w/ issuer after)". Whatever order the bundle comes in (SCM's ``x509`` bundle is
+root first), the leaf is found by structure. SCM reports ``Issued`` before the certificate
+can be collected: a collect answered HTTP 400 with one of the "try later" codes in
+:data:`COLLECT_NOT_READY_CODES` is pending, any other 400 permanent.
 """
 
 from __future__ import annotations
@@ -33,12 +35,18 @@ from .._triage import Triage
 
 __all__ = ["COLLECT_NOT_READY_CODES", "Sectigo"]
 
-#: Statuses that mean "not yet".
-PENDING_STATUSES = frozenset({"Requested", "Approved", "SAApproved", "Applied", "Init", "Pending"})
-#: Statuses that are a final "no".
-FAILED_STATUSES = frozenset(
-    {"Declined", "Rejected", "Revoked", "Expired", "Invalid", "Replaced", "Not Enrolled"}
+#: Statuses that mean "not yet". "Not Enrolled": the certificate awaits its applicant's
+#: enrollment (an invitation not yet used).
+PENDING_STATUSES = frozenset(
+    {"Requested", "Approved", "SAApproved", "Applied", "Init", "Pending", "Not Enrolled"}
 )
+#: Statuses that are a final "no".
+FAILED_STATUSES = frozenset({"Declined", "Rejected", "Revoked", "Expired", "Invalid", "Replaced"})
+#: Statuses SCM gives an issued certificate besides ``Issued``: issued with a key pair SCM
+#: made, not yet downloaded, and the same once downloaded. Both can be collected.
+ISSUED_STATUSES = frozenset({"Issued", "Enrolled - Pending Download", "Downloaded"})
+#: The collect format whose order SCM documents: the certificate, then its issuers.
+COLLECT_FORMAT = "pemia"
 #: SCM error codes of a collect that mean "try later": -1400 being processed, -109 not
 #: available now, -183 not collectable, -195 CA not available, -140 CSR decoding
 #: unavailable, -130 SSL state is not ISSUED.
@@ -94,6 +102,11 @@ class Sectigo(Connector[SectigoSettings]):
     pending_words: ClassVar[frozenset[str]] = PENDING_STATUSES
     failed_words: ClassVar[frozenset[str]] = FAILED_STATUSES
     issued_word: ClassVar[str] = "Issued"
+
+    @staticmethod
+    def _status_word(status: str) -> str:
+        """Every word SCM uses for an issued certificate reads as ``Issued``."""
+        return "Issued" if status in ISSUED_STATUSES else status
 
     @property
     def base_url(self) -> str:
@@ -178,7 +191,9 @@ class Sectigo(Connector[SectigoSettings]):
         return await self._collect(order_id)
 
     async def _collect(self, order_id: str) -> Done[OrderStatus] | Pending | Failed:
-        request = self._request("GET", "ssl", "v1", "collect", order_id, params={"format": "x509"})
+        request = self._request(
+            "GET", "ssl", "v1", "collect", order_id, params={"format": COLLECT_FORMAT}
+        )
         sent = await self._send(request, order_id=order_id)
         if not isinstance(sent, httpx.Response):
             return sent

@@ -8,6 +8,7 @@ certificate is signed the first time someone sees it issued.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hmac
 import json
@@ -25,6 +26,7 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
+from cryptography.x509.oid import NameOID
 
 from .._errors import ConfigError
 from .._models import CAName
@@ -132,6 +134,8 @@ class _Order:
     revoked: str | None = None
     requests: int = 0
     polls: int = 0
+    #: The form the client asked the certificate in (Entrust's requiredFormat).
+    answer_format: str | None = None
 
 
 @dataclass(slots=True)
@@ -255,6 +259,8 @@ class SimulatedCA:
         self.responses_by_status: Counter[int] = Counter()
         #: HTTP 429 answers sent (DigiCert's limits, faults and scripts together).
         self.throttled = 0
+        #: Of those, the 429s a client earned by breaking DigiCert's rate limits (not scripted).
+        self.limits_exceeded = 0
         self._routes = self._build_routes()
 
     def __repr__(self) -> str:
@@ -316,8 +322,17 @@ class SimulatedCA:
         return len(self._orders)
 
     def order(self, ca: CAName, order_id: str) -> OrderInfo:
-        """What the simulator knows about an order (``KeyError`` if there is none)."""
-        order = self._orders[(ca, str(order_id))]
+        """What the simulator knows about an order (``KeyError`` if there is none).
+
+        An Entrust order is found by its enrollment id or by its serial (hex), the two ids
+        the connector may hold.
+        """
+        order = self._orders.get((ca, str(order_id)))
+        if order is None and ca == "entrust":
+            with contextlib.suppress(ValueError):
+                order = self._by_serial.get((ca, int(order_id, 16)))
+        if order is None:
+            raise KeyError((ca, order_id))
         state = self._phase(order, self.now())
         return OrderInfo(
             ca=order.ca,
@@ -444,6 +459,7 @@ class SimulatedCA:
             r("sectigo", "POST", SECTIGO.REVOKE, "revoke", self._sc_revoke),
             r("entrust", "POST", ENTRUST.ENROLL, "enroll", self._en_enroll),
             r("entrust", "GET", ENTRUST.STATUS, "status", self._en_status),
+            r("entrust", "GET", ENTRUST.CERTIFICATE, "status", self._en_certificate),
             r("entrust", "POST", ENTRUST.ACTIONS, "revoke", self._en_actions),
             r("globalsign", "POST", GLOBALSIGN.LOGIN, "login", self._gs_login),
             r("globalsign", "POST", GLOBALSIGN.SUBMIT, "submit", self._gs_submit),
@@ -476,9 +492,14 @@ class SimulatedCA:
         elif ca == "sectigo":
             body = {"code": code if isinstance(code, int) else 0, "description": message}
         elif ca == "entrust":
-            body = {"type": ENTRUST.ERROR_TYPE, "message": message, "code": code or status}
+            body = {
+                "type": ENTRUST.ERROR_TYPE,
+                "error": {"code": code or status, "message": message},
+            }
         else:
-            body = {"code": code or status, "description": message}
+            # HVCA's errors are problem+json with a description.
+            content = json.dumps({"code": code or status, "description": message}).encode()
+            return _Response(status, content, "application/problem+json", headers)
         return _json(status, body, headers=headers)
 
     def _authenticate(self, ca: CAName, route: _Route, request: _Request) -> _Response | None:
@@ -491,6 +512,7 @@ class SimulatedCA:
             if not _same(key, creds.digicert_api_key):
                 return self._error(ca, 401, "The specified API key is invalid.", code="invalid_key")
             if not self._admit(key):
+                self.limits_exceeded += 1
                 return self._error(ca, 429, DIGICERT.RATE_LIMIT_MESSAGE)
         elif ca == "sectigo":
             if not (
@@ -655,16 +677,25 @@ class SimulatedCA:
         order = self._new_order(
             "digicert", common_name=common_name, dns_names=dns_names, public_key=csr.public_key()
         )
-        word = self._DC_WORDS[self._phase(order, self.now())]
-        return _json(
-            201,
-            {
-                DIGICERT.ID: int(order.order_id),
-                DIGICERT.CERTIFICATE_ID: int(order.certificate_id),
-                DIGICERT.STATUS_FIELD: word,
-                "requests": [{"id": int(order.order_id), "status": "approved"}],
-            },
-        )
+        phase = self._phase(order, self.now())
+        answer: dict[str, object] = {DIGICERT.ID: int(order.order_id)}
+        if phase != "issued":
+            answer[DIGICERT.REQUESTS] = [{"id": int(order.order_id), "status": "pending"}]
+            return _json(201, answer)
+        # Issued at once: the certificate and its chain come in the order's own answer,
+        # one PEM per entry with CRLF line ends, and there is no "status".
+        assert order.certificate is not None
+        entries = [
+            (order.common_name, self._leaf_pem(order)),
+            *((_common_name(c), pem(c)) for c in self.pki.chain),
+        ]
+        answer[DIGICERT.REQUESTS] = [{"id": int(order.order_id), "status": "approved"}]
+        answer[DIGICERT.CERTIFICATE_ID] = int(order.certificate_id)
+        answer[DIGICERT.CERTIFICATE_CHAIN] = [
+            {"subject_common_name": name, "pem": text.replace("\n", "\r\n")}
+            for name, text in entries
+        ]
+        return _json(201, answer)
 
     def _dc_status(self, request: _Request, match: re.Match[str]) -> _Response:
         order = self._lookup("digicert", match["order_id"])
@@ -716,7 +747,19 @@ class SimulatedCA:
         body = request.json() or {}
         reason = body.get("revocation_reason", body.get("reason", "unspecified"))
         order.revoked = str(reason)
-        return _Response(204, content_type=None)
+        if body.get("skip_approval") is True:
+            return _Response(204, content_type=None)
+        # Without skip_approval DigiCert answers with the revoke request it now holds.
+        return _json(
+            201,
+            {
+                "id": order.requests,
+                "date": "2016-02-10T17:06:15+00:00",
+                "type": "revoke",
+                "status": "pending",
+                "comments": str(body.get("comments", ""))[:512],
+            },
+        )
 
     # -- Sectigo ------------------------------------------------------------------------
 
@@ -813,19 +856,30 @@ class SimulatedCA:
         if now - order.created < order.script.ready_after + order.script.collect_not_ready_for:
             return self._sc_bad(SECTIGO.NOT_COLLECTABLE, "Certificate is not collectable.")
         assert order.certificate is not None
-        leaf = self._leaf_pem(order)
-        chain = [self.pki.intermediate.certificate, self.pki.root.certificate]
+        leaf = order.certificate
+        chain = list(self.pki.chain)  # intermediate, root
         text: bytes
-        if fmt in ("x509", "pem"):
-            text = (leaf + self.pki.chain_pem).encode()
-        elif fmt in ("x509CO", "pemco"):
-            text = leaf.encode()
-        elif fmt == "x509IO":
-            text = self.pki.chain_pem.encode()
+        if fmt in SECTIGO.FORMATS_PEM:
+            certificates = {
+                # "Certificate (w/ chain)": root first, the leaf last.
+                "x509": [*reversed(chain), leaf],
+                "pem": [*reversed(chain), leaf],
+                # "Certificate (w/ issuer after)": the one order SCM documents.
+                "pemia": [leaf, *chain],
+                "x509CO": [leaf],
+                "pemco": [leaf],
+                # "Root/Intermediate(s) only" and "Intermediate(s)/Root only".
+                "x509IO": list(reversed(chain)),
+                "x509IOR": chain,
+            }[fmt]
+            if order.script.awkward:
+                # Root first whatever the format says, as the x509 bundle is.
+                certificates = [c for c in [*reversed(chain), leaf] if c in certificates]
+            text = "".join(pem(c) for c in certificates).replace("\n", "\r\n").encode()
         elif fmt == "base64":
-            text = pkcs7.serialize_certificates([order.certificate, *chain], Encoding.PEM)
+            text = pkcs7.serialize_certificates([leaf, *chain], Encoding.PEM)
         elif fmt == "bin":
-            text = pkcs7.serialize_certificates([order.certificate, *chain], Encoding.DER)
+            text = pkcs7.serialize_certificates([leaf, *chain], Encoding.DER)
         else:
             return self._sc_bad(SECTIGO.INVALID_REQUEST, f"Unsupported format '{fmt[:32]}'")
         return _Response(
@@ -870,16 +924,23 @@ class SimulatedCA:
 
     def _en_body(self, order: _Order, status: int) -> _Response:
         phase = self._phase(order, self.now())
-        body: dict[str, object] = {
-            "type": "EnrollmentResponse",
-            ENTRUST.TRACKING_ID: order.order_id,
-            ENTRUST.STATUS_FIELD: self._EN_WORDS[phase],
+        word = self._EN_WORDS[phase]
+        if phase == "issued" and order.script.awkward:
+            word = ENTRUST.ACCEPTED
+        enrollment: dict[str, object] = {
+            ENTRUST.ID: order.order_id,
+            "subjectName": f"CN={order.common_name}",
+            ENTRUST.STATUS_FIELD: word,
+            "properties": {},
         }
         if order.certificate is not None and phase == "issued":
-            body[ENTRUST.CERTIFICATE] = self._leaf_pem(order)
-            body[ENTRUST.CHAIN] = self.pki.chain_pem
-            body[ENTRUST.SERIAL_NUMBER] = _hex(order.serial)
-        return _json(status, body)
+            leaf = order.certificate
+            enrollment[ENTRUST.SERIAL_NUMBER] = format(order.serial, "x")
+            enrollment[ENTRUST.BODY] = pem(leaf) if order.answer_format == "PEM" else _der64(leaf)
+            enrollment[ENTRUST.CHAIN] = [
+                {ENTRUST.CERTIFICATE_DATA: _der64(c)} for c in self.pki.chain
+            ]
+        return _json(status, {"type": "EnrollmentResponse", ENTRUST.ENROLLMENT: enrollment})
 
     def _en_enroll(self, request: _Request, match: re.Match[str]) -> _Response:
         unknown = self._en_ca(match)
@@ -900,6 +961,10 @@ class SimulatedCA:
         ):
             return self._error("entrust", 400, "Invalid subjectAltNames", code="BAD_REQUEST")
         dns = [str(a["value"]) for a in alt if a["type"] == "dNSName"]
+        required = body.get(ENTRUST.REQUIRED_FORMAT)
+        answer_format = required.get("format") if isinstance(required, dict) else None
+        if answer_format not in ENTRUST.FORMATS:
+            return self._error("entrust", 400, "Unsupported requiredFormat", code="BAD_REQUEST")
         csr_text = body.get(ENTRUST.CSR)
         try:
             csr = load_csr(csr_text if isinstance(csr_text, str) else "")
@@ -918,6 +983,7 @@ class SimulatedCA:
             public_key=csr.public_key(),
             order_id=f"ENR-{number:08d}",
         )
+        order.answer_format = str(answer_format)
         return self._en_body(order, 201)
 
     def _en_status(self, request: _Request, match: re.Match[str]) -> _Response:
@@ -928,6 +994,38 @@ class SimulatedCA:
         if order is None:
             return self._error("entrust", 404, "Enrollment not found", code="NOT_FOUND")
         return self._scripted(order, lambda: self._en_body(order, 200))
+
+    def _en_certificate(self, request: _Request, match: re.Match[str]) -> _Response:
+        unknown = self._en_ca(match)
+        if unknown is not None:
+            return unknown
+        order = self._by_serial_text("entrust", match["serial"])
+        if order is None or self._phase(order, self.now()) not in ("issued", "revoked"):
+            return self._error("entrust", 404, "Certificate not found", code="NOT_FOUND")
+
+        def answer() -> _Response:
+            leaf = order.certificate
+            assert leaf is not None
+            revoked = self._phase(order, self.now()) == "revoked"
+            found = {
+                ENTRUST.STATUS_FIELD: ENTRUST.CERTIFICATE_REVOKED if revoked else ENTRUST.NORMAL,
+                ENTRUST.SERIAL_NUMBER: format(order.serial, "x"),
+                "subjectName": f"cn={order.common_name}",
+                "validityPeriod": f"{leaf.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ}/"
+                f"{leaf.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}",
+                ENTRUST.CERTIFICATE_DATA: _der64(leaf),
+            }
+            chain = [{ENTRUST.CERTIFICATE_DATA: _der64(c)} for c in self.pki.chain]
+            return _json(
+                200,
+                {
+                    "type": "CertificateResponse",
+                    ENTRUST.CERTIFICATE_FIELD: found,
+                    ENTRUST.CHAIN: chain,
+                },
+            )
+
+        return self._scripted(order, answer)
 
     def _en_actions(self, request: _Request, match: re.Match[str]) -> _Response:
         unknown = self._en_ca(match)
@@ -946,7 +1044,16 @@ class SimulatedCA:
         if self._phase(order, self.now()) != "issued":
             return self._error("entrust", 400, "Certificate is not active", code="BAD_STATE")
         order.revoked = reason
-        return _json(200, {"type": "ActionResponse", "action": action, "status": "COMPLETED"})
+        done = {
+            "type": ENTRUST.REVOKE_ACTION,
+            "id": secrets.token_hex(16),
+            "properties": {},
+            "comment": str(action.get("comment", ""))[:512],
+            "status": "COMPLETED",
+            "succeedIfAlreadyInRequestedState": True,
+            "reason": reason,
+        }
+        return _json(200, {"type": "ActionResponse", ENTRUST.ACTION: done})
 
     # -- GlobalSign HVCA -----------------------------------------------------------------
 
@@ -1013,7 +1120,8 @@ class SimulatedCA:
             phase = self._phase(order, self.now())
             if phase in ("approval", "processing"):
                 words = "awaiting approval" if phase == "approval" else "being issued"
-                return _json(202, {GLOBALSIGN.DESCRIPTION: f"certificate is {words}"})
+                content = json.dumps({GLOBALSIGN.DESCRIPTION: f"certificate is {words}"})
+                return _Response(202, content.encode(), "application/problem+json")
             if phase == "rejected":
                 return _json(
                     200,
@@ -1056,6 +1164,16 @@ class SimulatedCA:
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+def _der64(certificate: x509.Certificate) -> str:
+    """A certificate as CAGW's certificateData: base64 DER on one line."""
+    return base64.b64encode(certificate.public_bytes(Encoding.DER)).decode("ascii")
+
+
+def _common_name(certificate: x509.Certificate) -> str:
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else ""
 
 
 def _hex(serial: int) -> str:

@@ -43,8 +43,12 @@ class DIGICERT:
     CSR: Final = "csr"
     DNS_NAMES: Final = "dns_names"
     ORGANIZATION: Final = "organization"
-    # Answers: {"id", "status", "certificate_id"}; status: {"id", "status", "certificate": {...}}
+    # Order answers (201): {"id", "requests": [{"id", "status"}]}, and when issued at once
+    # also "certificate_id" and "certificate_chain": [{"subject_common_name", "pem"}] (CRLF),
+    # with no "status". Status: {"id", "status", "certificate": {...}}.
     ID: Final = "id"
+    REQUESTS: Final = "requests"
+    CERTIFICATE_CHAIN: Final = "certificate_chain"
     STATUS_FIELD: Final = "status"
     CERTIFICATE_ID: Final = "certificate_id"
     SERIAL_NUMBER: Final = "serial_number"
@@ -69,7 +73,9 @@ class SECTIGO:
     PASSWORD_HEADER: Final = "password"  # noqa: S105 - a header name, not a password
     ENROLL: Final = "/ssl/v1/enroll"
     STATUS: Final = "/ssl/v1/{ssl_id}"
-    COLLECT: Final = "/ssl/v1/collect/{ssl_id}"  # ?format=x509 (also /collect/{id}/{format})
+    COLLECT: Final = "/ssl/v1/collect/{ssl_id}"  # ?format=pemia (also /collect/{id}/{format})
+    #: The PEM collect formats; PEM comes with CRLF line ends.
+    FORMATS_PEM: Final = frozenset({"x509", "pem", "pemia", "x509CO", "pemco", "x509IO", "x509IOR"})
     REVOKE: Final = "/ssl/v1/revoke/{ssl_id}"
     # The enroll body.
     ORG_ID: Final = "orgId"
@@ -112,17 +118,30 @@ class ENTRUST:
     """Entrust CA Gateway v1 (mTLS)."""
 
     ENROLL: Final = "/v1/certificate-authorities/{ca_id}/enrollments"
+    #: Not in CAGW's published description; answered for enrollments held without a serial.
     STATUS: Final = "/v1/certificate-authorities/{ca_id}/enrollments/{tracking_id}"
+    #: The published lookup: a certificate by its serial (hex).
+    CERTIFICATE: Final = "/v1/certificate-authorities/{ca_id}/certificates/{serial}"
     ACTIONS: Final = "/v1/certificate-authorities/{ca_id}/certificates/{serial}/actions"
-    # The enroll body: {"profileId", "csr" (PEM or base64 DER), "subjectAltNames": [...]}
+    # The enroll body: {"profileId", "csr" (PEM or base64 DER), "requiredFormat": {"format"},
+    # "subjectAltNames": [...]}
     PROFILE_ID: Final = "profileId"
     CSR: Final = "csr"
+    REQUIRED_FORMAT: Final = "requiredFormat"
+    #: requiredFormat.format values answered: body as base64 DER, or as PEM.
+    FORMATS: Final = frozenset({"X509", "PEM"})
     SUBJECT_ALT_NAMES: Final = "subjectAltNames"  # [{"type": "dNSName", "value": ...}]
-    # Answers: {"type", "trackingId", "status", "certificate", "chain"}
-    TRACKING_ID: Final = "trackingId"
+    # Answers: {"type": "EnrollmentResponse", "enrollment": {"id", "serialNumber",
+    # "subjectName", "status", "body", "properties", "chain": [{"certificateData"}]}};
+    # the lookup: {"type": "CertificateResponse", "certificate": {"status", "serialNumber",
+    # "certificateData", ...}, "chain": [...]}.
+    ENROLLMENT: Final = "enrollment"
+    ID: Final = "id"
     STATUS_FIELD: Final = "status"
-    CERTIFICATE: Final = "certificate"
+    BODY: Final = "body"
     CHAIN: Final = "chain"
+    CERTIFICATE_FIELD: Final = "certificate"
+    CERTIFICATE_DATA: Final = "certificateData"
     SERIAL_NUMBER: Final = "serialNumber"
     # Revoke: {"action": {"type": "RevokeAction", "reason": ...}}
     ACTION: Final = "action"
@@ -139,12 +158,17 @@ class ENTRUST:
             "privilegewithdrawn",
         }
     )
-    # Statuses the simulator sends.
+    # Enrollment statuses the simulator sends.
     AWAITING_APPROVAL: Final = "AWAITING_APPROVAL"
     PENDING: Final = "PENDING"
     ISSUED: Final = "ISSUED"
+    ACCEPTED: Final = "ACCEPTED"
     REJECTED: Final = "REJECTED"
     REVOKED: Final = "REVOKED"
+    # Certificate statuses of the lookup.
+    NORMAL: Final = "normal"
+    CERTIFICATE_REVOKED: Final = "revoked"
+    # Errors: {"type": "ErrorResponse", "error": {"code", "message"}}.
     ERROR_TYPE: Final = "ErrorResponse"
 
 

@@ -192,6 +192,8 @@ class TestPKI:
         self.root = Authority.root(f"{name} root", now=now)
         self.intermediate = self.root.intermediate(f"{name} intermediate", now=now)
         self.validity = timedelta(days=validity_days)
+        #: The issuers of every leaf: the intermediate, then the root.
+        self.chain = (self.intermediate.certificate, self.root.certificate)
         #: The intermediate then the root, in PEM: what follows a leaf in a full bundle.
         self.chain_pem = pem(self.intermediate.certificate) + pem(self.root.certificate)
         self.root_pem = pem(self.root.certificate)

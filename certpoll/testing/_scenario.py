@@ -49,6 +49,11 @@ class OrderScript:
     (HTTP 400, code -183) for this long. ``errors``: the first status requests of this order
     are answered, one each, with these HTTP status codes (429 carries ``retry_after`` when
     set, as ``Retry-After``) or broken bodies (:class:`BodyFault`).
+
+    ``awkward``: the order is answered in the real shapes that trip naive clients: Sectigo
+    sends every PEM bundle root first (as its ``x509`` bundle always is), Entrust calls the
+    issued enrollment ``ACCEPTED``. (DigiCert's immediate issuance on the order answer and
+    GlobalSign's worded 202 are what every order gets.)
     """
 
     issue_after: float = 0.0
@@ -57,6 +62,7 @@ class OrderScript:
     collect_not_ready_for: float = 0.0
     errors: tuple[int | BodyFault, ...] = ()
     retry_after: float | None = None
+    awkward: bool = False
 
     def __post_init__(self) -> None:
         _non_negative("issue_after", self.issue_after)
@@ -168,9 +174,11 @@ class Profile:
     def realistic(cls, seed: int = 0) -> Profile:
         """A mix of what real CAs do, replayable from ``seed``.
 
-        Per order: about a third issue within seconds, a third within minutes, a tenth wait
-        hours for approval, one in twenty is rejected, and some meet a 503 or a 429 (half of
-        them with ``Retry-After``) or, on Sectigo, a collect that is not ready yet. CA-wide:
+        Per order: about a third issue within seconds (on DigiCert, a fifth of those at once,
+        the certificate in the order's answer), a third within minutes, a tenth wait hours
+        for approval, one in twenty is rejected, and some meet a 503 or a 429 (half of them
+        with ``Retry-After``) or, on Sectigo, a collect that is not ready yet. A third of the
+        orders are answered in the awkward real shapes (see :class:`OrderScript`). CA-wide:
         10–150 ms latency, a 15-minute DigiCert maintenance window (503) an hour in, and a
         2-minute Sectigo burst of 429 without ``Retry-After`` at 20 minutes.
         """
@@ -185,12 +193,15 @@ class Profile:
                 errors = (429, 429)
                 retry_after = rng.choice([None, 3.0, 20.0])
             not_ready = rng.uniform(5, 60) if ca == "sectigo" and rng.random() < 0.3 else 0.0
+            awkward = rng.random() < 1 / 3
             if roll < 0.35:
+                at_once = ca == "digicert" and rng.random() < 0.2
                 return OrderScript(
-                    issue_after=rng.uniform(0, 30),
+                    issue_after=0.0 if at_once else rng.uniform(0, 30),
                     errors=errors,
                     retry_after=retry_after,
                     collect_not_ready_for=not_ready,
+                    awkward=awkward,
                 )
             if roll < 0.85:
                 return OrderScript(
@@ -198,6 +209,7 @@ class Profile:
                     errors=errors,
                     retry_after=retry_after,
                     collect_not_ready_for=not_ready,
+                    awkward=awkward,
                 )
             if roll < 0.95:
                 return OrderScript(
@@ -205,8 +217,9 @@ class Profile:
                     issue_after=rng.uniform(5, 120),
                     errors=errors,
                     retry_after=retry_after,
+                    awkward=awkward,
                 )
-            return OrderScript(issue_after=rng.uniform(10, 600), reject=True)
+            return OrderScript(issue_after=rng.uniform(10, 600), reject=True, awkward=awkward)
 
         faults = (
             Fault(latency=0.01),

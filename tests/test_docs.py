@@ -1,0 +1,219 @@
+"""Every Python block of README.md and docs/ runs, and every certpoll command of the docs too.
+
+The rules the pages rely on are written in docs/index.md ("How the examples in these pages
+run"): blocks run in order, page by page, in one namespace per page, as in
+``python -m asyncio`` (top-level ``await``); the environment is the one ``certpoll
+serve-sim`` prints, pointing at a simulated CA served on 127.0.0.1; ``csr`` is a PEM CSR;
+``install``, ``alert``, ``store`` and ``show`` stand for the reader's own code. Each page
+runs in a worker thread with its own event loop, as a reader's script would.
+
+A ``console`` block is a session: ``$ export NAME=value`` sets a variable, ``$ certpoll ...``
+runs the command (on a virtual clock, so ``--max-wait 20`` takes no real time) and its
+output must be the lines that follow. In ``sh`` blocks, which show commands without their
+output, each ``certpoll`` command must be one the command line accepts.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextlib
+import io
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from types import CodeType
+
+import httpx
+import pytest
+from sybil import Example, Sybil
+from sybil.parsers.markdown import CodeBlockParser
+
+import certpoll
+from certpoll import _cli, _demo
+from certpoll.testing import MOUNTS, SimulatedCA, serve
+from tests.certs import make_csr
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def _compile(example: Example) -> CodeType:
+    # Blank lines first, so that a traceback points at the line of the page.
+    source: str = "\n" * (example.line + example.parsed.line_offset) + str(example.parsed)
+    code: CodeType = compile(
+        source, str(example.path), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
+    )
+    return code
+
+
+def _run_python(example: Example) -> None:
+    namespace = example.namespace
+    loop: asyncio.AbstractEventLoop = namespace["__loop__"]
+    result = eval(_compile(example), namespace)  # noqa: S307 - the docs' own code
+    if asyncio.iscoroutine(result):  # the block awaits at the top level
+        loop.run_until_complete(result)
+
+
+def _commands(text: str) -> Iterator[list[str]]:
+    for line in text.splitlines():
+        command = line.removeprefix("$ ")
+        if command.startswith("certpoll "):
+            yield shlex.split(command, comments=True)[1:]
+
+
+def _check_sh(example: Example) -> None:
+    for argv in _commands(example.parsed):
+        # The parser raises on an option or a command that does not exist (any more);
+        # --version and --help exit 0 once printed.
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+            _cli._parser().parse_args([a for a in argv if a != "..."])
+
+
+class _VirtualClock(asyncio.DefaultEventLoopPolicy):
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        return _demo.compressed_loop(100_000)
+
+
+def _run_console(example: Example) -> None:
+    """Run each ``$ certpoll`` line and compare its output with the lines below it."""
+    session: list[tuple[str, list[str]]] = []
+    for line in example.parsed.splitlines():
+        if line.startswith("$ "):
+            session.append((line[2:], []))
+        elif session:
+            session[-1][1].append(line)
+    for command, expected in session:
+        words = shlex.split(command)
+        if words[0] == "export":
+            name, _, value = words[1].partition("=")
+            os.environ[name] = value
+            continue
+        assert words[0] == "certpoll", f"{example.path}:{example.line}: runs {words[0]}"
+        out = io.StringIO()
+        policy = asyncio.get_event_loop_policy()
+        asyncio.set_event_loop_policy(_VirtualClock())
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+                _cli.main(words[1:])
+        finally:
+            asyncio.set_event_loop_policy(policy)
+        assert out.getvalue().splitlines() == expected, f"{example.path}:{example.line}"
+
+
+def _placeholder(name: str) -> Callable[..., None]:
+    def stand_in(*args: object, **kwargs: object) -> None:
+        """The reader's own code."""
+
+    stand_in.__name__ = name
+    return stand_in
+
+
+SYBIL = Sybil(
+    parsers=[
+        CodeBlockParser(language="python", evaluator=_run_python),
+        CodeBlockParser(language="console", evaluator=_run_console),
+        CodeBlockParser(language="sh", evaluator=_check_sh),
+    ]
+)
+
+
+@contextlib.asynccontextmanager
+async def _serve_sim_environment(tmp_path: Path) -> AsyncIterator[None]:
+    """The simulated CA on 127.0.0.1, and exactly the variables ``serve-sim`` prints."""
+    sim = SimulatedCA()
+    async with serve(sim, tls=False) as served:
+        origin = served.base_urls.digicert.removesuffix(MOUNTS["digicert"])
+        announced = io.StringIO()
+        client = _cli._client_key_pair(tmp_path)
+        _cli._announce(origin, sim.credentials, client, announced)
+        exports = {}
+        for line in announced.getvalue().splitlines():
+            if line.startswith("export "):
+                name, _, value = line.removeprefix("export ").partition("=")
+                exports[name] = value
+        saved = dict(os.environ)
+        os.environ.update(exports)
+        try:
+            yield
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def _run_page(page: Path) -> None:
+    document = SYBIL.parse(page)
+    loop = asyncio.new_event_loop()
+    try:
+        document.namespace.update(
+            __loop__=loop,
+            certpoll=certpoll,
+            httpx=httpx,
+            csr=make_csr("www.example.com"),
+            **{name: _placeholder(name) for name in ("install", "alert", "store", "show")},
+        )
+        for example in document:
+            example.evaluate()
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+async def test_every_block_of_the_page_runs(
+    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.startswith(("CERTPOLL_", "CERTCTL_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # files a snippet writes land here
+    async with _serve_sim_environment(tmp_path):
+        await asyncio.to_thread(_run_page, page)
+
+
+def test_the_api_reference_lists_every_public_name() -> None:
+    import certpoll.testing
+
+    listed = [
+        line.removeprefix("::: ").strip()
+        for line in (ROOT / "docs" / "api.md").read_text().splitlines()
+        if line.startswith("::: ")
+    ]
+    public = [f"certpoll.{name}" for name in certpoll.__all__] + [
+        f"certpoll.testing.{name}" for name in certpoll.testing.__all__
+    ]
+    assert sorted(listed) == sorted(public)
+
+
+@pytest.mark.parametrize(
+    ("block", "error"),
+    [
+        ("```sh\ncertpoll status digicert 1 --no-such-option\n```\n", _cli.UserError),
+        ("```console\n$ certpoll --version\ncertpoll 0.0.0-not-this\n```\n", AssertionError),
+        ("```python\ncertpoll.NoSuchName\n```\n", AttributeError),
+    ],
+)
+def test_a_block_that_drifts_fails(block: str, error: type[Exception], tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(block)
+    with pytest.raises(error):
+        _run_page(page)
+
+
+def test_the_site_builds_without_a_warning(tmp_path: Path) -> None:
+    # What `make docs` runs: --strict turns any warning (a broken link, a name the API
+    # reference cannot find) into a failure.
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    api = (tmp_path / "api" / "index.html").read_text()
+    assert api.count('class="doc doc-heading"') > 60
+    assert ":class:" not in api  # docs/_scripts/sphinx_roles.py turns roles into code
