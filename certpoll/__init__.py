@@ -12,6 +12,8 @@ from ._errors import AttemptTimeout as AttemptTimeout
 from ._errors import AuthenticationError as AuthenticationError
 from ._errors import CertpollError as CertpollError
 from ._errors import ConfigError as ConfigError
+from ._errors import EndpointNotFound as EndpointNotFound
+from ._errors import GateClosed as GateClosed
 from ._errors import OrderNotFound as OrderNotFound
 from ._errors import PermanentError as PermanentError
 from ._errors import RateLimited as RateLimited
@@ -130,9 +132,11 @@ __all__ = [
     "PermanentError",
     "AuthenticationError",
     "OrderNotFound",
+    "EndpointNotFound",
     "ResponseParseError",
     "TransientError",
     "RateLimited",
+    "GateClosed",
     "AttemptTimeout",
     "SubmissionUncertain",
 ]

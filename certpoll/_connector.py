@@ -9,19 +9,23 @@ the order submission goes through :meth:`Connector._submit`, which never retries
 from __future__ import annotations
 
 import abc
+import contextvars
 import dataclasses
+import functools
 import json
 import logging
 import re
 import types
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import ClassVar, Generic, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
 
 from ._errors import (
+    CertpollError,
     ConfigError,
+    GateClosed,
     PermanentError,
     ResponseParseError,
     SubmissionUncertain,
@@ -37,7 +41,8 @@ from ._models import (
     RevocationReason,
 )
 from ._outcomes import Done, Failed, Pending
-from ._poller import Poller
+from ._poller import Poller, attempt_deadline
+from ._redaction import Redactor
 from ._settings import CASettings
 from ._triage import Triage
 
@@ -77,6 +82,36 @@ _MAX_WARNED_STATUSES = 1024
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
+@dataclasses.dataclass(slots=True)
+class _Issuing:
+    """An ``issue()`` running in this task; ``submitted`` once the CA accepted the order."""
+
+    submitted: bool = False
+
+
+_issuing: contextvars.ContextVar[_Issuing | None] = contextvars.ContextVar(
+    "certpoll_issuing", default=None
+)
+
+_Issue = Callable[["Connector[CASettings]", CertificateRequest], Awaitable[OrderStatus]]
+
+
+def _marking_issue(issue: _Issue) -> _Issue:
+    """``issue`` run so that, once the order is accepted, no request waits at the gate."""
+
+    @functools.wraps(issue)
+    async def issue_without_waiting(
+        self: Connector[CASettings], request: CertificateRequest
+    ) -> OrderStatus:
+        token = _issuing.set(_Issuing())
+        try:
+            return await issue(self, request)
+        finally:
+            _issuing.reset(token)
+
+    return issue_without_waiting
+
+
 def path_segment(value: str, *, what: str = "order id") -> str:
     """``value`` escaped as exactly one URL path segment, or a :class:`ConfigError`.
 
@@ -108,7 +143,9 @@ class Connector(abc.ABC, Generic[S]):
 
     ``http`` is the ``httpx.AsyncClient`` to share; without it the connector creates one and
     closes it in :meth:`aclose`. A client passed in is never closed by the connector.
-    ``poller`` replaces the Poller built from the settings (inject clock, sleep, rng there).
+    ``poller`` replaces the Poller built from the settings: inject clock, sleep and rng there,
+    the one place for a connector's time (its gate and ``poll_many`` use them too). A ``gate``
+    passed in keeps its own clock and sleep.
     """
 
     #: The CA's short name, as in :attr:`OrderStatus.ca`.
@@ -120,6 +157,17 @@ class Connector(abc.ABC, Generic[S]):
     pending_words: ClassVar[frozenset[str]]
     failed_words: ClassVar[frozenset[str]]
     issued_word: ClassVar[str]
+    #: Words in a 404 body that mean the route itself does not exist (the base URL is wrong),
+    #: as opposed to an unknown order: the simulated CA's, plus any the CA adds.
+    missing_route_words: ClassVar[tuple[str, ...]] = ("no such resource",)
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        # Every connector's issue() returns the accepted order without queueing behind
+        # anyone's hold: its look after the submit goes only if the gate is open at once.
+        issue = cls.__dict__.get("issue")
+        if issue is not None and not getattr(issue, "__isabstractmethod__", False):
+            cls.issue = _marking_issue(issue)  # type: ignore[assignment,method-assign]
 
     def __init__(
         self,
@@ -143,13 +191,39 @@ class Connector(abc.ABC, Generic[S]):
             )
         self.http = self._default_client() if http is None else http
         self.poller = settings.make_poller() if poller is None else poller
-        self.gate = UpstreamGate(rate_limits=settings.rate_limits) if gate is None else gate
-        secrets = settings.secret_values()
-        self._secrets = tuple(s for s in secrets if s)
+        # One time source: the gate waits on the Poller's clock and sleep.
+        self.gate = (
+            UpstreamGate(
+                rate_limits=settings.rate_limits,
+                clock=self.poller.clock,
+                sleep=self.poller.sleep,
+            )
+            if gate is None
+            else gate
+        )
+        self._redactor = Redactor(settings.secret_values())
         self.triage = self._make_triage()
 
     def _make_triage(self) -> Triage:
-        return Triage(ca=self.ca, redact=self.redact)
+        return Triage(
+            ca=self.ca,
+            redact=self.redact,
+            retry_after_cap=self.settings.retry_after_cap_seconds,
+            missing_route=self._missing_route,
+        )
+
+    def _missing_route(self, response: httpx.Response) -> str | None:
+        """For a 404: what to tell the user if the route itself is missing, else None."""
+        try:
+            text = response.text
+        except (httpx.ResponseNotRead, UnicodeDecodeError, LookupError):
+            return None
+        if not any(word in text for word in self.missing_route_words):
+            return None
+        return (
+            f"{self.ca} has no such API route: the base URL {self.redact(self.base_url)!r} is "
+            f"probably wrong (check {self.settings.base_url_variable()})"
+        )
 
     def _default_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -257,10 +331,8 @@ class Connector(abc.ABC, Generic[S]):
         )
 
     def redact(self, text: str) -> str:
-        """``text`` with every credential of these settings replaced by ``[redacted]``."""
-        for secret in self._secrets:
-            text = text.replace(secret, "[redacted]")
-        return text
+        """``text`` with every credential of these settings, in any spelling, redacted."""
+        return self._redactor(text)
 
     def _submitted(
         self, order_id: str, first_look: Done[OrderStatus] | Pending | Failed | None = None
@@ -308,7 +380,7 @@ class Connector(abc.ABC, Generic[S]):
 
     def _unknown_status(self, status: str, *, order_id: str) -> Pending:
         """A status word this connector does not know: pending, warned about once per word."""
-        word = self.redact(status[:64])
+        word = self.redact(status)[:64]
         key = (self.ca, word)
         if key not in _WARNED_STATUSES and len(_WARNED_STATUSES) < _MAX_WARNED_STATUSES:
             _WARNED_STATUSES.add(key)
@@ -327,20 +399,39 @@ class Connector(abc.ABC, Generic[S]):
         """The URL of ``segments`` under :attr:`base_url`; each must already be escaped."""
         return "/".join((self.base_url, *segments))
 
+    def _admission_deadline(self) -> float | None:
+        """When the gate must have admitted a request sent now, or None for no bound.
+
+        Inside a poll attempt: the poll's deadline. After the submit of ``issue()``: now
+        (the accepted order is returned rather than wait behind another order's hold).
+        """
+        issuing = _issuing.get()
+        if issuing is not None and issuing.submitted:
+            return self.gate.now()
+        return attempt_deadline()
+
     async def _send(
         self, request: httpx.Request, *, order_id: str | None = None
     ) -> httpx.Response | Pending | Failed:
-        """Send through the gate; a 2xx response, read in full, or the triaged outcome."""
-        async with self.gate.admit() as admission:
-            try:
-                response = await self._fetch(request, order_id=order_id)
-            except httpx.HTTPError as exc:
-                return self.triage.exception(exc, order_id=order_id)
-            except ResponseParseError as exc:
-                return Failed(exc)
-            # Inside the block: a 429 holds the whole gate, and a probe's answer is known.
-            outcome = self.triage.response(response, order_id=order_id)
-            admission.observe(outcome)
+        """Send through the gate; a 2xx response, read in full, or the triaged outcome.
+
+        A request the gate cannot admit in time is not sent: ``Pending(GateClosed)``, with
+        the time until the gate opens as ``retry_after``.
+        """
+        try:
+            async with self.gate.admit(deadline=self._admission_deadline()) as admission:
+                try:
+                    response = await self._fetch(request, order_id=order_id)
+                except httpx.HTTPError as exc:
+                    return self.triage.exception(exc, order_id=order_id)
+                except ResponseParseError as exc:
+                    return Failed(exc)
+                # Inside the block: a 429 holds the whole gate, and a probe's answer is known.
+                outcome = self.triage.response(response, order_id=order_id)
+                admission.observe(outcome)
+        except GateClosed as exc:
+            exc.ca, exc.order_id = self.ca, order_id
+            return Pending(exc, exc.retry_after)
         return response if outcome is None else outcome
 
     async def _submit(
@@ -355,29 +446,45 @@ class Connector(abc.ABC, Generic[S]):
         """
         name = certificate_request.common_name
         async with self.gate.admit() as admission:
+            # Built in the handlers, raised after them: a cause holding a credential (an
+            # httpx message quoting a header) must not ride along as __context__.
+            problem: CertpollError | None = None
             try:
                 response = await self._fetch(request, order_id=None)
             except _NOT_SENT as exc:
-                raise TransientError(
-                    f"{self.ca}: the order for {name!r} was not sent: {type(exc).__name__}",
-                    ca=self.ca,
-                ) from exc
+                problem = self.triage.chained(
+                    TransientError(
+                        f"{self.ca}: the order for {name!r} was not sent: {type(exc).__name__}",
+                        ca=self.ca,
+                    ),
+                    exc,
+                )
             except httpx.HTTPError as exc:
-                raise SubmissionUncertain(
-                    f"{self.ca}: the order for {name!r} may have reached the CA: "
-                    f"{type(exc).__name__}; check the CA before ordering again",
-                    ca=self.ca,
-                    common_name=name,
-                ) from exc
+                problem = self.triage.chained(
+                    SubmissionUncertain(
+                        f"{self.ca}: the order for {name!r} may have reached the CA: "
+                        f"{type(exc).__name__}; check the CA before ordering again",
+                        ca=self.ca,
+                        common_name=name,
+                    ),
+                    exc,
+                )
             except ResponseParseError as exc:
-                raise SubmissionUncertain(
-                    f"{self.ca}: the CA's answer to the order for {name!r} cannot be read; "
-                    "check the CA before ordering again",
-                    ca=self.ca,
-                    common_name=name,
-                ) from exc
+                problem = self.triage.chained(
+                    SubmissionUncertain(
+                        f"{self.ca}: the CA's answer to the order for {name!r} cannot be read; "
+                        "check the CA before ordering again",
+                        ca=self.ca,
+                        common_name=name,
+                    ),
+                    exc,
+                )
+            if problem is not None:
+                raise problem
             triaged = self.triage.response(response)
             admission.observe(triaged)
+        if triaged is None or response.status_code in self.triage.pending_status_codes:
+            self._mark_submitted()
         if triaged is None:
             return response
         outcome = triaged
@@ -406,6 +513,12 @@ class Connector(abc.ABC, Generic[S]):
             status_code=response.status_code,
             body_excerpt=self.triage.excerpt(response),
         )
+
+    @staticmethod
+    def _mark_submitted() -> None:
+        issuing = _issuing.get()
+        if issuing is not None:
+            issuing.submitted = True
 
     async def _fetch(self, request: httpx.Request, *, order_id: str | None) -> httpx.Response:
         """Send ``request`` and read its body; follow redirects only if the settings say so.

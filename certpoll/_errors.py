@@ -7,9 +7,11 @@ Every exception certpoll raises on purpose derives from :class:`CertpollError`::
     ├── PermanentError                    the CA said no; retrying will not help
     │   ├── AuthenticationError           HTTP 401 or 403: the credential is wrong or lacks rights
     │   ├── OrderNotFound                 HTTP 404: the CA does not know this order or certificate
+    │   ├── EndpointNotFound              HTTP 404 for the route itself: the base URL is wrong
     │   └── ResponseParseError            a 2xx answer that cannot be read (bad JSON, bad PEM, ...)
     ├── TransientError                    worth another try later (5xx, 408, network, TLS, timeout)
     │   ├── RateLimited                   HTTP 429
+    │   ├── GateClosed                    the connector's own gate could not admit a request in time
     │   └── AttemptTimeout (also TimeoutError)  one poll attempt ran past ``attempt_timeout``
     └── SubmissionUncertain               an order POST may or may not have reached the CA
 
@@ -18,7 +20,8 @@ pending outcome. ``asyncio.CancelledError`` is never caught or wrapped.
 
 The underlying cause (an ``httpx`` exception, a ``json`` or ``cryptography`` error) is kept as
 ``__cause__``, never flattened into the message. No message, attribute or ``repr`` carries a
-credential: response excerpts are redacted before they are stored.
+credential: response excerpts are redacted before they are cut and stored, and a cause whose
+text quotes a credential (an httpx message naming a header value) is left out of the chain.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ __all__ = [
     "AuthenticationError",
     "CertpollError",
     "ConfigError",
+    "EndpointNotFound",
+    "GateClosed",
     "OrderNotFound",
     "PermanentError",
     "RateLimited",
@@ -90,6 +95,14 @@ class OrderNotFound(PermanentError):
     """HTTP 404: the CA knows no such order or certificate."""
 
 
+class EndpointNotFound(PermanentError):
+    """HTTP 404 for the API route itself, not for an order: the base URL is wrong.
+
+    Unlike :class:`OrderNotFound`, it says nothing about the order; every request through
+    the connector will get the same answer until its base URL is fixed.
+    """
+
+
 class ResponseParseError(PermanentError):
     """A successful answer whose body certpoll cannot read: bad JSON, a missing field, bad PEM."""
 
@@ -120,6 +133,14 @@ class TransientError(_CAError):
 
 class RateLimited(TransientError):
     """HTTP 429: the CA asks for fewer requests."""
+
+
+class GateClosed(TransientError):
+    """The connector's gate (rate limits, a shared cooldown) could not admit a request before
+    its poll's deadline, or at once for the first look of ``issue()``.
+
+    Nothing was sent. ``retry_after`` is the time until the gate opens, when it is known.
+    """
 
 
 class AttemptTimeout(TransientError, TimeoutError):

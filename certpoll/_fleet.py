@@ -5,30 +5,37 @@ at most ``concurrency`` attempts in flight, each one a short-lived task. A pendi
 one small record in the heap, so 100,000 of them fit in one event loop. Every request still
 goes through the connector's :class:`~certpoll._gate.UpstreamGate` (rate limits, shared
 cooldown). Each order follows the Poller's schedule rules exactly: first attempt at once,
-jittered growing waits, ``Retry-After`` as a floor, a last attempt at the deadline.
+jittered growing waits, ``Retry-After`` as a floor, a last attempt at the deadline (the
+schedule is :meth:`Poller.next_wait`, the attempt :meth:`Poller.run_attempt`), on the
+Poller's clock and sleep.
+
+No answer the CA gave is ever dropped: when the stream stops, for any reason (a refused
+credential, the consumer cancelled, :meth:`OrderStream.aclose`), every attempt that finished
+is settled; :meth:`OrderStream.undelivered` hands over the final answers not yet yielded and
+:meth:`OrderStream.pending` every order still open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import itertools
 import json
 import math
 import types
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Self, TypeVar, get_args
 
 from ._connector import Connector
-from ._errors import AuthenticationError, CertpollError, ConfigError
-from ._instrumentation import get_poll_hooks
+from ._errors import AuthenticationError, CertpollError, ConfigError, EndpointNotFound
 from ._models import CAName, OrderState, OrderStatus
 from ._outcomes import Done, Failed, Pending
-from ._poller import _Reporter
+from ._poller import CLOCK_SLACK, AttemptReporter
 from ._settings import CASettings
 
 __all__ = ["OrderStream", "PendingOrder", "Progress", "poll_many", "resume"]
@@ -37,12 +44,8 @@ S = TypeVar("S", bound=CASettings)
 
 _CA_NAMES: Final = frozenset(get_args(CAName))
 _HANDLE_FIELDS: Final = ("ca", "order_id", "attempts", "next_poll_at", "deadline")
-#: Without a finished order, progress is reported at most this often (loop seconds).
+#: Without a finished order, progress is reported at most this often (seconds).
 _HEARTBEAT = 1.0
-#: An order due within this many seconds is due now. Event loops fire timers up to their
-#: clock resolution early; without this slack a virtual-time loop, whose clock only moves
-#: when nothing is ready, would spin on a timer that keeps firing a hair before its time.
-_SLACK = 1e-3
 
 
 def _utcnow() -> datetime:
@@ -200,10 +203,20 @@ class _Inbox:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
-    async def wait(self, delay: float | None) -> None:
+    async def wait(
+        self, delay: float | None, sleep: Callable[[float], Awaitable[object]] | None
+    ) -> None:
+        """Until a task finishes or ``delay`` has passed: through ``sleep`` when the Poller
+        was given one, else on the loop's own timer (no task per wait).
+        """
         loop = asyncio.get_running_loop()
         self.waiter = loop.create_future()
-        timer = None if delay is None else loop.call_later(delay, self.wake)
+        timer: asyncio.TimerHandle | asyncio.Task[None] | None = None
+        if delay is not None:
+            if sleep is None:
+                timer = loop.call_later(delay, self.wake)
+            else:
+                timer = loop.create_task(_call_after(sleep, delay, self.wake))
         try:
             await self.waiter
         finally:
@@ -212,13 +225,22 @@ class _Inbox:
                 timer.cancel()
 
 
+async def _call_after(
+    sleep: Callable[[float], Awaitable[object]], delay: float, then: Callable[[], None]
+) -> None:
+    await sleep(delay)
+    then()
+
+
 class OrderStream:
     """The async iterator :func:`poll_many` returns: each :class:`OrderStatus` as it completes.
 
     Use it as ``async with poll_many(...) as stream: async for status in stream: ...`` (or
     call :meth:`aclose`) so that leaving early stops every poll at once. Statuses in state
     ``PENDING`` are orders still pending at their deadline; :meth:`handle` and
-    :meth:`pending` give their resumable :class:`PendingOrder` handles.
+    :meth:`pending` give their resumable :class:`PendingOrder` handles. After the stream
+    stopped, for whatever reason, :meth:`undelivered` hands over the answers settled but not
+    yet yielded: with :meth:`pending`, every order is accounted for.
     """
 
     def __init__(
@@ -271,9 +293,10 @@ class OrderStream:
         self._issued = self._failed = self._still_pending = 0
         self._gate_base = (connector.gate.requests_sent, connector.gate.rate_limited)
         self._last_report = -math.inf
-        self._rng = connector.poller._rng
-        hooks = connector.poller._hooks
-        self._hooks = get_poll_hooks() if hooks is None else hooks
+        self._poller = connector.poller
+        self._hooks = connector.poller.hooks
+        injected = connector.poller.clock is not None or connector.poller.sleep is not asyncio.sleep
+        self._injected_sleep = connector.poller.sleep if injected else None
 
     # -- the public surface ---------------------------------------------------------------
 
@@ -296,6 +319,8 @@ class OrderStream:
             try:
                 await self._run_until_ready()
             except BaseException:
+                # A refused credential, a cancelled consumer, a bug: stop every poll, and
+                # keep what the attempts that finished found, for undelivered().
                 await self._shutdown()
                 raise
         if self._ready:
@@ -303,8 +328,23 @@ class OrderStream:
         raise StopAsyncIteration
 
     async def aclose(self) -> None:
-        """Stop every poll now; the attempts in flight are cancelled and awaited."""
+        """Stop every poll now; the attempts in flight are cancelled and awaited.
+
+        An attempt that had already finished is settled: its answer is kept for
+        :meth:`undelivered` (or :meth:`pending`, if it was not final).
+        """
         await self._shutdown()
+
+    def undelivered(self) -> tuple[OrderStatus, ...]:
+        """The answers settled but not yet yielded, handed over (each once) and forgotten.
+
+        After the stream stopped (it raised, its consumer was cancelled, or :meth:`aclose`),
+        these plus :meth:`pending` account for every order: an answer the CA gave is never
+        dropped.
+        """
+        statuses = tuple(self._ready)
+        self._ready.clear()
+        return statuses
 
     def progress(self) -> Progress:
         """The counts right now."""
@@ -343,7 +383,7 @@ class OrderStream:
 
     def _start(self) -> None:
         self._started = True
-        now = asyncio.get_running_loop().time()
+        now = self._poller.now()
         wall = _utcnow()
         poller = self._connector.poller
         fresh_budget = poller.max_wait if self._max_wait is None else self._max_wait
@@ -371,53 +411,71 @@ class OrderStream:
     async def _run_until_ready(self) -> None:
         if not self._started:
             self._start()
-        loop = asyncio.get_running_loop()
         while not self._ready and not self._closed:
+            fatal: BaseException | None = None
             while self._inbox.done:
-                self._settle(self._inbox.done.popleft())
+                fatal = self._settle(self._inbox.done.popleft()) or fatal
+            if fatal is not None:
+                # Every order would get the same answer (or this is a bug): stop, having
+                # settled every answer already in.
+                raise fatal
             if self._ready:
                 break
             if not self._heap and not self._running:
                 self._closed = True
                 self._report(force=True)
                 return
-            now = loop.time()
+            now = self._poller.now()
             self._launch_due(now)
             timeout: float | None = None
             if self._heap and len(self._running) < self._concurrency:
                 timeout = max(0.0, self._heap[0][0] - now)
             if not self._inbox.done:
-                await self._inbox.wait(timeout)
+                await self._inbox.wait(timeout, self._injected_sleep)
 
     def _launch_due(self, now: float) -> None:
         connector = self._connector
         while (
             self._heap
             and len(self._running) < self._concurrency
-            and self._heap[0][0] <= now + _SLACK
+            and self._heap[0][0] <= now + CLOCK_SLACK
         ):
             _, _, order = heapq.heappop(self._heap)
             task = asyncio.get_running_loop().create_task(
-                _attempt(connector, order.order_id),
+                self._poller.run_attempt(
+                    functools.partial(connector.poll_once, order.order_id),
+                    deadline=order.deadline,
+                    ca=connector.ca,
+                    order_id=order.order_id,
+                ),
                 name=f"certpoll.poll_many {connector.ca} {order.order_id}",
             )
             task.add_done_callback(self._inbox.push)
             self._running[task] = order
 
-    def _settle(self, task: asyncio.Task[Done[OrderStatus] | Pending | Failed]) -> None:
+    def _settle(
+        self, task: asyncio.Task[Done[OrderStatus] | Pending | Failed]
+    ) -> BaseException | None:
+        """Apply a finished attempt to its order; the error that must stop the stream, if any.
+
+        Such an error (a refused credential, a wrong base URL, a bug) leaves its order open.
+        """
         order = self._running.pop(task)
         if task.cancelled():
-            # Cancelled by someone else: the attempt did not happen; try again at once.
+            # Cancelled by someone else (or by a stop): the attempt did not happen.
             self._push(order)
-            return
+            return None
         error = task.exception()
-        if error is not None:
-            result: Done[OrderStatus] | Pending | Failed = _fatal_or_failed(error)
-        else:
-            result = task.result()
-        loop_now = asyncio.get_running_loop().time()
+        if error is not None and not isinstance(error, Exception):
+            self._push(order)
+            return error
+        result = task.result() if error is None else Failed(error)
+        if isinstance(result, Failed) and _stops_the_stream(result.error):
+            self._push(order)
+            return result.error
+        loop_now = self._poller.now()
         order.attempts += 1
-        report = _Reporter(
+        report = AttemptReporter(
             hooks=self._hooks,
             ca=self._connector.ca,
             order_id=order.order_id,
@@ -427,27 +485,32 @@ class OrderStream:
         if isinstance(result, Done):
             report("done", error=None, detail=order.detail, elapsed=elapsed)
             self._finish(order, result.value)
-            return
+            return None
         if isinstance(result, Failed):
             report("failed", error=result.error, detail=order.detail, elapsed=elapsed)
-            failure = _fatal_or_failed(result.error)
-            self._finish(order, self._failed_status(order, failure.error))
-            return
+            self._finish(order, self._failed_status(order, result.error))
+            return None
         if not isinstance(result, Pending):
-            raise TypeError(
+            self._push(order)
+            return TypeError(
                 f"a poll attempt must return Done, Pending or Failed, not {type(result)!r}"
             )
         order.last_error = result.error
         if result.detail is not None:
             order.detail = result.detail
-        policy = self._connector.poller.policy
-        remaining = order.deadline - loop_now
         retry_after = None if result.retry_after is None else max(0.0, result.retry_after)
-        if remaining <= 0 or (retry_after is not None and retry_after > remaining):
-            report("pending", error=order.last_error, detail=order.detail, elapsed=elapsed)
+        wait = self._poller.next_wait(
+            wait_index=order.wait_index,
+            remaining=order.deadline - loop_now,
+            retry_after=retry_after,
+        )
+        report(
+            "pending", error=order.last_error, detail=order.detail, elapsed=elapsed, next_wait=wait
+        )
+        if wait is None:
             # When a resumed poll should look next: the server's wish, else the schedule.
-            wait = policy.base_wait(order.wait_index) if retry_after is None else retry_after
-            order.due = loop_now + wait
+            later = self._poller.policy.base_wait(order.wait_index)
+            order.due = loop_now + (later if retry_after is None else retry_after)
             self._finish(
                 order,
                 _pending_status(
@@ -458,19 +521,12 @@ class OrderStream:
                     retry_after=retry_after,
                 ),
             )
-            return
-        # The Poller's rules, step for step (see Poller.poll).
-        wait = policy.jittered(policy.base_wait(order.wait_index), self._rng)
+            return None
         order.wait_index += 1
-        if retry_after is not None:
-            wait = max(wait, retry_after * (1 + self._rng.uniform(0, policy.jitter / 2)))
-        wait = min(wait, remaining)
-        report(
-            "pending", error=order.last_error, detail=order.detail, elapsed=elapsed, next_wait=wait
-        )
         order.due = loop_now + wait
         self._push(order)
         self._report(force=False)
+        return None
 
     def _finish(self, order: _Order, status: OrderStatus) -> None:
         if status.state is OrderState.ISSUED:
@@ -496,7 +552,7 @@ class OrderStream:
     def _report(self, *, force: bool) -> None:
         if self._on_progress is None:
             return
-        now = asyncio.get_running_loop().time()
+        now = self._poller.now()
         if not force and now - self._last_report < _HEARTBEAT:
             return
         self._last_report = now
@@ -510,16 +566,15 @@ class OrderStream:
         if tasks:
             await asyncio.wait(tasks)
         for task in tasks:
-            order = self._running.pop(task)
-            if not task.cancelled():
-                task.exception()  # retrieved: an attempt that failed while we stopped
-            # Interrupted: that attempt does not count, and the order is due at once.
-            self._push(order)
+            # An attempt that finished before it could be cancelled found an answer: keep it.
+            # One that was interrupted does not count, and its order is due at once.
+            if task in self._running:
+                self._settle(task)
         self._inbox.done.clear()
         self._inbox.wake()  # a consumer waiting in another task sees the end
 
     def _handles(self, orders: list[_Order]) -> tuple[PendingOrder, ...]:
-        now = asyncio.get_running_loop().time()
+        now = self._poller.now()
         wall = _utcnow()
         ca = self._connector.ca
         return tuple(
@@ -527,32 +582,29 @@ class OrderStream:
                 ca=ca,
                 order_id=order.order_id,
                 attempts=order.attempts,
-                next_poll_at=wall + timedelta(seconds=max(0.0, order.due - now)),
-                deadline=wall + timedelta(seconds=min(order.deadline - now, _MAX_SECONDS)),
+                next_poll_at=wall + _seconds(order.due - now),
+                deadline=wall + _seconds(order.deadline - now),
             )
             for order in orders
         )
 
 
-#: A deadline of math.inf is stored as this far away (about 3,000 years): datetimes end.
+#: A time this far away (about 3,000 years) is as far as a handle goes: datetimes end, and
+#: neither a deadline of math.inf nor a huge Retry-After may overflow one.
 _MAX_SECONDS: Final = 1e11
 
 
-def _fatal_or_failed(error: BaseException) -> Failed:
-    """An exception from an attempt: one order's failure, or the end of the whole stream."""
-    if isinstance(error, AuthenticationError) or not isinstance(error, CertpollError):
-        # A refused credential fails every order the same way; anything else is a bug.
-        raise error
-    return Failed(error)
+def _seconds(value: float) -> timedelta:
+    """``value`` seconds from now as a timedelta, in [0, _MAX_SECONDS]."""
+    return timedelta(seconds=min(max(0.0, value), _MAX_SECONDS))
 
 
-async def _attempt(
-    connector: Connector[Any], order_id: str
-) -> Done[OrderStatus] | Pending | Failed:
-    # The Poller's own attempt runner: same attempt_timeout, same AttemptTimeout, and the
-    # gate pauses its clock while a request is queued.
-    return await connector.poller._run_attempt(
-        lambda: connector.poll_once(order_id), ca=connector.ca, order_id=order_id
+def _stops_the_stream(error: BaseException) -> bool:
+    """True for an error every order would get the same way (a refused credential, a wrong
+    base URL) or that certpoll does not know (a bug): it ends the whole stream.
+    """
+    return isinstance(error, AuthenticationError | EndpointNotFound) or not isinstance(
+        error, CertpollError
     )
 
 
@@ -573,11 +625,14 @@ def poll_many(
     order; without it, new orders get the connector's PollMaxWait and handles keep their
     deadline (or get a fresh PollMaxWait if it has passed).
 
-    Every order gets at least one attempt, and one last attempt at its deadline, even when
-    the rate limits make it wait past that deadline. A bad order (unknown, unreadable answer)
-    comes back ``FAILED`` with the error in ``last_error``; a refused credential raises
-    :class:`~certpoll.AuthenticationError` and stops everything. Bad arguments raise
-    :class:`~certpoll.ConfigError` at once, before any request.
+    Every order gets a first attempt and one last attempt at its deadline; a request the
+    rate limits cannot admit before the order's deadline is not sent, and the order ends
+    ``PENDING`` with :class:`~certpoll.GateClosed` as ``last_error``. A bad order (unknown,
+    unreadable answer) comes back ``FAILED`` with the error in ``last_error``; a refused
+    credential (:class:`~certpoll.AuthenticationError`) or a wrong base URL
+    (:class:`~certpoll.EndpointNotFound`) is raised and stops everything, after which
+    :meth:`OrderStream.undelivered` and :meth:`OrderStream.pending` account for every order.
+    Bad arguments raise :class:`~certpoll.ConfigError` at once, before any request.
     """
     return OrderStream(
         connector, orders, concurrency=concurrency, on_progress=on_progress, max_wait=max_wait

@@ -11,10 +11,18 @@ One gate per connector, that is per credential, shared by every order polled thr
   probe, tests the water; the rest wait for its answer. A probe that is rate limited again
   extends the hold; one that is not lets everyone through, still under the rate limits.
 
+* **Deadlines.** A request may carry a deadline (a poll's, or "now" for the first look of
+  ``issue()``): if the gate cannot admit it by then, it leaves the queue with
+  :class:`~certpoll.GateClosed`, whose ``retry_after`` says when the gate opens. Nothing
+  queues past its poll's deadline, so the hold of one order never stalls another's poll.
+
 So during a 429 storm the CA sees one probe per cooldown, however many orders are pending.
 Waiting costs no task: only the request at the head of the queue sleeps; the others wait on
 a future each. The time a request spends queued here does not count against the Poller's
 ``attempt_timeout`` (:func:`~certpoll._poller.attempt_clock_paused`).
+
+When a request may go is decided in one place, :meth:`UpstreamGate._delay` (the windows and
+the hold); the rest is queueing.
 """
 
 from __future__ import annotations
@@ -26,15 +34,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import cast, final
 
-from ._errors import ConfigError, RateLimited
+from ._errors import ConfigError, GateClosed, RateLimited
 from ._outcomes import Failed, Pending
-from ._poller import BackoffPolicy, attempt_clock_paused
+from ._poller import CLOCK_SLACK, BackoffPolicy, attempt_clock_paused
 
 __all__ = ["DEFAULT_COOLDOWN", "Admission", "UpstreamGate"]
-
-#: A wait shorter than this is no wait. Event loops fire timers up to their clock resolution
-#: early; without this slack a virtual-time loop would spin on a wait that never ends.
-_SLACK = 1e-3
 
 #: How long a 429 without ``Retry-After`` holds the gate: 5 s, then 15, 45, 135, 300, 300...
 DEFAULT_COOLDOWN = BackoffPolicy(initial_wait=5.0, multiplier=3.0, max_backoff=300.0, jitter=0.0)
@@ -71,17 +75,18 @@ class Admission:
     that a 429 holds every request on the gate and a probe's answer is known.
     """
 
-    __slots__ = ("_gate", "held", "probe")
+    __slots__ = ("_deadline", "_gate", "held", "probe")
 
-    def __init__(self, gate: UpstreamGate) -> None:
+    def __init__(self, gate: UpstreamGate, deadline: float | None) -> None:
         self._gate = gate
+        self._deadline = deadline
         #: True when this request is the one probe sent after a cooldown.
         self.probe = False
         #: True once this request asked the gate to hold.
         self.held = False
 
     async def __aenter__(self) -> Admission:
-        await self._gate._acquire(self)
+        await self._gate._acquire(self, self._deadline)
         return self
 
     async def __aexit__(
@@ -189,13 +194,30 @@ class UpstreamGate:
         """Requests queued at the gate (an upper bound: cancelled ones leave lazily)."""
         return len(self._queue) + self._head_taken
 
-    def admit(self) -> Admission:
+    def admit(self, *, deadline: float | None = None) -> Admission:
         """Wait until a request may be sent, then send it inside the block.
 
         ``async with gate.admit() as admission:`` send the request, then pass the triaged
-        answer to ``admission.observe(...)`` before leaving the block.
+        answer to ``admission.observe(...)`` before leaving the block. With a ``deadline``
+        (on the gate's clock), a request that cannot be admitted by then raises
+        :class:`~certpoll.GateClosed` as soon as that is known, and at the latest at the
+        deadline; a deadline already past admits only a request the gate lets through at once.
         """
-        return Admission(self)
+        return Admission(self, deadline)
+
+    def now(self) -> float:
+        """The gate's clock: the injected one, or the running loop's ``time()``."""
+        if self._clock is not None:
+            return self._clock()
+        return asyncio.get_running_loop().time()
+
+    def opens_in(self) -> float:
+        """Seconds until the gate would admit a request, as far as is known now.
+
+        0 when it is open, or when it waits for a probe's answer (not known in advance).
+        """
+        now = self.now()
+        return max(0.0, self._opens_at(now) - now)
 
     def hold(self, seconds: float | None = None) -> None:
         """Hold every request for ``seconds`` (None: the growing cooldown), then probe."""
@@ -203,15 +225,14 @@ class UpstreamGate:
 
     # -- the machinery --------------------------------------------------------------------
 
-    def _now(self) -> float:
-        if self._clock is not None:
-            return self._clock()
-        return asyncio.get_running_loop().time()
-
     def _delay(self, now: float) -> float | None:
-        """Seconds until a request may go; None while the probe's answer is awaited."""
+        """Seconds until a request may go; None while the probe's answer is awaited.
+
+        The admission rule, in full: a hold lasts until ``_not_before``, then one probe goes
+        alone; outside a hold, every sliding window must have room.
+        """
         if self._cooling:
-            if now < self._not_before - _SLACK:
+            if now < self._not_before - CLOCK_SLACK:
                 return self._not_before - now
             if self._probe_out:
                 return None
@@ -219,7 +240,21 @@ class UpstreamGate:
         for seconds, sent in self._windows:
             if len(sent) == sent.maxlen:
                 delay = max(delay, sent[0] + seconds - now)
-        return 0.0 if delay < _SLACK else delay
+        return 0.0 if delay < CLOCK_SLACK else delay
+
+    def _opens_at(self, now: float) -> float:
+        """The earliest time :meth:`_delay` could admit a request (a probe's answer: now)."""
+        delay = self._delay(now)
+        return now + (delay or 0.0)
+
+    def _closed(self, now: float, deadline: float | None) -> GateClosed:
+        opens_in = max(0.0, self._opens_at(now) - now)
+        when = "now" if deadline is None or deadline <= now else f"in {deadline - now:.3f} s"
+        return GateClosed(
+            f"the connector's gate (rate limits, a CA's Retry-After) cannot admit a request "
+            f"before its deadline ({when}); it opens in about {opens_in:.3f} s",
+            retry_after=opens_in,
+        )
 
     def _grant(self, admission: Admission, now: float) -> None:
         for _, sent in self._windows:
@@ -229,48 +264,76 @@ class UpstreamGate:
             admission.probe = True
             self._probe_out = True
 
-    async def _acquire(self, admission: Admission) -> None:
-        if not self._queue and not self._head_taken:
-            now = self._now()
-            if self._delay(now) == 0:
-                self._grant(admission, now)
-                return
+    async def _acquire(self, admission: Admission, deadline: float | None) -> None:
+        now = self.now()
+        if not self._queue and not self._head_taken and self._delay(now) == 0:
+            self._grant(admission, now)
+            return
+        if deadline is not None and self._opens_at(now) > deadline + CLOCK_SLACK:
+            # Known already: queueing would only hold the caller past its deadline.
+            raise self._closed(now, deadline)
         with attempt_clock_paused():
-            await self._wait_turn()
+            await self._wait_turn(deadline)
             try:
-                await self._wait_clear()
-                self._grant(admission, self._now())
+                await self._wait_clear(deadline)
+                self._grant(admission, self.now())
             finally:
                 self._head_taken = False
                 self._promote()
 
-    async def _wait_turn(self) -> None:
-        """Queue up; return as the head of the queue."""
+    def _timer(self, deadline: float | None) -> asyncio.Timeout:
+        """An ``asyncio.timeout`` that fires at ``deadline`` on the gate's clock (None: never)."""
+        if deadline is None or math.isinf(deadline):
+            return asyncio.timeout(None)
+        return asyncio.timeout(max(0.0, deadline - self.now() + CLOCK_SLACK))
+
+    async def _wait_turn(self, deadline: float | None) -> None:
+        """Queue up; return as the head of the queue, or raise GateClosed at ``deadline``."""
         waiter = asyncio.get_running_loop().create_future()
         self._queue.append(waiter)
         if not self._head_taken:
             self._promote()
         try:
-            await waiter
+            async with self._timer(deadline):
+                await waiter
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                # Made head, then cancelled before running: hand the turn on.
-                self._head_taken = False
-                self._promote()
+            self._pass_turn(waiter)
             raise
+        except TimeoutError as exc:
+            self._pass_turn(waiter)
+            raise self._closed(self.now(), deadline) from exc
 
-    async def _wait_clear(self) -> None:
-        sleep = asyncio.sleep if self._sleep is None else self._sleep
+    def _pass_turn(self, waiter: asyncio.Future[None]) -> None:
+        """A waiter leaves the queue: if it had just been made head, the next one is."""
+        if waiter.done() and not waiter.cancelled():
+            self._head_taken = False
+            self._promote()
+        else:
+            waiter.cancel()
+
+    async def _wait_clear(self, deadline: float | None) -> None:
+        """As the head: wait until the gate admits, or raise GateClosed if not by ``deadline``."""
         while True:
-            delay = self._delay(self._now())
+            now = self.now()
+            delay = self._delay(now)
+            if delay == 0:
+                return
             if delay is None:
                 if self._probe_waiter is None:
                     self._probe_waiter = asyncio.get_running_loop().create_future()
-                await asyncio.shield(self._probe_waiter)
-            elif delay > 0:
-                await sleep(delay)
+                try:
+                    async with self._timer(deadline):
+                        await asyncio.shield(self._probe_waiter)
+                except TimeoutError as exc:
+                    raise self._closed(self.now(), deadline) from exc
+            elif deadline is not None and now + delay > deadline + CLOCK_SLACK:
+                raise self._closed(now, deadline)
             else:
-                return
+                await self._sleep_for(delay)
+
+    async def _sleep_for(self, seconds: float) -> None:
+        sleep = asyncio.sleep if self._sleep is None else self._sleep
+        await sleep(seconds)
 
     def _promote(self) -> None:
         """Make the first live waiter the head."""
@@ -289,7 +352,7 @@ class UpstreamGate:
             self.rate_limited += 1
         if not self._share:
             return
-        now = self._now()
+        now = self.now()
         if probe:
             self._strikes += 1
         elif not self._cooling:

@@ -22,6 +22,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("certpoll")
+# A library logs; the application decides where it goes. Without this, Python's last-resort
+# handler would print every WARNING to stderr of a program that configured no logging.
+logger.addHandler(logging.NullHandler())
 
 AttemptOutcome = Literal["done", "pending", "failed"]
 

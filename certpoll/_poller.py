@@ -16,7 +16,13 @@ It knows nothing of HTTP. Its rules (each is tested):
 7. Clock, sleep and random source are injectable; by default time is the event loop's clock.
 8. Time an attempt spends queued at the upstream gate (rate limit, shared cooldown) does not
    count against ``attempt_timeout``: the gate pauses the attempt's clock while it waits
-   (:func:`attempt_clock_paused`).
+   (:func:`attempt_clock_paused`). It never moves the deadline: the gate admits a request
+   only before its poll's deadline (:func:`attempt_deadline`), so the bound of rule 4 holds.
+9. Deadline checks have a slack of :data:`CLOCK_SLACK`: a budget that is not a whole number
+   of clock ticks still ends with exactly one last look.
+
+The schedule itself (rules 1, 2, 3 and 5) is computed in one place, :meth:`Poller.next_wait`,
+which :func:`~certpoll.poll_many` follows too.
 """
 
 from __future__ import annotations
@@ -34,7 +40,14 @@ from ._errors import AttemptTimeout, ConfigError
 from ._instrumentation import AttemptOutcome, PollDetails, PollHook, get_poll_hooks
 from ._outcomes import Done, Failed, Pending, StillPending
 
-__all__ = ["BackoffPolicy", "Poller", "attempt_clock_paused"]
+__all__ = [
+    "CLOCK_SLACK",
+    "AttemptReporter",
+    "BackoffPolicy",
+    "Poller",
+    "attempt_clock_paused",
+    "attempt_deadline",
+]
 
 T = TypeVar("T")
 
@@ -44,10 +57,41 @@ DEFAULT_MAX_WAIT = 600.0
 DEFAULT_ATTEMPT_TIMEOUT = 30.0
 
 
-#: The attempt timeout of the attempt running in this task, so the gate can pause it.
-_running_attempt: contextvars.ContextVar[tuple[asyncio.Task[object], asyncio.Timeout] | None] = (
-    contextvars.ContextVar("certpoll_running_attempt", default=None)
+#: A time this close to a deadline is the deadline. Event loops fire timers up to their clock
+#: resolution early, and a budget such as ``0.1 + 0.2`` is not a whole number of clock ticks:
+#: without this slack a virtual-time loop would run look after look a hair before the end.
+CLOCK_SLACK = 1e-3
+
+
+@dataclass(frozen=True, slots=True)
+class _RunningAttempt:
+    """The attempt running in a task: its timeout (paused by the gate) and its poll's deadline."""
+
+    task: asyncio.Task[object] | None
+    timeout: asyncio.Timeout
+    deadline: float | None
+
+
+#: The attempt running in this task, so the gate can pause its clock and honour its deadline.
+_running_attempt: contextvars.ContextVar[_RunningAttempt | None] = contextvars.ContextVar(
+    "certpoll_running_attempt", default=None
 )
+
+
+def _current_attempt() -> _RunningAttempt | None:
+    running = _running_attempt.get()
+    if running is None or running.task is not asyncio.current_task():
+        return None
+    return running
+
+
+def attempt_deadline() -> float | None:
+    """The deadline of the poll whose attempt runs in this task (on the Poller's clock).
+
+    The gate admits a request of that attempt only before it; None outside an attempt.
+    """
+    running = _current_attempt()
+    return None if running is None else running.deadline
 
 
 @contextmanager
@@ -58,11 +102,11 @@ def attempt_clock_paused() -> Iterator[None]:
     cooldown): without this, orders queued behind many others would all time out. Outside an
     attempt, or in a task the attempt did not start, it does nothing.
     """
-    running = _running_attempt.get()
-    if running is None or running[0] is not asyncio.current_task():
+    running = _current_attempt()
+    if running is None:
         yield
         return
-    timeout = running[1]
+    timeout = running.timeout
     when = timeout.when()
     if when is None or timeout.expired():
         yield
@@ -189,6 +233,26 @@ class Poller:
         """The bound on one attempt, in seconds."""
         return self._attempt_timeout
 
+    @property
+    def clock(self) -> Callable[[], float] | None:
+        """The injected clock, or None for the running event loop's ``time()``."""
+        return self._clock
+
+    @property
+    def sleep(self) -> Callable[[float], Awaitable[object]]:
+        """How this Poller (and the gate and ``poll_many`` of its connector) waits."""
+        return asyncio.sleep if self._sleep is None else self._sleep
+
+    @property
+    def rng(self) -> random.Random:
+        """The random source of the jitter."""
+        return self._rng
+
+    @property
+    def hooks(self) -> tuple[PollHook, ...]:
+        """The hooks called after every attempt: this Poller's own, else the process-wide ones."""
+        return get_poll_hooks() if self._hooks is None else self._hooks
+
     def __repr__(self) -> str:
         return (
             f"Poller({self.policy!r}, max_wait={self._max_wait!r}, "
@@ -200,6 +264,26 @@ class Poller:
         if self._clock is not None:
             return self._clock()
         return asyncio.get_running_loop().time()
+
+    def next_wait(
+        self, *, wait_index: int, remaining: float, retry_after: float | None
+    ) -> float | None:
+        """The wait before the next attempt, or None when the poll ends here.
+
+        ``wait_index`` counts the waits already made, ``remaining`` is the time left before
+        the deadline and ``retry_after`` the server's floor, if any. The poll ends when the
+        deadline has come (within :data:`CLOCK_SLACK`) or when the floor would end past it;
+        otherwise the jittered schedule wait, raised to the floor (with a little jitter on
+        top), is clamped to end at the deadline.
+        """
+        if remaining <= CLOCK_SLACK or (retry_after is not None and retry_after > remaining):
+            return None
+        wait = self.policy.jittered(self.policy.base_wait(wait_index), self._rng)
+        if retry_after is not None:
+            # A floor, never shortened; the jitter on top keeps many orders told the same
+            # Retry-After from coming back in the same instant.
+            wait = max(wait, retry_after * (1 + self._rng.uniform(0, self.policy.jitter / 2)))
+        return min(wait, remaining)
 
     async def poll(
         self,
@@ -226,8 +310,8 @@ class Poller:
             not math.isnan(first_wait) and first_wait >= 0,
             f"first_wait must be 0 or more seconds, not {first_wait!r}",
         )
-        sleep = asyncio.sleep if self._sleep is None else self._sleep
-        hooks = get_poll_hooks() if self._hooks is None else self._hooks
+        sleep = self.sleep
+        hooks = self.hooks
         start = self.now()
         deadline = start + budget
         if first_wait > 0:
@@ -239,9 +323,9 @@ class Poller:
         detail: str | None = None
         while True:
             attempt_number += 1
-            result = await self._run_attempt(attempt, ca=ca, order_id=order_id)
+            result = await self.run_attempt(attempt, deadline=deadline, ca=ca, order_id=order_id)
             now = self.now()
-            report = _Reporter(hooks=hooks, ca=ca, order_id=order_id, attempt=attempt_number)
+            report = AttemptReporter(hooks=hooks, ca=ca, order_id=order_id, attempt=attempt_number)
 
             if isinstance(result, Done):
                 report("done", error=None, detail=detail, elapsed=now - start, next_wait=None)
@@ -257,10 +341,12 @@ class Poller:
             last_error = result.error
             if result.detail is not None:
                 detail = result.detail
-            remaining = deadline - now
             retry_after = None if result.retry_after is None else max(0.0, result.retry_after)
-            if remaining <= 0 or (retry_after is not None and retry_after > remaining):
-                report("pending", error=last_error, detail=detail, elapsed=now - start)
+            wait = self.next_wait(
+                wait_index=wait_index, remaining=deadline - now, retry_after=retry_after
+            )
+            report("pending", error=last_error, detail=detail, elapsed=now - start, next_wait=wait)
+            if wait is None:
                 return StillPending(
                     attempts=attempt_number - prior_attempts,
                     elapsed=now - start,
@@ -268,30 +354,28 @@ class Poller:
                     detail=detail,
                     retry_after=retry_after,
                 )
-
-            wait = self.policy.jittered(self.policy.base_wait(wait_index), self._rng)
             wait_index += 1
-            if retry_after is not None:
-                # A floor, never shortened; the jitter on top keeps many orders told the
-                # same Retry-After from coming back in the same instant.
-                wait = max(wait, retry_after * (1 + self._rng.uniform(0, self.policy.jitter / 2)))
-            wait = min(wait, remaining)
-            report("pending", error=last_error, detail=detail, elapsed=now - start, next_wait=wait)
             await sleep(wait)
 
-    async def _run_attempt(
+    async def run_attempt(
         self,
         attempt: Callable[[], Awaitable[Done[T] | Pending | Failed]],
         *,
-        ca: str | None,
-        order_id: str | None,
+        deadline: float | None = None,
+        ca: str | None = None,
+        order_id: str | None = None,
     ) -> Done[T] | Pending | Failed:
+        """Run one attempt, cut off after ``attempt_timeout`` (then ``Pending(AttemptTimeout)``).
+
+        ``deadline`` is the poll's deadline on this Poller's clock: the gate admits the
+        attempt's requests only before it (:func:`attempt_deadline`).
+        """
         limit = None if math.isinf(self._attempt_timeout) else self._attempt_timeout
         timeout = asyncio.timeout(limit)
         task = asyncio.current_task()
         try:
             async with timeout:
-                token = _running_attempt.set(None if task is None else (task, timeout))
+                token = _running_attempt.set(_RunningAttempt(task, timeout, deadline))
                 try:
                     return await attempt()
                 finally:
@@ -309,8 +393,8 @@ class Poller:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _Reporter:
-    """Hands one attempt's :class:`PollDetails` to every hook."""
+class AttemptReporter:
+    """Hands one attempt's :class:`PollDetails` to every hook (the Poller and ``poll_many``)."""
 
     hooks: tuple[PollHook, ...]
     ca: str | None

@@ -5,6 +5,10 @@ operators of certctl need not rename anything, from ``CERTCTL_DIGICERT_<FIELD>``
 ``CERTPOLL_`` variable wins when both are set. Arguments win over both. A value that cannot
 be used raises :class:`~certpoll.ConfigError` naming the variable; nothing falls back to a
 default silently.
+
+Credentials are normalised as they load: surrounding whitespace (the newline a file-based
+secret ends with) is stripped; a control character inside is a :class:`ConfigError` naming
+the variable, never showing the value. Base URLs must be absolute ``http(s)://`` URLs.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ import math
 import os
 import random
 import re
+import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import ClassVar, Self
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -30,6 +36,7 @@ from pydantic_settings import (
 from ._errors import ConfigError
 from ._instrumentation import PollHook
 from ._poller import DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_MAX_WAIT, BackoffPolicy, Poller
+from ._triage import DEFAULT_RETRY_AFTER_CAP
 
 __all__ = [
     "CASettings",
@@ -57,6 +64,8 @@ class CASettings(BaseSettings):
 
     #: The CA's name in environment variables: ``CERTPOLL_<env_name>_...``.
     env_name: ClassVar[str] = ""
+    #: The field holding the CA's API root.
+    url_field: ClassVar[str] = "base_url"
 
     poll_max_wait_seconds: float = Field(
         default=DEFAULT_MAX_WAIT,
@@ -81,6 +90,13 @@ class CASettings(BaseSettings):
         "it off, for the client the connector creates; every connector start then logs a "
         "warning.",
     )
+    retry_after_cap_seconds: float = Field(
+        default=DEFAULT_RETRY_AFTER_CAP,
+        gt=0,
+        allow_inf_nan=False,
+        description="The longest wait a CA's Retry-After can impose (on one poll, and on "
+        "every request through the connector's gate); a longer one is cut to this.",
+    )
     follow_redirects: bool = Field(
         default=False,
         description="Follow 3xx answers (at most 5). A redirect to another origin is followed "
@@ -93,6 +109,18 @@ class CASettings(BaseSettings):
         if math.isnan(value) or value < 0:
             raise ValueError("must be 0 (the default, 600) or a positive number of seconds")
         return DEFAULT_MAX_WAIT if value == 0 else value
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _credential(cls, value: object) -> object:
+        # A secret read from a file ends with a newline, which no HTTP header may carry:
+        # strip what surrounds it, refuse a control character inside (never show it).
+        if not isinstance(value, SecretStr):
+            return value
+        text = value.get_secret_value().strip()
+        if any(unicodedata.category(c) == "Cc" for c in text):
+            raise ValueError("holds a control character (the value is not shown)")
+        return SecretStr(text)
 
     @field_validator("tls_verify", "follow_redirects", mode="before")
     @classmethod
@@ -155,6 +183,10 @@ class CASettings(BaseSettings):
         """The ``CERTPOLL_`` environment variable that sets ``field``."""
         return f"{cls._prefixes()[0]}{field.upper()}"
 
+    def base_url_variable(self) -> str:
+        """Where the API root comes from, for messages that say it is wrong."""
+        return self.env_var(self.url_field)
+
     def backoff_policy(self) -> BackoffPolicy:
         """The schedule these settings describe."""
         try:
@@ -212,7 +244,7 @@ def _config_error(
             certpoll_var, certctl_var = (p + field.upper() for p in settings_cls._prefixes())
             problems.append(f"{certpoll_var} is required (or {certctl_var}, or {field}=...)")
         else:
-            problems.append(f"{where}: {error['msg']}")
+            problems.append(f"{where}: {str(error['msg']).removeprefix('Value error, ')}")
     return ConfigError(f"{settings_cls.__name__}: " + "; ".join(problems))
 
 
@@ -224,7 +256,33 @@ def _origin(settings_cls: type[CASettings], field: str, values: dict[str, object
     for prefix in settings_cls._prefixes():
         if f"{prefix}{field}".upper() in environ:
             return f"{prefix}{field.upper()}"
-    return f"{settings_cls._prefixes()[0]}{field.upper()} (from .env)"
+    dotenv = {k.upper() for k in _dotenv_names(settings_cls)}
+    for prefix in settings_cls._prefixes():
+        if f"{prefix}{field}".upper() in dotenv:
+            return f"{prefix}{field.upper()} (from .env)"
+    return f"{settings_cls._prefixes()[0]}{field.upper()}"
+
+
+def _dotenv_names(settings_cls: type[CASettings]) -> list[str]:
+    """The variable names the settings' ``.env`` file sets (none if it cannot be read)."""
+    env_file = settings_cls.model_config.get("env_file")
+    if not isinstance(env_file, str | os.PathLike) or not Path(env_file).is_file():
+        return []
+    try:
+        return list(dotenv_values(env_file))
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
+def _api_url(value: str) -> str:
+    """An absolute http(s) URL without a trailing slash (a "/" would give "//v1/...")."""
+    url = value.strip().rstrip("/")
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() not in ("http", "https") or not rest or rest.startswith("/"):
+        raise ValueError("must be an absolute https:// URL")
+    if any(c in rest for c in "?#"):
+        raise ValueError("must not hold a query or a fragment")
+    return url
 
 
 class DigiCertSettings(CASettings):
@@ -237,6 +295,8 @@ class DigiCertSettings(CASettings):
     product_type: str = "ssl_basic"
     base_url: str = "https://www.digicert.com/services/v2"
     rate_limits: tuple[tuple[int, float], ...] = DIGICERT_RATE_LIMITS
+
+    _check_base_url = field_validator("base_url")(_api_url)
 
 
 class SectigoSettings(CASettings):
@@ -253,22 +313,14 @@ class SectigoSettings(CASettings):
     base_url: str = "https://cert-manager.com/api"
     external_requester: str | None = None
 
-
-def _api_url(value: str) -> str:
-    """An absolute http(s) URL without a trailing slash (a "/" would give "//v1/...")."""
-    url = value.strip().rstrip("/")
-    scheme, _, rest = url.partition("://")
-    if scheme.lower() not in ("http", "https") or not rest or rest.startswith("/"):
-        raise ValueError("must be an absolute https:// URL")
-    if any(c in rest for c in "?#"):
-        raise ValueError("must not hold a query or a fragment")
-    return url
+    _check_base_url = field_validator("base_url")(_api_url)
 
 
 class EntrustSettings(CASettings):
     """Entrust CA Gateway: ``CERTPOLL_ENTRUST_*`` (or ``CERTCTL_ENTRUST_*``)."""
 
     env_name: ClassVar[str] = "ENTRUST"
+    url_field: ClassVar[str] = "api_url"
 
     api_url: str
     client_cert_path: Path
@@ -283,6 +335,7 @@ class GlobalSignSettings(CASettings):
     """GlobalSign Atlas HVCA: ``CERTPOLL_GLOBALSIGN_*`` (or ``CERTCTL_GLOBALSIGN_*``)."""
 
     env_name: ClassVar[str] = "GLOBALSIGN"
+    url_field: ClassVar[str] = "api_url"
 
     api_url: str = "https://emea.api.hvca.globalsign.com:8443/v2"
     api_key: SecretStr

@@ -2,42 +2,17 @@
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
+from typing import TypeVar
 
-import certpoll
+import looptime
 
+from certpoll.testing import VirtualClock
 
-@dataclass
-class FakeTime:
-    """A virtual clock: ``sleep`` advances ``now`` instead of waiting."""
+T = TypeVar("T")
 
-    now: float = 0.0
-    sleeps: list[float] = field(default_factory=list)
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def poller(
-        self,
-        policy: certpoll.BackoffPolicy | None = None,
-        *,
-        max_wait: float = 600.0,
-        attempt_timeout: float = 30.0,
-        seed: int = 0,
-    ) -> certpoll.Poller:
-        return certpoll.Poller(
-            policy,
-            max_wait=max_wait,
-            attempt_timeout=attempt_timeout,
-            clock=self.clock,
-            sleep=self.sleep,
-            rng=random.Random(seed),
-        )
+#: The suite's virtual clock is the one certpoll.testing ships.
+FakeTime = VirtualClock
 
 
 #: The credentials every test uses. The autouse ``_no_secret_in_logs`` fixture fails any test
@@ -83,3 +58,15 @@ def assert_no_secrets(*things: object) -> None:
                 current = current.__cause__ or current.__context__
             else:
                 current = None
+
+
+def run_in_virtual_time(coroutine: Coroutine[object, object, T]) -> T:
+    """Run ``coroutine`` on a fresh virtual-time loop (``looptime``: the clock starts at 0 and
+    moves only when every task waits), closed at once: for ``@given`` examples, each on its
+    own loop.
+    """
+    loop = looptime.new_event_loop(start=0.0, _enabled=True)
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import logging
+import subprocess
+import sys
 from typing import ClassVar
 
 import httpx
@@ -12,6 +16,7 @@ import certpoll
 from certpoll import _connector
 from certpoll._connector import Connector, path_segment
 from certpoll._triage import Triage
+from certpoll.testing import SimulatedCA
 from tests.certs import make_csr
 from tests.helpers import DIGICERT_API_KEY, FakeTime
 
@@ -152,3 +157,129 @@ def test_path_segment_refuses(value: str) -> None:
 def test_path_segment_needs_a_string() -> None:
     with pytest.raises(certpoll.ConfigError, match="must be a string"):
         path_segment(12)  # type: ignore[arg-type]
+
+
+# -- issue() returns the accepted order at once ------------------------------------------------
+
+
+@pytest.mark.looptime
+async def test_issue_returns_the_accepted_order_without_waiting_behind_a_hold() -> None:
+    """Sectigo accepted the enrolment; meanwhile another order's 429 holds the gate for an
+    hour. The first look does not queue behind it: the sslId comes back at once.
+    """
+    settings = certpoll.SectigoSettings(
+        customer_uri="c", login="l-SECRET", password="p-SECRET", org_id=1, cert_type=1
+    )
+    holder: list[certpoll.Sectigo] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/enroll"):
+            holder[0].gate.hold(3600.0)  # another order's Retry-After, arriving meanwhile
+            return httpx.Response(200, json={"sslId": 77})
+        return httpx.Response(200, json={"status": "Applied"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        scm = certpoll.Sectigo(settings, http=http)
+        holder.append(scm)
+        loop = asyncio.get_running_loop()
+        order = await scm.issue(REQUEST)
+        assert loop.time() == 0.0
+        assert order.order_id == "77"
+        assert order.state is certpoll.OrderState.PENDING
+        assert isinstance(order.last_error, certpoll.GateClosed)
+        assert order.retry_after == pytest.approx(3600.0)
+        # Only the look after the submit is bounded: a later poll waits as a poll does.
+        status = await scm.get_order_status("77")
+        assert status.state is certpoll.OrderState.PENDING
+
+
+@pytest.mark.looptime
+async def test_issue_waits_at_the_gate_before_the_submit_and_polls_after_it_normally() -> None:
+    settings = certpoll.SectigoSettings(
+        customer_uri="c", login="l-SECRET", password="p-SECRET", org_id=1, cert_type=1
+    )
+    seen: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(asyncio.get_running_loop().time())
+        if request.url.path.endswith("/enroll"):
+            return httpx.Response(200, json={"sslId": 78})
+        return httpx.Response(200, json={"status": "Applied"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        scm = certpoll.Sectigo(settings, http=http)
+        scm.gate.hold(30.0)
+        order = await scm.issue(REQUEST)
+    assert seen == [30.0, 30.0]  # the submit waited the hold out; then the look went at once
+    assert order.last_error is None
+
+
+# -- a wrong base URL is not an unknown order ----------------------------------------------------
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize("suffix", ["/v3", "/nothing/here"])
+async def test_a_route_the_simulator_does_not_have_is_endpoint_not_found(suffix: str) -> None:
+    sim = SimulatedCA()
+    settings = certpoll.DigiCertSettings(
+        api_key=sim.credentials.digicert_api_key,
+        org_id=sim.credentials.digicert_org_id,
+        base_url=sim.base_urls().digicert + suffix,
+    )
+    async with sim.client() as http, certpoll.DigiCert(settings, http=http) as dc:
+        with pytest.raises(certpoll.EndpointNotFound, match="CERTPOLL_DIGICERT_BASE_URL") as err:
+            await dc.get_order_status("1")
+    assert not isinstance(err.value, certpoll.OrderNotFound)
+    assert err.value.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [("not_found|route", certpoll.EndpointNotFound), ("not_found", certpoll.OrderNotFound)],
+)
+async def test_digicerts_route_404_differs_from_its_order_404(
+    code: str, expected: type[Exception]
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"errors": [{"code": code, "message": "Not found."}]})
+
+    settings = certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=1)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        dc = certpoll.DigiCert(settings, http=http)
+        outcome = await dc.poll_once("5")
+    assert isinstance(outcome, certpoll.Failed)
+    assert type(outcome.error) is expected
+
+
+# -- failures a user can see ---------------------------------------------------------------------
+
+
+def test_certpoll_logs_nothing_to_stderr_without_logging_configured() -> None:
+    code = (
+        "import logging, certpoll\n"
+        "logging.getLogger('certpoll').warning('certpoll.attempt outcome=failed')\n"
+        "logging.getLogger('certpoll.sub').error('certpoll.other')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stderr == ""
+    assert any(isinstance(h, logging.NullHandler) for h in logging.getLogger("certpoll").handlers)
+
+
+@pytest.mark.looptime
+async def test_an_unreachable_ca_ends_pending_with_the_connection_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    settings = certpoll.DigiCertSettings(
+        api_key=DIGICERT_API_KEY, org_id=1, base_url="http://127.0.0.1:9", poll_max_wait_seconds=20
+    )
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        dc = certpoll.DigiCert(settings, http=http)
+        status = await dc.get_order_status("1")
+    assert asyncio.get_running_loop().time() == pytest.approx(20.0, abs=0.01)
+    assert status.state is certpoll.OrderState.PENDING
+    assert isinstance(status.last_error, certpoll.TransientError)
+    assert isinstance(status.last_error.__cause__, httpx.ConnectError)
+    assert "Connection refused" in str(status.last_error)

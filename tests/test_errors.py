@@ -14,7 +14,7 @@ def documented_tree() -> dict[str, str]:
     stack: list[tuple[int, str]] = []
     for line in (_errors.__doc__ or "").splitlines():
         found = re.match(r"^(\s*(?:[│ ]*[├└]── )?)(\w+)", line)
-        suffixes = ("Error", "Limited", "Found", "Timeout", "Uncertain")
+        suffixes = ("Error", "Limited", "Found", "Timeout", "Uncertain", "Closed")
         if not found or not found.group(2).endswith(suffixes):
             continue
         depth = len(found.group(1))

@@ -59,9 +59,11 @@ EXPECTED = {
     "PermanentError",
     "AuthenticationError",
     "OrderNotFound",
+    "EndpointNotFound",
     "ResponseParseError",
     "TransientError",
     "RateLimited",
+    "GateClosed",
     "AttemptTimeout",
     "SubmissionUncertain",
 }

@@ -7,6 +7,7 @@ every request it sees; everything runs in virtual time (``looptime``) unless it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import math
@@ -39,6 +40,7 @@ from certpoll import (
 )
 from certpoll._fleet import _utcnow as REAL_UTCNOW
 from certpoll._gate import UpstreamGate
+from certpoll.testing import VirtualClock
 from tests.certs import make_chain
 from tests.helpers import DIGICERT_API_KEY
 from tests.test_gate import max_in_window
@@ -707,3 +709,244 @@ async def test_a_pending_order_costs_well_under_two_kilobytes() -> None:
 
 def test_the_real_wall_clock_is_aware_utc() -> None:
     assert REAL_UTCNOW().tzinfo is UTC
+
+
+# -- the deadline is hard, whatever the gate does ---------------------------------------------
+
+
+@pytest.mark.looptime
+async def test_a_thousand_concurrent_polls_each_end_by_their_deadline() -> None:
+    # DigiCert's default limits admit 80 requests per 5 s: most of 1,000 polls cannot even
+    # make their first look within PollMaxWait. Each still ends by max_wait + attempt_timeout.
+    ca = FakeCertCentral(never=set(ids(1000)))
+    ended: list[float] = []
+    async with digicert(ca, poll_max_wait_seconds=60, attempt_timeout_seconds=30) as dc:
+
+        async def one(order_id: str) -> OrderStatus:
+            status = await dc.get_order_status(order_id)
+            ended.append(now())
+            return status
+
+        statuses = await asyncio.gather(*(one(i) for i in ids(1000)))
+    assert max(ended) <= 60 + 30
+    assert max(ended) <= 60 + 0.01  # and here (no slow answers) by the deadline itself
+    assert all(s.state is OrderState.PENDING for s in statuses)
+    refused = [s for s in statuses if isinstance(s.last_error, certpoll.GateClosed)]
+    assert refused  # told why: the gate could not admit their look in time
+    assert all(s.retry_after is not None for s in refused)
+    assert max_in_window(ca.times(), 5.0) <= 80
+
+
+@pytest.mark.looptime
+async def test_one_orders_long_hold_does_not_hold_another_orders_poll() -> None:
+    ca = FakeCertCentral(never={"1", "2"}, storms=[(0.0, 0.5, "3600")])
+    async with digicert(ca, poll_max_wait_seconds=60, retry_after_cap_seconds=7200) as dc:
+        first = await dc.get_order_status("1")
+        assert first.retry_after == 3600.0
+        assert isinstance(first.last_error, RateLimited)
+        second = await dc.get_order_status("2")
+    assert now() == pytest.approx(0.0, abs=0.01)  # not 3,600 s later
+    assert second.state is OrderState.PENDING
+    assert isinstance(second.last_error, certpoll.GateClosed)
+    assert second.retry_after == pytest.approx(3600.0, abs=0.01)
+    assert ca.times("2") == []  # nothing was sent for it
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize("value", ["999999999999", "9" * 30, "Fri, 31 Dec 9999 23:59:59 GMT"])
+async def test_a_hostile_retry_after_holds_the_connector_no_longer_than_the_cap(
+    value: str,
+) -> None:
+    ca = FakeCertCentral(issue_on=1, storms=[(0.0, 0.5, value)])
+    async with digicert(ca, poll_max_wait_seconds=60) as dc:
+        held = await dc.get_order_status("1")
+        assert held.state is OrderState.PENDING
+        assert held.retry_after == 600.0  # the documented default cap
+        assert dc.gate.opens_in() == pytest.approx(600.0)
+        stream = poll_many(dc, ["2"], max_wait=3600)
+        (status,) = await collect(stream)
+    assert status.state is OrderState.ISSUED
+    assert ca.times("2")[0] == pytest.approx(600.0, abs=0.01)
+
+
+@pytest.mark.looptime
+async def test_a_budget_off_the_clock_grid_makes_two_looks_per_order() -> None:
+    ca = FakeCertCentral(never=set(ids(20)))
+    async with digicert(ca) as dc:
+        statuses = await collect(poll_many(dc, ids(20), max_wait=0.1 + 0.2))
+    assert all(s.state is OrderState.PENDING for s in statuses)
+    assert set(ca.looks.values()) == {2}  # the first look and the last, at 0.3 s
+
+
+# -- no answer is ever dropped ----------------------------------------------------------------
+
+
+def account(all_ids: list[str], seen: list[OrderStatus], stream: certpoll.OrderStream) -> None:
+    """Every order exactly once: a final answer yielded or handed over, or an open handle."""
+    delivered = seen + list(stream.undelivered())
+    final = [s.order_id for s in delivered if s.state is not OrderState.PENDING]
+    still_open = [h.order_id for h in stream.pending()]
+    assert len(final) == len(set(final))
+    assert sorted(final + still_open) == sorted(all_ids)
+    assert stream.undelivered() == ()  # handed over once
+
+
+@pytest.mark.looptime
+async def test_answers_settled_with_a_refused_credential_are_handed_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Nine issued answers (status, then download: 2 s) and one 403 arrive at the same instant.
+    ca = FakeCertCentral(issue_on=1, latency=1.0)
+    seen: list[OrderStatus] = []
+    async with digicert(ca) as dc:
+        real = dc.poll_once
+
+        async def refused_late(order_id: str) -> certpoll.Done[OrderStatus] | certpoll.Pending:
+            if order_id == "1009":
+                await asyncio.sleep(2.0)
+                return certpoll.Failed(AuthenticationError("403", ca="digicert"))  # type: ignore[return-value]
+            return await real(order_id)  # type: ignore[return-value]
+
+        monkeypatch.setattr(dc, "poll_once", refused_late)
+        stream = poll_many(dc, ids(10), concurrency=10)
+
+        async def consume() -> None:
+            async for status in stream:
+                seen.append(status)
+
+        with pytest.raises(AuthenticationError):
+            await consume()
+        handed = stream.undelivered()
+        assert len(seen) + len(handed) == 9
+        assert all(s.state is OrderState.ISSUED for s in [*seen, *handed])
+        assert [h.order_id for h in stream.pending()] == ["1009"]
+
+
+@pytest.mark.looptime
+async def test_cancelling_the_consumer_keeps_every_settled_answer() -> None:
+    ca = FakeCertCentral(issue_on=1, latency=1.0)
+    seen: list[OrderStatus] = []
+    async with digicert(ca) as dc:
+        stream = poll_many(dc, ids(10), concurrency=10)
+
+        async def consume() -> None:
+            async for status in stream:
+                seen.append(status)
+                await asyncio.sleep(3600)  # slow work on each: the rest settle meanwhile
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert len(seen) == 1
+        account(ids(10), seen, stream)
+        assert stream.pending() == ()
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize("how", ["aclose", "cancel", "error"])
+@pytest.mark.parametrize("after", range(0, 13, 2))
+async def test_stopping_the_stream_at_any_point_accounts_for_every_order(
+    how: str, after: int
+) -> None:
+    orders = ids(12)
+    ca = FakeCertCentral(
+        issue_on=2,
+        latency=0.7,
+        rejected={"1003"},
+        never={"1004", "1005"},
+        answers={"1006": 404} | ({"1011": 401} if how == "error" else {}),
+    )
+    seen: list[OrderStatus] = []
+    async with digicert(ca, poll_max_wait_seconds=40) as dc:
+        stream = poll_many(dc, orders, concurrency=3)
+
+        async def consume() -> None:
+            async with stream:  # the recipe of docs/many-orders.md
+                if how == "aclose" and after == 0:
+                    return
+                async for status in stream:
+                    seen.append(status)
+                    if how == "aclose" and len(seen) == after:
+                        return
+
+        task = asyncio.create_task(consume())
+        if how == "cancel":
+            while len(seen) < after and not task.done():  # noqa: ASYNC110 - stop at that count
+                await asyncio.sleep(0.05)
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, AuthenticationError):
+            await task
+        account(orders, seen, stream)
+        assert other_tasks() == set()
+
+
+# -- handles never overflow -------------------------------------------------------------------
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize("retry_after", [1e11, 1e300, math.inf])
+async def test_a_huge_retry_after_still_gives_handles(
+    retry_after: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with digicert(FakeCertCentral()) as dc:
+
+        async def far(order_id: str) -> certpoll.Pending:
+            return certpoll.Pending(retry_after=retry_after)
+
+        monkeypatch.setattr(dc, "poll_once", far)
+        stream = poll_many(dc, ["1", "2"])
+        statuses = await collect(stream)
+        assert [s.state for s in statuses] == [OrderState.PENDING] * 2
+        handles = stream.pending()
+        assert len(handles) == 2
+        assert stream.handle("1") is not None
+        for handle in handles:
+            assert handle.next_poll_at.year > 3000
+            assert PendingOrder.from_json(handle.to_json()) == handle
+
+
+@pytest.mark.looptime
+async def test_a_hostile_retry_after_header_gives_a_handle_due_within_the_cap() -> None:
+    ca = FakeCertCentral(storms=[(0.0, 0.5, "9" * 40)])
+    async with digicert(ca) as dc:
+        stream = poll_many(dc, ["1"], max_wait=60)
+        (status,) = await collect(stream)
+        (handle,) = stream.pending()
+    assert status.retry_after == 600.0
+    assert handle.next_poll_at - wall_now() == pytest.approx(
+        timedelta(seconds=600), abs=timedelta(1)
+    )
+
+
+# -- one clock ----------------------------------------------------------------------------------
+
+
+async def test_poll_many_runs_on_the_pollers_clock() -> None:
+    clock = VirtualClock()
+    ca = FakeCertCentral(never={"1"})
+    s = settings(poll_jitter=0.0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(ca)) as http:
+        dc = DigiCert(s, http=http, poller=clock.poller(s.backoff_policy(), max_wait=600.0))
+        loop_before = now()
+        stream = poll_many(dc, ["1"])
+        (status,) = await asyncio.wait_for(collect(stream), timeout=5.0)
+    assert status.state is OrderState.PENDING
+    assert clock.now == pytest.approx(600.0)  # 0, 5, 20, 65, 200, 500, 600 on the clock
+    assert ca.looks["1"] == 7
+    assert now() - loop_before < 5.0
+
+
+@pytest.mark.looptime
+async def test_a_wrong_base_url_stops_the_stream_and_every_order_stays_open() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"errors": [{"code": "not_found|route"}]})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        dc = DigiCert(settings(), http=http)
+        stream = poll_many(dc, ids(5))
+        with pytest.raises(certpoll.EndpointNotFound, match="CERTPOLL_DIGICERT_BASE_URL"):
+            await collect(stream)
+        assert stream.undelivered() == ()
+        assert sorted(h.order_id for h in stream.pending()) == ids(5)

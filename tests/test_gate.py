@@ -10,6 +10,8 @@ import asyncio
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from certpoll import (
     AttemptTimeout,
@@ -17,15 +19,17 @@ from certpoll import (
     ConfigError,
     Done,
     Failed,
+    GateClosed,
     Pending,
     PermanentError,
     Poller,
     RateLimited,
+    StillPending,
     TransientError,
 )
 from certpoll._gate import UpstreamGate
-from certpoll._poller import attempt_clock_paused
-from tests.helpers import FakeTime
+from certpoll._poller import attempt_clock_paused, attempt_deadline
+from tests.helpers import FakeTime, run_in_virtual_time
 
 pytestmark = pytest.mark.looptime
 
@@ -382,3 +386,172 @@ async def test_attempt_clock_paused_in_a_child_task_leaves_the_attempt_alone() -
     outcome = await poller.poll(attempt)
     assert not isinstance(outcome, Done)
     assert isinstance(outcome.last_error, AttemptTimeout)
+
+
+# -- deadlines: nothing queues past its poll's deadline ---------------------------------------
+
+
+async def admitted_at(gate: UpstreamGate, deadline: float | None) -> float:
+    async with gate.admit(deadline=deadline):
+        return now()
+
+
+async def test_a_hold_past_the_deadline_is_refused_at_once_with_when_it_opens() -> None:
+    gate = UpstreamGate()
+    gate.hold(3600.0)
+    with pytest.raises(GateClosed) as closed:
+        await admitted_at(gate, deadline=60.0)
+    assert now() == 0.0  # known at once: no queueing
+    assert closed.value.retry_after == pytest.approx(3600.0)
+    assert closed.value.status_code is None
+    assert gate.requests_sent == 0
+    # Without a deadline (a revoke, a submit), the request waits the hold out.
+    assert await admitted_at(gate, deadline=None) == 3600.0
+
+
+async def test_a_rate_limit_wait_past_the_deadline_is_refused_and_the_next_one_goes() -> None:
+    gate = UpstreamGate(rate_limits=[(1, 10.0)])
+    assert await admitted_at(gate, deadline=5.0) == 0.0
+    with pytest.raises(GateClosed) as closed:
+        await admitted_at(gate, deadline=5.0)
+    assert closed.value.retry_after == pytest.approx(10.0)
+    assert await admitted_at(gate, deadline=15.0) == 10.0
+
+
+async def test_a_queued_request_leaves_at_its_deadline_and_the_queue_moves_on() -> None:
+    gate = UpstreamGate(rate_limits=[(1, 1.0)])
+    log: list[tuple[int, float]] = []
+    ahead = [asyncio.create_task(send(gate, log, i)) for i in range(10)]
+    await asyncio.sleep(0)
+    with pytest.raises(GateClosed):
+        await admitted_at(gate, deadline=3.5)
+    assert 3.5 <= now() <= 3.5 + 2e-3
+    await asyncio.gather(*ahead)
+    assert log == [(i, float(i)) for i in range(10)]
+    assert gate.waiting == 0
+
+
+async def test_a_request_waiting_for_the_probes_answer_leaves_at_its_deadline() -> None:
+    gate = UpstreamGate()
+    gate.hold(5.0)
+    answered = asyncio.Event()
+
+    async def slow_probe() -> None:
+        async with gate.admit() as admission:
+            assert admission.probe
+            await answered.wait()
+
+    probe = asyncio.create_task(slow_probe())
+    await asyncio.sleep(5.0)
+    with pytest.raises(GateClosed):
+        await admitted_at(gate, deadline=7.0)
+    assert 7.0 <= now() <= 7.0 + 2e-3
+    answered.set()
+    await probe
+    assert await admitted_at(gate, deadline=now()) == now()
+
+
+async def test_a_deadline_already_past_admits_only_an_open_gate() -> None:
+    gate = UpstreamGate(rate_limits=[(2, 1.0)])
+    assert await admitted_at(gate, deadline=-1.0) == 0.0
+    assert await admitted_at(gate, deadline=-1.0) == 0.0
+    with pytest.raises(GateClosed):
+        await admitted_at(gate, deadline=0.0)
+
+
+@settings(max_examples=60)
+@given(
+    limit=st.tuples(st.integers(1, 5), st.sampled_from([0.5, 1.0, 3.0])),
+    hold=st.none() | st.floats(0.0, 20.0),
+    plan=st.lists(
+        st.tuples(st.floats(0.0, 10.0), st.none() | st.floats(0.0, 30.0)), min_size=1, max_size=40
+    ),
+)
+def test_every_request_is_admitted_or_refused_by_its_deadline(
+    limit: tuple[int, float], hold: float | None, plan: list[tuple[float, float | None]]
+) -> None:
+    """Whatever arrives when, with whatever deadline: no request is admitted after its
+    deadline or refused later than it, the windows hold, and admission stays in order.
+    """
+
+    async def scenario() -> None:
+        gate = UpstreamGate(rate_limits=[limit])
+        if hold is not None:
+            gate.hold(hold)
+        admitted: list[tuple[float, int]] = []
+
+        async def request(index: int, arrival: float, patience: float | None) -> None:
+            await asyncio.sleep(arrival)
+            deadline = None if patience is None else arrival + patience
+            try:
+                async with gate.admit(deadline=deadline):
+                    admitted.append((now(), index))
+            except GateClosed:
+                assert deadline is not None
+                assert now() <= deadline + 2e-3
+            else:
+                assert deadline is None or now() <= deadline + 2e-3
+
+        await asyncio.gather(*(request(i, a, p) for i, (a, p) in enumerate(plan)))
+        times = [t for t, _ in admitted]
+        assert max_in_window(times, limit[1]) <= limit[0]
+        arrivals = [plan[index][0] for _, index in admitted]
+        assert arrivals == sorted(arrivals)  # first come, first served
+        if hold is not None:
+            assert all(t >= hold - 2e-3 for t in times)
+        assert gate.waiting == 0
+
+    run_in_virtual_time(scenario())
+
+
+@settings(max_examples=40)
+@given(
+    limit=st.tuples(st.integers(1, 4), st.sampled_from([1.0, 5.0])),
+    hold=st.none() | st.floats(0.0, 500.0),
+    polls=st.lists(
+        st.tuples(
+            st.floats(0.0, 30.0),  # start
+            st.floats(1.0, 120.0),  # max_wait
+            st.floats(1.0, 30.0),  # attempt_timeout
+            st.floats(0.0, 40.0),  # the CA's latency
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+)
+def test_no_poll_outlives_max_wait_plus_attempt_timeout_whatever_the_gate_does(
+    limit: tuple[int, float],
+    hold: float | None,
+    polls: list[tuple[float, float, float, float]],
+) -> None:
+    """Many polls through one gate (rate limits, a hold, slow answers): each returns by
+    ``start + max_wait + attempt_timeout``, and one that never got through says why.
+    """
+
+    async def scenario() -> None:
+        gate = UpstreamGate(rate_limits=[limit])
+        if hold is not None:
+            gate.hold(hold)
+
+        async def one(start: float, max_wait: float, bound: float, latency: float) -> None:
+            await asyncio.sleep(start)
+
+            async def attempt() -> Pending:
+                try:
+                    async with gate.admit(deadline=attempt_deadline()):
+                        await asyncio.sleep(latency)
+                except GateClosed as closed:
+                    return Pending(closed, closed.retry_after)
+                return Pending()
+
+            poller = Poller(
+                BackoffPolicy(initial_wait=2.0), max_wait=max_wait, attempt_timeout=bound
+            )
+            outcome: Done[None] | StillPending = await poller.poll(attempt)
+            assert isinstance(outcome, StillPending)
+            assert now() <= start + max_wait + bound + 2e-3
+
+        await asyncio.gather(*(one(*poll) for poll in polls))
+        assert gate.waiting == 0
+
+    run_in_virtual_time(scenario())

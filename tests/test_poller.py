@@ -6,12 +6,18 @@ import asyncio
 import logging
 import math
 import random
+from fractions import Fraction
 
+import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import certpoll
 from certpoll import BackoffPolicy, Done, Failed, Pending, Poller, StillPending
-from tests.helpers import FakeTime
+from certpoll._poller import CLOCK_SLACK
+from certpoll.testing import VirtualClock
+from tests.helpers import DIGICERT_API_KEY, FakeTime, run_in_virtual_time
 
 NO_JITTER = BackoffPolicy(jitter=0)
 
@@ -399,3 +405,122 @@ async def test_the_default_hook_is_quiet_when_logging_is_off(
     caplog.set_level(logging.ERROR, logger="certpoll")
     await fake_time.poller().poll(Script(fake_time, Done("cert")))
     assert caplog.records == []
+
+
+# -- exactly one last look at the deadline, whatever the float -------------------------------
+
+
+class Counting:
+    """A pending attempt that gives up (Failed) after ``limit`` looks: a runaway poll fails
+    the test instead of hanging it.
+    """
+
+    def __init__(self, clock: object, limit: int = 1000) -> None:
+        self.clock = clock
+        self.starts: list[float] = []
+        self.limit = limit
+
+    async def __call__(self) -> Pending | Failed:
+        self.starts.append(asyncio.get_running_loop().time())
+        if len(self.starts) >= self.limit:
+            return Failed(RuntimeError(f"runaway poll: {len(self.starts)} attempts"))
+        return Pending()
+
+
+def looks_by_the_schedule(policy: BackoffPolicy, budget: float) -> int:
+    """How many looks a poll of ``budget`` seconds makes, in exact arithmetic (jitter 0):
+    a look at once, one after each wait, the last one at the deadline (or within the slack).
+    """
+    end, t, looks, index = Fraction(budget), Fraction(0), 1, 0
+    while end - t > Fraction(CLOCK_SLACK):
+        t = min(t + Fraction(policy.base_wait(index)), end)
+        index += 1
+        looks += 1
+    return looks
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize("budget", [0.1 + 0.2, 0.7 + 0.1, 1e-4, 3.0000000001, 599.9999999])
+async def test_a_budget_off_the_clock_grid_ends_with_one_last_look(budget: float) -> None:
+    policy = BackoffPolicy(initial_wait=0.1, multiplier=3.0, max_backoff=100.0, jitter=0)
+    attempt = Counting(None)
+    outcome: Done[object] | StillPending = await Poller(policy, max_wait=budget).poll(attempt)
+    assert isinstance(outcome, StillPending)
+    assert len(attempt.starts) == looks_by_the_schedule(policy, budget)
+    assert attempt.starts[-1] == pytest.approx(budget, abs=2e-3)
+
+
+@pytest.mark.looptime
+async def test_a_deadline_computed_from_the_loop_clock_ends_once() -> None:
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(12.345678)
+    deadline = loop.time() + 0.3
+    attempt = Counting(None)
+    policy = BackoffPolicy(initial_wait=0.1, jitter=0)
+    poller = Poller(policy, max_wait=deadline - loop.time())
+    outcome: Done[object] | StillPending = await poller.poll(attempt)
+    assert isinstance(outcome, StillPending)
+    assert len(attempt.starts) == 3
+
+
+@settings(max_examples=150)
+@given(
+    budget=st.floats(1e-6, 3000.0),
+    initial=st.floats(0.5, 50.0),
+    multiplier=st.floats(1.5, 5.0),
+    start=st.floats(0.0, 1e9),
+)
+def test_any_budget_on_any_clock_makes_the_scheduled_looks_and_ends_at_the_deadline(
+    budget: float, initial: float, multiplier: float, start: float
+) -> None:
+    policy = BackoffPolicy(
+        initial_wait=initial, multiplier=multiplier, max_backoff=max(initial, 300.0), jitter=0
+    )
+    clock = VirtualClock(now=start)
+    attempt = Counting(clock)
+    outcome: Done[object] | StillPending = run_in_virtual_time(
+        clock.poller(policy, max_wait=budget).poll(attempt)
+    )
+    assert isinstance(outcome, StillPending)
+    assert outcome.attempts == looks_by_the_schedule(policy, budget)
+    assert clock.now - start == pytest.approx(budget, abs=2e-3)
+
+
+def test_next_wait_is_the_one_schedule_step() -> None:
+    poller = Poller(NO_JITTER, max_wait=600.0)
+    assert poller.next_wait(wait_index=0, remaining=100.0, retry_after=None) == 5.0
+    assert poller.next_wait(wait_index=2, remaining=100.0, retry_after=None) == 45.0
+    assert poller.next_wait(wait_index=2, remaining=30.0, retry_after=None) == 30.0
+    assert poller.next_wait(wait_index=0, remaining=100.0, retry_after=60.0) == 60.0
+    assert poller.next_wait(wait_index=0, remaining=50.0, retry_after=60.0) is None
+    assert poller.next_wait(wait_index=0, remaining=CLOCK_SLACK / 2, retry_after=None) is None
+    assert poller.next_wait(wait_index=0, remaining=0.0, retry_after=None) is None
+
+
+# -- one clock: what the Poller is given, its connector's gate and poll_many use --------------
+
+
+async def test_the_pollers_clock_and_sleep_reach_the_connectors_gate() -> None:
+    clock = VirtualClock()
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        if len(calls) == 1:
+            return httpx.Response(429, headers={"Retry-After": "2"}, json={"errors": []})
+        return httpx.Response(200, json={"id": 1, "status": "pending"})
+
+    settings = certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=1, rate_limits=[])
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        dc = certpoll.DigiCert(settings, http=http, poller=clock.poller(max_wait=1.5))
+        assert dc.gate.now() == clock.now
+        first = await dc.poll_once("1")
+        assert isinstance(first, Pending)
+        assert dc.gate.cooling_down
+        # A request outside any poll waits the hold out on the virtual clock, not for real.
+        loop_before = asyncio.get_running_loop().time()
+        second = await asyncio.wait_for(dc.poll_once("1"), timeout=1.0)
+        assert isinstance(second, Pending)
+        assert second.error is None
+        assert clock.now == pytest.approx(2.0)
+        assert asyncio.get_running_loop().time() - loop_before < 1.0

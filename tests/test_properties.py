@@ -206,13 +206,14 @@ def test_any_answer_to_a_poll_is_an_outcome_or_a_certpoll_error(
 @example(value="Fri, 31 Dec 9999 23:59:59 +2359")
 def test_retry_after_parses_any_text(value: str) -> None:
     seconds = parse_retry_after(value, now=datetime(2030, 1, 1, tzinfo=UTC))
-    assert seconds is None or (math.isfinite(seconds) and seconds >= 0)
+    assert seconds is None or (math.isfinite(seconds) and 0 <= seconds <= 600.0)
 
 
 @settings(max_examples=100)
 @given(delay=st.integers(min_value=0, max_value=10**12 - 1), pad=st.sampled_from(["", " ", "\t"]))
 def test_retry_after_delay_seconds_round_trip(delay: int, pad: str) -> None:
-    assert parse_retry_after(f"{pad}{delay}{pad}") == float(delay)
+    assert parse_retry_after(f"{pad}{delay}{pad}", cap=math.inf) == float(delay)
+    assert parse_retry_after(f"{pad}{delay}{pad}") == min(float(delay), 600.0)
 
 
 # -- order ids ----------------------------------------------------------------------------

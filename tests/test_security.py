@@ -6,10 +6,12 @@ Server-CA pinning against a real TLS server with two generated CAs is in tests/t
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
 import ssl
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,10 +19,13 @@ import httpx
 import pytest
 import respx
 import trustme
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import certpoll
 from certpoll import _connector
 from certpoll._mtls import MTLSTransport
+from certpoll.testing import VirtualClock
 from tests.helpers import (
     DIGICERT_API_KEY,
     GLOBALSIGN_API_KEY,
@@ -30,6 +35,7 @@ from tests.helpers import (
     SECTIGO_PASSWORD,
     FakeTime,
     leaked_secrets,
+    run_in_virtual_time,
 )
 
 DC = "https://dc.test/services/v2"
@@ -393,3 +399,202 @@ def test_a_pin_and_verification_off_contradict_each_other() -> None:
             server_ca_path="ca.pem",
             tls_verify=False,
         )
+
+
+# -- no credential survives, in any spelling, anywhere ------------------------------------------
+
+#: Printable ASCII without "~" (the padding) and without whitespace (stripped on load).
+SECRET_CHARS = "".join(chr(c) for c in range(33, 127) if chr(c) != "~")
+secret_text = st.text(alphabet=SECRET_CHARS, min_size=8, max_size=30)
+
+
+def spelled(secret: str, how: str, login: str, password: str) -> str:
+    """``secret`` as a library or a hostile server might write it (computed independently)."""
+    if how == "percent":
+        return urllib.parse.quote(secret, safe="")
+    if how == "basic":
+        return base64.b64encode(f"{login}:{password}".encode()).decode()
+    if how == "bytes":
+        return repr(secret.encode())[2:-1]
+    return secret
+
+
+def survivors(text: str, login: str, password: str) -> list[str]:
+    """The credentials in ``text``: raw, percent-encoded, basic header, or 8-character prefix."""
+    found = []
+    for secret in (login, password):
+        for form in (secret, urllib.parse.quote(secret, safe=""), secret[:8]):
+            if form in text:
+                found.append(form)
+    basic = base64.b64encode(f"{login}:{password}".encode()).decode()
+    if basic[:12] in text:
+        found.append(basic)
+    return found
+
+
+def texts_of(thing: object) -> list[str]:
+    """str, repr and attributes of ``thing`` and of its whole cause/context chain."""
+    texts: list[str] = []
+    seen: set[int] = set()
+    current: object = thing
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        texts += [str(current), repr(current)]
+        if isinstance(current, BaseException):
+            texts.append(repr(getattr(current, "__dict__", None)))
+            current = current.__cause__ or current.__context__
+        else:
+            current = None
+    return texts
+
+
+def hostile_ca(where: str, echo: str, pad: int) -> httpx.MockTransport:
+    """A Sectigo that echoes ``echo`` after ``pad`` characters into ``where``."""
+    padded = "~" * pad + echo
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        collect = "/collect/" in request.url.path
+        if where == "status_word":
+            return httpx.Response(200, json={"status": padded})
+        if where == "error_text":
+            return httpx.Response(500, text=padded)
+        if where == "error_json":
+            return httpx.Response(404, json={"code": -1, "description": padded})
+        if where == "unauthorized":
+            return httpx.Response(401, text=padded)
+        if where == "retry_after":
+            return httpx.Response(503, headers={"Retry-After": echo}, text="busy")
+        if where == "location":  # a URL holds its echo escaped (httpx decodes the path)
+            location = f"https://scm.test/{urllib.parse.quote(padded, safe='')}"
+            return httpx.Response(302, headers={"Location": location})
+        if not collect:  # "collect": issued, then a not-ready collect that echoes
+            return httpx.Response(200, json={"status": "Issued"})
+        return httpx.Response(400, json={"code": -1400, "description": padded})
+
+    return httpx.MockTransport(handler)
+
+
+@settings(max_examples=150)
+@given(
+    login=secret_text,
+    password=secret_text | st.tuples(secret_text, st.text(SECRET_CHARS, max_size=10)),
+    login_first=st.booleans(),
+    around=st.sampled_from(["", "\n", "\r\n", " ", "\t\n", " \n\n"]),
+    where=st.sampled_from(
+        [
+            "status_word",
+            "error_text",
+            "error_json",
+            "unauthorized",
+            "retry_after",
+            "location",
+            "collect",
+        ]
+    ),
+    which=st.sampled_from(["login", "password"]),
+    how=st.sampled_from(["raw", "percent", "basic", "bytes"]),
+    pad=st.integers(0, 260),
+)
+def test_no_credential_survives_in_any_error_repr_log_or_cause(
+    login: str,
+    password: str | tuple[str, str],
+    login_first: bool,
+    around: str,
+    where: str,
+    which: str,
+    how: str,
+    pad: int,
+) -> None:
+    """Secrets (prefixes of each other, with a file's trailing newline) echoed by a hostile CA
+    across every cut: none survives in an error, a repr, a log record or a cause chain.
+    """
+    if isinstance(password, tuple):  # the password extends the login, or the other way round
+        base, extra = password
+        login, password = (base, base + extra) if login_first else (base + extra, base)
+    assume(login != password)
+    # A credential spelt only with letters could be a word of certpoll's own messages.
+    assume(not login.isalpha() and not password.isalpha())
+    settings_ = certpoll.SectigoSettings(
+        customer_uri="c",
+        login=login + around,
+        password=around + password,
+        org_id=1,
+        cert_type=1,
+        follow_redirects=True,
+    )
+    assert (settings_.login.get_secret_value(), settings_.password.get_secret_value()) == (
+        login,
+        password,
+    )
+    secret = login if which == "login" else password
+    echo = spelled(secret, how, login, password)
+    records: list[logging.LogRecord] = []
+    handler = _Collect(records)
+    logging.getLogger("certpoll").addHandler(handler)
+
+    async def scenario() -> list[object]:
+        clock = VirtualClock()
+        transport = hostile_ca(where, echo, pad)
+        async with httpx.AsyncClient(transport=transport) as http:
+            scm = certpoll.Sectigo(settings_, http=http, poller=clock.poller(max_wait=1.0))
+            things: list[object] = [scm, scm.settings, scm.gate, scm.poller]
+            things.append(await scm.poll_once("77"))
+            try:
+                things.append(await scm.get_order_status("77"))
+            except certpoll.CertpollError as exc:
+                things.append(exc)
+            return things
+
+    try:
+        things = run_in_virtual_time(scenario())
+    finally:
+        logging.getLogger("certpoll").removeHandler(handler)
+    texts = [text for thing in things for text in texts_of(thing)]
+    for outcome in things:
+        for field_ in ("error", "last_error", "detail", "message"):
+            texts += texts_of(getattr(outcome, field_, None))
+    texts += [" ".join([r.getMessage(), repr(r.args), repr(vars(r))]) for r in records]
+    for text in texts:
+        assert not survivors(text, login, password), text
+
+
+class _Collect(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__(logging.DEBUG)
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.parametrize("around", ["\n", "\r\n", " \n"])
+async def test_a_key_read_from_a_file_is_sent_without_its_newline(around: str) -> None:
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers["X-DC-DEVKEY"])
+        return httpx.Response(200, json={"id": 1, "status": "pending"})
+
+    settings_ = certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY + around, org_id=1)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        outcome = await certpoll.DigiCert(settings_, http=http).poll_once("1")
+    assert isinstance(outcome, certpoll.Pending)
+    assert outcome.error is None
+    assert sent == [DIGICERT_API_KEY]
+
+
+@pytest.mark.parametrize("cut", [64, 200])
+@pytest.mark.parametrize("offset", [4, 8, 20])
+async def test_an_echo_across_a_cut_leaves_no_first_characters(cut: int, offset: int) -> None:
+    body = "~" * (cut - offset) + DIGICERT_API_KEY
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if cut == 64:
+            return httpx.Response(200, json={"id": 1, "status": body})
+        return httpx.Response(500, text=body)
+
+    settings_ = certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=1)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        outcome = await certpoll.DigiCert(settings_, http=http).poll_once("1")
+    text = " ".join(texts_of(outcome) + texts_of(getattr(outcome, "error", None)))
+    assert DIGICERT_API_KEY[:offset] not in text

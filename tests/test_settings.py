@@ -179,3 +179,91 @@ def test_secrets_stay_out_of_repr_and_str() -> None:
 def test_env_var_names() -> None:
     assert certpoll.EntrustSettings.env_var("ca_id") == "CERTPOLL_ENTRUST_CA_ID"
     assert certpoll.GlobalSignSettings.env_var("api_url") == "CERTPOLL_GLOBALSIGN_API_URL"
+
+
+# -- what the user wrote is what the error names --------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["CERTPOLL_", "CERTCTL_"])
+def test_a_bad_dotenv_line_is_named_as_written(prefix: str, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        f"{prefix}DIGICERT_API_KEY=k\n{prefix}DIGICERT_ORG_ID=1\n"
+        f"{prefix}DIGICERT_POLL_MAX_WAIT_SECONDS=soon\n"
+    )
+    with pytest.raises(certpoll.ConfigError) as caught:
+        certpoll.DigiCertSettings()
+    assert f"{prefix}DIGICERT_POLL_MAX_WAIT_SECONDS (from .env)" in str(caught.value)
+    other = "CERTCTL_" if prefix == "CERTPOLL_" else "CERTPOLL_"
+    assert f"{other}DIGICERT_POLL_MAX_WAIT_SECONDS" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("settings_cls", "variable", "values"),
+    [
+        (
+            certpoll.DigiCertSettings,
+            "CERTPOLL_DIGICERT_BASE_URL",
+            {"api_key": "k", "org_id": 1},
+        ),
+        (
+            certpoll.SectigoSettings,
+            "CERTPOLL_SECTIGO_BASE_URL",
+            {"customer_uri": "c", "login": "l", "password": "p", "org_id": 1, "cert_type": 1},
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    "url", ["dc.test/services/v2", "127.0.0.1:9", "ftp://dc.test", "https://", "//dc.test"]
+)
+def test_a_base_url_without_an_http_scheme_is_refused_naming_the_variable(
+    settings_cls: type[certpoll.CASettings],
+    variable: str,
+    values: dict[str, object],
+    url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(variable, url)
+    with pytest.raises(certpoll.ConfigError, match=variable):
+        settings_cls(**values)
+
+
+def test_a_base_url_keeps_working_with_a_trailing_slash_and_spaces() -> None:
+    settings = certpoll.DigiCertSettings(api_key="k", org_id=1, base_url=" http://127.0.0.1:8/v2/ ")
+    assert settings.base_url == "http://127.0.0.1:8/v2"
+
+
+# -- credentials are normalised as they load -------------------------------------------------
+
+
+@pytest.mark.parametrize("around", ["\n", "\r\n", " ", "\t", " \n\n", "\u00a0"])
+def test_whitespace_around_a_credential_is_stripped(
+    around: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What ``kubectl create secret --from-file`` and ``echo key > file`` give.
+    monkeypatch.setenv("CERTPOLL_SECTIGO_PASSWORD", SECTIGO_PASSWORD + around)
+    settings = certpoll.SectigoSettings(
+        customer_uri="c", login=around + SECTIGO_LOGIN, org_id=1, cert_type=1
+    )
+    assert settings.password.get_secret_value() == SECTIGO_PASSWORD
+    assert settings.login.get_secret_value() == SECTIGO_LOGIN
+    assert settings.secret_values() == (SECTIGO_LOGIN, SECTIGO_PASSWORD)
+
+
+@pytest.mark.parametrize("inside", ["\n", "\r", "\x00", "\x1b", "\x7f", "\x85"])
+def test_a_control_character_inside_a_credential_is_refused_without_showing_it(
+    inside: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = DIGICERT_API_KEY[:8] + inside + DIGICERT_API_KEY[8:]
+    with pytest.raises(certpoll.ConfigError, match="api_key= argument") as given:
+        certpoll.DigiCertSettings(org_id=1, api_key=key)
+    errors = [given.value]
+    if inside != "\x00":  # the environment cannot hold a NUL
+        monkeypatch.setenv("CERTPOLL_DIGICERT_API_KEY", key)
+        with pytest.raises(certpoll.ConfigError, match="CERTPOLL_DIGICERT_API_KEY") as read:
+            certpoll.DigiCertSettings(org_id=1)
+        errors.append(read.value)
+    for error in errors:
+        text = str(error) + repr(error)
+        assert DIGICERT_API_KEY[:8] not in text
+        assert DIGICERT_API_KEY[8:] not in text
+        assert "control character" in text

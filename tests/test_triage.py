@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 
 import certpoll
-from certpoll import Failed, Pending, parse_retry_after
+from certpoll import ConfigError, Failed, Pending, RateLimited, parse_retry_after
 from certpoll._triage import Triage
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
@@ -187,7 +188,31 @@ def test_retry_after_garbage_is_ignored_and_logged(
 
 def test_retry_after_dates_default_to_the_current_utc_time() -> None:
     far = "Fri, 01 Jan 2100 00:00:00 GMT"
-    assert (parse_retry_after(far) or 0) > 365 * 24 * 3600
+    assert (parse_retry_after(far, cap=math.inf) or 0) > 365 * 24 * 3600
+
+
+@pytest.mark.parametrize(
+    "value", ["601", "999999999999", "9" * 40, "Fri, 01 Jan 2100 00:00:00 GMT"]
+)
+def test_retry_after_is_capped_at_ten_minutes_by_default(value: str) -> None:
+    assert parse_retry_after(value, now=NOW) == 600.0
+    assert parse_retry_after(value, now=NOW, cap=30.0) == 30.0
+
+
+def test_retry_after_cap_must_be_a_number_of_seconds() -> None:
+    with pytest.raises(ConfigError):
+        parse_retry_after("5", cap=math.nan)
+    with pytest.raises(ConfigError):
+        parse_retry_after("5", cap=-1.0)
+
+
+def test_triage_caps_a_hostile_retry_after() -> None:
+    triage = Triage(ca="digicert", retry_after_cap=90.0)
+    outcome = triage.response(answer(429, headers={"Retry-After": "999999999999"}))
+    assert isinstance(outcome, Pending)
+    assert outcome.retry_after == 90.0
+    assert isinstance(outcome.error, RateLimited)
+    assert outcome.error.retry_after == 90.0
 
 
 def test_retry_after_date_is_measured_against_the_server_date() -> None:

@@ -9,6 +9,8 @@ a change to any of them fails a test (``make mutate``, docs/testing-internals.md
 from __future__ import annotations
 
 import logging
+import math
+import traceback
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -166,22 +168,22 @@ def test_a_credential_in_the_path_is_redacted_from_the_message() -> None:
     assert str(error) == "digicert GET /order/[redacted]/certificate: HTTP 503 Service Unavailable"
 
 
-def test_the_excerpt_is_the_first_200_characters_then_stripped() -> None:
+def test_the_excerpt_is_the_first_200_characters_of_the_stripped_body() -> None:
     body = " " + "x" * 300
     error = failed_error(TRIAGE.response(answer(400, body=body)))
-    assert error.body_excerpt == "x" * 199
-    assert str(error).endswith(": " + "x" * 199)
+    assert error.body_excerpt == "x" * 200
+    assert str(error).endswith(": " + "x" * 200)
 
 
 # -- Retry-After through the triage -----------------------------------------------------------
 
 
 def test_an_http_date_retry_after_without_a_date_header_is_measured_on_our_clock() -> None:
-    in_an_hour = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
-    outcome = TRIAGE.response(answer(503, headers={"Retry-After": in_an_hour}))
+    in_five_minutes = format_datetime(datetime.now(UTC) + timedelta(minutes=5), usegmt=True)
+    outcome = TRIAGE.response(answer(503, headers={"Retry-After": in_five_minutes}))
     assert isinstance(outcome, Pending)
     assert outcome.retry_after is not None
-    assert 3500 < outcome.retry_after <= 3600
+    assert 200 < outcome.retry_after <= 300
 
 
 def test_a_past_http_date_retry_after_without_a_date_header_means_now() -> None:
@@ -191,9 +193,9 @@ def test_a_past_http_date_retry_after_without_a_date_header_means_now() -> None:
 
 
 @pytest.mark.parametrize(("digits", "usable"), [(12, True), (13, False)])
-def test_delay_seconds_take_at_most_twelve_digits(digits: int, usable: bool) -> None:
+def test_uncapped_delay_seconds_take_at_most_twelve_digits(digits: int, usable: bool) -> None:
     value = "9" * digits
-    assert (parse_retry_after(value) == float(value)) is usable
+    assert (parse_retry_after(value, cap=math.inf) == float(value)) is usable
 
 
 def test_ignored_garbage_is_logged_cut_to_64_characters(caplog: pytest.LogCaptureFixture) -> None:
@@ -262,3 +264,50 @@ def test_a_credential_in_a_failed_requests_words_is_redacted() -> None:
     assert (
         str(error) == "digicert GET /order/certificate/42: ConnectError: proxy refused [redacted]"
     )
+
+
+# -- the Retry-After cap -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cap", [0.0, 0.5])
+def test_any_cap_of_zero_or_more_seconds_is_accepted(cap: float) -> None:
+    assert parse_retry_after("30", cap=cap) == cap
+
+
+@pytest.mark.parametrize("cap", [-1.0, math.nan])
+def test_a_negative_or_nan_cap_is_refused_by_name(cap: float) -> None:
+    with pytest.raises(certpoll.ConfigError, match="cap must be 0 or more seconds"):
+        parse_retry_after("30", cap=cap)
+
+
+def test_too_many_digits_mean_the_cap_or_nothing_without_one() -> None:
+    assert parse_retry_after("9" * 13, cap=600.0) == 600.0
+    assert parse_retry_after("9" * 13, cap=math.inf) is None
+
+
+# -- a cause is kept only when it holds no credential ------------------------------------------
+
+
+class LeakyRepr(Exception):
+    """An exception whose message is clean but whose ``repr`` quotes a credential."""
+
+    def __repr__(self) -> str:
+        return f"LeakyRepr(header={DIGICERT_API_KEY!r})"
+
+
+def test_a_cause_whose_repr_holds_a_credential_is_left_out_entirely() -> None:
+    cause = LeakyRepr("bad header")
+    try:
+        raise cause
+    except LeakyRepr:
+        error = TRIAGE.chained(certpoll.TransientError("redacted words"), cause)
+    assert error.__cause__ is None
+    assert error.__suppress_context__ is True
+    shown = "".join(traceback.format_exception(error))
+    assert DIGICERT_API_KEY not in shown
+
+
+def test_a_clean_cause_is_kept() -> None:
+    cause = httpx.ConnectError("connection refused")
+    error = TRIAGE.chained(certpoll.TransientError("words"), cause)
+    assert error.__cause__ is cause

@@ -36,8 +36,8 @@ FOCUSED_TESTS: Final[dict[str, tuple[str, ...]]] = {
         "tests/test_triage_contents.py",
         "tests/test_properties.py",
     ),
-    "certpoll._poller": ("tests/test_poller.py",),
-    "certpoll._gate": ("tests/test_gate.py", "tests/test_fleet.py"),
+    "certpoll._poller": ("tests/test_poller.py", "tests/test_poller_mutants.py"),
+    "certpoll._gate": ("tests/test_gate.py", "tests/test_gate_mutants.py", "tests/test_fleet.py"),
 }
 
 #: A test under a mutant may take this many times its clean duration, plus ``HANG_SLACK``.

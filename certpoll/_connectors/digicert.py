@@ -80,6 +80,10 @@ class DigiCert(Connector[DigiCertSettings]):
     pending_words: ClassVar[frozenset[str]] = PENDING_STATUSES
     failed_words: ClassVar[frozenset[str]] = FAILED_STATUSES
     issued_word: ClassVar[str] = "issued"
+    missing_route_words: ClassVar[tuple[str, ...]] = (
+        *Connector.missing_route_words,
+        "not_found|route",
+    )
 
     @property
     def base_url(self) -> str:

@@ -75,7 +75,7 @@ def _collect_not_ready(response: httpx.Response) -> str | None:
     if isinstance(code, bool) or not isinstance(code, int) or code not in COLLECT_NOT_READY_CODES:
         return None
     description = body.get("description")
-    words = description[:200] if isinstance(description, str) else "not ready"
+    words = description if isinstance(description, str) else "not ready"
     return f"issued, but not ready to collect yet (SCM code {code}: {words})"
 
 

@@ -13,6 +13,7 @@ from ._app import BaseURLs as BaseURLs
 from ._app import Credentials as Credentials
 from ._app import OrderInfo as OrderInfo
 from ._app import SimulatedCA as SimulatedCA
+from ._clock import VirtualClock as VirtualClock
 from ._contract import DIGICERT as DIGICERT
 from ._contract import ENTRUST as ENTRUST
 from ._contract import GLOBALSIGN as GLOBALSIGN
@@ -36,6 +37,7 @@ __all__ = [
     "Fault",
     "Profile",
     "TestPKI",
+    "VirtualClock",
     "serve",
     "ServedCA",
     # The wire contract shared with the connectors.
