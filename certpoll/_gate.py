@@ -365,9 +365,9 @@ class UpstreamGate:
     def _probe_finished(self, *, conclusive: bool, held: bool) -> None:
         self._probe_out = False
         if conclusive and not held:
+            # The strikes and the hold's end are read only while cooling, and set afresh when
+            # the next hold starts one.
             self._cooling = False
-            self._strikes = 0
-            self._not_before = -math.inf
         waiter, self._probe_waiter = self._probe_waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
