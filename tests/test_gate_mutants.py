@@ -14,6 +14,7 @@ import pytest
 
 from certpoll import GateClosed
 from certpoll._gate import UpstreamGate
+from certpoll._poller import CLOCK_SLACK
 from tests.helpers import FakeTime
 
 #: Every clock here starts at this time: waits must not depend on it.
@@ -169,3 +170,58 @@ async def test_a_waiter_cancelled_behind_the_head_leaves_one_head() -> None:
     await asyncio.gather(head, last)
     assert since_start(log) == [("x", 0.0), ("a", 1.0), ("c", 2.0)]
     assert gate.waiting == 0
+
+
+async def test_a_head_whose_window_frees_at_its_deadline_within_the_slack_gets_in() -> None:
+    gate = UpstreamGate(rate_limits=[(1, 1.0)])
+    log: list[tuple[str, float]] = []
+    await admit_at(gate, log, "x")
+    # The window frees at START + 1, which is the deadline plus exactly CLOCK_SLACK.
+    async with gate.admit(deadline=START + 1.0 - CLOCK_SLACK):
+        log.append(("a", now()))
+    assert since_start(log) == [("x", 0.0), ("a", 1.0)]
+
+
+async def test_a_head_refused_by_its_deadline_says_how_far_the_deadline_was() -> None:
+    gate = UpstreamGate(rate_limits=[(1, 1.0)])
+    log: list[tuple[str, float]] = []
+    await admit_at(gate, log, "x")
+    first = asyncio.create_task(admit_at(gate, log, "a"))  # the head: in at START + 1
+    await asyncio.sleep(0)
+    # At arrival the window frees at START + 1, before the deadline; behind A it frees at
+    # START + 2, after it: known once this request is the head, at START + 1.
+    with pytest.raises(GateClosed) as closed:
+        async with gate.admit(deadline=START + 1.5):
+            pytest.fail("admitted past the deadline")
+    assert now() == START + 1.0
+    assert "before its deadline (in 0.500 s); it opens in about 1.000 s" in str(closed.value)
+    await first
+
+
+async def test_a_hold_ends_within_the_slack() -> None:
+    clock = FakeTime(now=START)
+    gate = UpstreamGate(clock=clock.clock, sleep=clock.sleep)
+    gate.hold(1.0)
+    clock.now = START + 1.0 - CLOCK_SLACK  # the end of the hold, less the slack
+    async with gate.admit() as admission:
+        assert admission.probe is True
+    assert clock.sleeps == []
+
+
+async def test_an_ordinary_admission_is_no_probe_and_holds_nothing() -> None:
+    gate = UpstreamGate()
+    async with gate.admit() as admission:
+        assert admission.probe is False
+        assert admission.held is False
+
+
+async def test_a_window_that_frees_within_the_slack_admits_at_once() -> None:
+    clock = FakeTime(now=START)
+    gate = UpstreamGate(rate_limits=[(1, 1.0)], clock=clock.clock, sleep=clock.sleep)
+    async with gate.admit():
+        pass
+    clock.now = START + 1.0 - CLOCK_SLACK / 2
+    async with gate.admit():
+        pass
+    assert clock.sleeps == []
+    assert gate.requests_sent == 2

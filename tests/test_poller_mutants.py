@@ -15,7 +15,7 @@ import pytest
 
 import certpoll
 from certpoll import BackoffPolicy, Done, Failed, Pending, PollDetails, Poller, StillPending
-from certpoll._poller import CLOCK_SLACK, attempt_deadline
+from certpoll._poller import CLOCK_SLACK, attempt_clock_paused, attempt_deadline
 from tests.helpers import FakeTime
 
 #: Every clock here starts at this time: elapsed times must not depend on it.
@@ -240,3 +240,38 @@ async def test_an_attempt_timeout_names_the_ca_and_the_order() -> None:
     assert (error.ca, error.order_id) == ("globalsign", "cert-5")
     assert str(error) == "poll attempt took longer than attempt_timeout (3 s)"
     assert outcome.elapsed == pytest.approx(4.0 + 3.0)
+
+
+@pytest.mark.looptime(start=START)
+async def test_time_paused_for_the_gate_does_not_count_against_the_attempt() -> None:
+    async def queued_then_answered() -> Done[str]:
+        with attempt_clock_paused():
+            await asyncio.sleep(50.0)  # queued at the gate, longer than attempt_timeout
+        return Done("cert")
+
+    poller = Poller(NO_JITTER, max_wait=600.0, attempt_timeout=30.0)
+    assert await poller.poll(queued_then_answered) == Done("cert")
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ({"initial_wait": 0.0}, "initial_wait must be a positive number of seconds, not 0.0"),
+        ({"multiplier": 0.5}, "multiplier must be at least 1, not 0.5"),
+        (
+            {"initial_wait": 10.0, "max_backoff": 9.0},
+            r"max_backoff must be a number of seconds no smaller than initial_wait \(10.0\), "
+            r"not 9.0",
+        ),
+    ],
+)
+def test_a_refused_policy_names_the_setting(policy: dict[str, float], message: str) -> None:
+    with pytest.raises(certpoll.ConfigError, match=f"^{message}$"):
+        BackoffPolicy(**policy)
+
+
+def test_a_refused_poller_limit_is_named() -> None:
+    with pytest.raises(certpoll.ConfigError, match="^max_wait must be a positive number"):
+        Poller(max_wait=-1.0)
+    with pytest.raises(certpoll.ConfigError, match="^attempt_timeout must be a positive number"):
+        Poller(attempt_timeout=-1.0)

@@ -311,3 +311,31 @@ def test_a_clean_cause_is_kept() -> None:
     cause = httpx.ConnectError("connection refused")
     error = TRIAGE.chained(certpoll.TransientError("words"), cause)
     assert error.__cause__ is cause
+
+
+# -- a CA's own words on a pending status, and a missing route ------------------------------------
+
+
+def test_a_pending_status_keeps_the_cas_words_redacted_and_cut() -> None:
+    def words(response: httpx.Response) -> str:
+        return f"{response.json()['status']} {DIGICERT_API_KEY} " + "." * 300
+
+    triage = Triage(
+        ca="globalsign", pending_status_codes=frozenset({202}), not_ready=words, redact=redact
+    )
+    outcome = triage.response(answer(202, body='{"status": "validating"}'))
+    assert isinstance(outcome, Pending)
+    assert outcome.detail == ("validating [redacted] " + "." * 300)[:200]
+
+
+def route_hint(response: httpx.Response) -> str | None:
+    return "check base_url" if response.request.url.path.startswith("/v9/") else None
+
+
+def test_a_404_for_a_missing_route_says_what_to_check() -> None:
+    triage = Triage(ca="digicert", missing_route=route_hint)
+    error = failed_error(triage.response(answer(404, url="https://ca.test/v9/order/1")))
+    assert type(error) is certpoll.EndpointNotFound
+    assert str(error) == "digicert GET /v9/order/1: HTTP 404 Not Found (check base_url)"
+    known_route = failed_error(triage.response(answer(404)))
+    assert type(known_route) is certpoll.OrderNotFound
