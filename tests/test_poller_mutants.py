@@ -271,7 +271,7 @@ def test_a_refused_policy_names_the_setting(policy: dict[str, float], message: s
 
 
 def test_a_refused_poller_limit_is_named() -> None:
-    with pytest.raises(certpoll.ConfigError, match="^max_wait must be a positive number"):
+    with pytest.raises(certpoll.ConfigError, match=r"^max_wait must be a positive number"):
         Poller(max_wait=-1.0)
-    with pytest.raises(certpoll.ConfigError, match="^attempt_timeout must be a positive number"):
+    with pytest.raises(certpoll.ConfigError, match=r"^attempt_timeout must be a positive number"):
         Poller(attempt_timeout=-1.0)
