@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck bench docs clean
+.PHONY: demo test lint typecheck bench docs mutate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+$(VENV)/.mutate-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[mutate]'
 	touch $@
 
 demo: $(VENV)/.demo-installed
@@ -45,5 +49,10 @@ bench: $(VENV)/.bench-installed
 docs: $(VENV)/.dev-installed
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+# Not part of `make test`: mutation testing of the core modules, each module's score
+# (docs/testing-internals.md). At the lowest priority, two mutants at a time.
+mutate: $(VENV)/.mutate-installed
+	nice -n 19 $(BIN)/python -m tools.mutate --max-children 2
+
 clean:
-	rm -rf $(VENV) .nox .mypy_cache .pytest_cache .ruff_cache .coverage build dist
+	rm -rf $(VENV) .nox .mypy_cache .pytest_cache .ruff_cache .coverage build dist mutants
