@@ -160,7 +160,8 @@ def _worker(base_url: str, gate_url: str, orders: list[str], start: float, speed
     asyncio.run(_poll_share(base_url, gate_url, orders, start, speed))
 
 
-def _busiest(times: list[float], seconds: float) -> int:
+def busiest(times: list[float], seconds: float) -> int:
+    """The most arrivals in any window of ``seconds``, as the CA counts them."""
     ordered = sorted(times)
     best = start = 0
     for end, t in enumerate(ordered):
@@ -193,8 +194,8 @@ async def _fleet_run(
     least = minimum_drain(len(sim.arrivals) - sim.throttled, DIGICERT.RATE_LIMITS)
     return (
         sim.throttled,
-        _busiest(sim.arrivals, short_s) / short,
-        _busiest(sim.arrivals, long_s) / long,
+        busiest(sim.arrivals, short_s) / short,
+        busiest(sim.arrivals, long_s) / long,
         drain / least,
     )
 

@@ -24,6 +24,7 @@ from aiohttp.test_utils import TestServer
 from fastapi import FastAPI
 
 import certpoll
+from bench.shared_gate import CountingCA, busiest
 from certpoll.testing import DIGICERT, Credentials, OrderScript, Profile, SimulatedCA, serve
 from tests.certs import make_csr
 from tests.helpers import DIGICERT_API_KEY, SECTIGO_LOGIN, SECTIGO_PASSWORD
@@ -279,30 +280,6 @@ async def test_demo_live_display_with_rich() -> None:
 # -- the FastAPI example under ``uvicorn --workers 4``, on one SQLite gate -------------------
 
 
-class _ArrivalsCA(SimulatedCA):
-    """The simulated CA, noting the time of every request it receives (its own clock)."""
-
-    def __init__(self) -> None:
-        super().__init__(credentials=CREDENTIALS)
-        self.arrivals: list[float] = []
-
-    async def __call__(self, scope: dict[str, object], receive: object, send: object) -> None:
-        if scope["type"] == "http":
-            self.arrivals.append(self.now())
-        await super().__call__(scope, receive, send)  # type: ignore[arg-type]
-
-
-def _busiest(times: list[float], seconds: float) -> int:
-    """The most arrivals in any window of ``seconds``, open at its edge as the CA counts."""
-    ordered = sorted(times)
-    best = start = 0
-    for end, t in enumerate(ordered):
-        while ordered[start] <= t - seconds:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -314,15 +291,15 @@ async def test_fastapi_app_under_uvicorn_workers_shares_one_gate(tmp_path: Path)
     """Four uvicorn worker processes, each with its own connector, on one credential: with
     ``CERTPOLL_DIGICERT_GATE_URL`` naming one SQLite file they keep DigiCert's limits
     together, as the CA counts them (each alone would allow 80 per 5 s: 320 together)."""
-    sim = _ArrivalsCA()
+    sim = CountingCA(speed=1.0)
     orders = 130  # one request each (issued at once): more than one 5 s window allows
     port = _free_port()
     async with serve(sim, tls=False) as served:
         env = {
             **os.environ,
             "CERTPOLL_DIGICERT_BASE_URL": served.base_urls.digicert,
-            "CERTPOLL_DIGICERT_API_KEY": DIGICERT_API_KEY,
-            "CERTPOLL_DIGICERT_ORG_ID": "112233",
+            "CERTPOLL_DIGICERT_API_KEY": sim.credentials.digicert_api_key,
+            "CERTPOLL_DIGICERT_ORG_ID": str(sim.credentials.digicert_org_id),
             "CERTPOLL_DIGICERT_GATE_URL": f"sqlite:///{tmp_path / 'gate.db'}",
         }
         command = [
@@ -359,5 +336,5 @@ async def test_fastapi_app_under_uvicorn_workers_shares_one_gate(tmp_path: Path)
     assert sim.throttled == 0
     (short, short_s), (long, long_s) = DIGICERT.RATE_LIMITS
     assert len(sim.arrivals) > short  # more than one window's worth: the limit was reached
-    assert _busiest(sim.arrivals, short_s) <= short
-    assert _busiest(sim.arrivals, long_s) <= long
+    assert busiest(sim.arrivals, short_s) <= short
+    assert busiest(sim.arrivals, long_s) <= long
