@@ -18,7 +18,7 @@ import os
 import random
 import re
 import unicodedata
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar, Self
 
@@ -262,6 +262,13 @@ class CASettings(BaseSettings):
             rng=rng,
             hooks=hooks,
         )
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, object]]:
+        # A backend URL may hold a password: show it as its errors do, without one.
+        for name, value in super().__repr_args__():
+            if name in ("gate_url", "store_url") and isinstance(value, str):
+                value = str(parse_backend_url(value, setting=name, allowed=GATE_SCHEMES))
+            yield name, value
 
     def secret_values(self) -> tuple[str, ...]:
         """Every credential in these settings, so that it can be redacted from any text."""

@@ -95,3 +95,16 @@ def test_a_worker_for_cas_on_different_stores_is_refused(
     monkeypatch.setenv("CERTPOLL_SECTIGO_STORE_URL", "sqlite:///b.db")
     assert main(["worker", "--ca", "digicert", "--ca", "sectigo"]) != 0
     assert "different stores" in capsys.readouterr().err
+
+
+def test_no_backend_password_shows_in_the_settings_repr() -> None:
+    settings = DigiCertSettings(
+        api_key=DIGICERT_API_KEY,
+        org_id=1,
+        gate_url="redis://:hunter2@cache:6379/0",
+        store_url="postgresql://certpoll:hunter3@db/orders",
+    )
+    shown = f"{settings!r} {settings}"
+    assert "hunter2" not in shown
+    assert "hunter3" not in shown
+    assert "db/orders" in shown  # still says where the store is
