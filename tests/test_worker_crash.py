@@ -15,7 +15,7 @@ it again; the restarted process submits its share again. Afterwards:
   owner's looks at an order come in one run, never interleaved with another owner's.
 
 ``make test`` runs it on 150 orders with 4 kills. The issue's scale is an opt-in run
-(minutes on 2 cores): ``CERTPOLL_CRASH_ORDERS=3000 CERTPOLL_CRASH_KILLS=20 pytest
+(about a minute and a half on 2 cores): ``CERTPOLL_CRASH_ORDERS=3000 CERTPOLL_CRASH_KILLS=20 pytest
 tests/test_worker_crash.py``.
 """
 
