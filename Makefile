@@ -41,7 +41,8 @@ typecheck: $(VENV)/.dev-installed
 test: lint typecheck
 	$(BIN)/nox --no-error-on-missing-interpreters --parallel 3
 
-# Not part of `make test`: about 8 minutes; writes docs/benchmarks.md and its plots.
+# Not part of `make test`: about 15 minutes (it starts PostgreSQL and Redis for sections 6
+# and 7); writes docs/benchmarks.md and its plots.
 bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench
 

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from . import overhead, ratelimit, scale, storm
+from . import overhead, ratelimit, scale, shared_gate, store, storm
 from .report import Results, write_report
 
 
@@ -26,6 +26,8 @@ def run_all(*, quick: bool) -> Results:
                 thread_speed=400.0,
             ),
             ratelimit=ratelimit.run(orders=120, repeats=3),
+            shared_gate=shared_gate.measure(processes=2, orders=60, speed=20.0, servers=False),
+            store=store.run(orders=300, cost_orders=20, urls=["memory://"]),
         )
     else:
         results = Results(
@@ -33,6 +35,8 @@ def run_all(*, quick: bool) -> Results:
             scale=scale.run(),
             storm=storm.run(),
             ratelimit=ratelimit.run(),
+            shared_gate=shared_gate.measure(),
+            store=store.run(),
         )
     results.seconds = time.monotonic() - started
     return results

@@ -6,10 +6,13 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import shared_gate, store
 from ._common import Stats, bar_plot, machine_info
 from .overhead import OverheadResult
 from .ratelimit import RateResult
 from .scale import ScaleResult
+from .shared_gate import SharedGateResult
+from .store import StoreResult
 from .storm import StormResult
 
 #: Goals from the issue.
@@ -29,6 +32,9 @@ class Results:
     scale: ScaleResult
     storm: StormResult
     ratelimit: RateResult
+    #: Sections 6 and 7 (bench/shared_gate.py, bench/store.py); absent, they are left out.
+    shared_gate: SharedGateResult | None = None
+    store: list[StoreResult] | None = None
     seconds: float = 0.0
 
 
@@ -112,6 +118,10 @@ def write_report(r: Results, out: Path, *, quick: bool = False) -> Path:
         "proportion to N, like the per-order baseline."
     )
     add("")
+    if r.shared_gate is not None:
+        shared_gate.section(r.shared_gate, add)
+    if r.store is not None:
+        store.section(r.store, add)
     out.mkdir(parents=True, exist_ok=True)
     page = out / "benchmarks.md"
     page.write_text("\n".join(lines) + "\n")

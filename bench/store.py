@@ -2,8 +2,10 @@
 an attempt polled through a store (``Worker``) ÷ the same attempt polled in memory.
 
 ``python -m bench.store [--orders N] [--url URL ...]`` prints a Markdown table. Without
-``--url`` it measures ``memory://`` and a SQLite file in a temporary directory; give a
-``postgresql://`` URL (an empty database) to measure PostgreSQL too.
+``--url`` it measures ``memory://``, a SQLite file in a temporary directory and a PostgreSQL
+server started as the test suite does (tests/realservers.py); give ``postgresql://`` URLs
+(empty databases) to measure others. ``make bench`` writes the table as section 7 of
+docs/benchmarks.md.
 
 * **claims/s**: orders claimed per second, in claims of 100, until 10,000 are held.
 * **writes/s**: fenced writes per second on those claims (a reschedule, then the final
@@ -20,11 +22,13 @@ import argparse
 import asyncio
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import certpoll
 from certpoll.testing import OrderScript, Profile, SimulatedCA
+from tests.realservers import running_postgres
 
 from ._common import make_csr
 
@@ -175,26 +179,56 @@ def _fresh(url: str) -> str:
     return url
 
 
+#: The goal of the issue: an attempt through a SQLite store costs at most this × in memory.
+SQLITE_GOAL = 1.2
+
+
+def run(
+    *, orders: int = 100_000, cost_orders: int = 300, urls: Sequence[str] | None = None
+) -> list[StoreResult]:
+    """Each store's figures; without ``urls``: memory, a SQLite file and a PostgreSQL server."""
+    with ExitStack() as stack:
+        if urls is None:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="certpoll-bench-"))
+            urls = [
+                "memory://",
+                f"sqlite:///{folder}/orders.db",
+                stack.enter_context(running_postgres()),
+            ]
+        return [asyncio.run(measure(url, stored=orders, cost_orders=cost_orders)) for url in urls]
+
+
+def section(results: Sequence[StoreResult], add: Callable[[str], object]) -> None:
+    """The Markdown section of docs/benchmarks.md."""
+    add("## 7. The order store")
+    add("")
+    add(
+        "`bench/store.py`: claims per second (in claims of 100, until 10,000 are held) and "
+        "fenced writes per second (a reschedule, then the final answer; one transaction each) "
+        "with this many orders stored; and the CPU of this process per request the simulated "
+        "CA saw for `Worker` over the store ÷ `poll_many` over the same orders in memory "
+        f"(goal on SQLite ≤ {SQLITE_GOAL}×; PostgreSQL's own CPU is in its server process, "
+        "not counted)."
+    )
+    add("")
+    add("| store | stored | claims/s | writes/s | CPU per attempt, store ÷ memory |")
+    add("|---|---|---|---|---|")
+    for result in results:
+        scheme = result.url.split(":", 1)[0]
+        add(
+            f"| {scheme} | {result.stored:,} | {result.claims_per_second:,.0f} | "
+            f"{result.writes_per_second:,.0f} | {result.cpu_ratio:.2f}× |"
+        )
+    add("")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.store", description=__doc__)
     parser.add_argument("--orders", type=int, default=100_000, help="orders stored")
     parser.add_argument("--cost-orders", type=int, default=300, help="orders polled")
     parser.add_argument("--url", action="append", help="a store URL (repeat)")
     args = parser.parse_args(argv)
-    urls = args.url or [
-        "memory://",
-        f"sqlite:///{tempfile.mkdtemp(prefix='certpoll-bench-')}/orders.db",
-    ]
-    print("| store | stored | claims/s | writes/s | CPU per attempt, store ÷ memory |")
-    print("|---|---|---|---|---|")
-    for url in urls:
-        result = asyncio.run(measure(url, stored=args.orders, cost_orders=args.cost_orders))
-        scheme = url.split(":", 1)[0]
-        print(
-            f"| {scheme} | {result.stored:,} | {result.claims_per_second:,.0f} | "
-            f"{result.writes_per_second:,.0f} | {result.cpu_ratio:.2f}× |",
-            flush=True,
-        )
+    section(run(orders=args.orders, cost_orders=args.cost_orders, urls=args.url), print)
 
 
 if __name__ == "__main__":

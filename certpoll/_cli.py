@@ -15,7 +15,6 @@ import asyncio
 import errno
 import json
 import math
-import os
 import socket
 import ssl
 import sys
@@ -673,7 +672,10 @@ async def _run_server(sim: SimulatedCA, sock: socket.socket, client: tuple[Path,
 def _add_store_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
     from ._backends.store import StoredState
 
-    store_help = "the order store: sqlite:///path or postgresql://… (default: $CERTPOLL_STORE_URL)"
+    store_help = (
+        "the order store: sqlite:///path or postgresql://… "
+        "(default: the store_url setting, $CERTPOLL_<CA>_STORE_URL or $CERTPOLL_STORE_URL)"
+    )
     worker = commands.add_parser(
         "worker",
         help="claim due orders from a store and poll them (SIGTERM stops it cleanly)",
@@ -694,15 +696,33 @@ def _add_store_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
     orders.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
 
+def _configured_store_url(connectors: Sequence[Connector[CASettings]]) -> str:
+    """The ``store_url`` setting of the worker's CAs (one store for all), or the shared one."""
+    from ._settings import SHARED_STORE_VARIABLES, shared_store_url
+
+    urls = {connector.settings.store_url for connector in connectors} or {shared_store_url()}
+    if len(urls) > 1:
+        raise UserError(
+            "the CAs' store_url settings name different stores",
+            hint="one worker polls one store: pass --store URL",
+        )
+    url = urls.pop()
+    if url is None:
+        raise UserError(
+            "no order store given",
+            hint=f"pass --store URL or set {SHARED_STORE_VARIABLES[0]} "
+            "(or CERTPOLL_<CA>_STORE_URL)",
+        )
+    return url
+
+
 def _store_command(args: argparse.Namespace) -> int:
     from ._backends.store import StoredState, open_store
     from ._worker import Worker, list_orders, serve_worker
 
-    url = args.store or os.environ.get("CERTPOLL_STORE_URL")
-    if not url:
-        raise UserError("no order store given", hint="pass --store URL or set CERTPOLL_STORE_URL")
-    store = open_store(url)
     connectors = [] if args.command == "orders" else [_connector_for(ca, []) for ca in args.ca]
+    url = args.store or _configured_store_url(connectors)
+    store = open_store(url)
     json_out = args.json or (args.command == "worker" and not sys.stdout.isatty())
 
     async def run() -> None:

@@ -18,7 +18,7 @@ import os
 import random
 import re
 import unicodedata
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar, Self
 
@@ -34,6 +34,7 @@ from pydantic_settings import (
 )
 
 from ._backends.gate import GATE_SCHEMES
+from ._backends.store import STORE_SCHEMES
 from ._backends.urls import parse_backend_url
 from ._errors import ConfigError
 from ._instrumentation import PollHook
@@ -51,6 +52,19 @@ __all__ = [
 #: DigiCert documents 100 requests per 5 s and 1000 per 3 min per key; keep 20 % headroom
 #: for other tools that share the key and for submits.
 DIGICERT_RATE_LIMITS: tuple[tuple[int, float], ...] = ((80, 5.0), (800, 180.0))
+
+
+#: The store every CA shares unless its own ``CERTPOLL_<CA>_STORE_URL`` names another.
+SHARED_STORE_VARIABLES: tuple[str, str] = ("CERTPOLL_STORE_URL", "CERTCTL_STORE_URL")
+
+
+def shared_store_url() -> str | None:
+    """``CERTPOLL_STORE_URL``, else ``CERTCTL_STORE_URL``, else None."""
+    for name in SHARED_STORE_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
 
 
 class CASettings(BaseSettings):
@@ -91,6 +105,13 @@ class CASettings(BaseSettings):
         description="Where the gate's rate-limit windows and 429 hold live, shared by every "
         "process that names the same place: memory:// (this process), sqlite:///path (one "
         "host), redis://host:port/db or postgresql://user@host/db (many hosts).",
+    )
+    store_url: str | None = Field(
+        default_factory=shared_store_url,
+        description="Where orders that outlive a process live (certpoll worker, "
+        "submit_order): sqlite:///path (one host), postgresql://user@host/db (many hosts) or "
+        "memory://. Without CERTPOLL_<CA>_STORE_URL, CERTPOLL_STORE_URL (or "
+        "CERTCTL_STORE_URL) for every CA; None when neither is set.",
     )
     tls_verify: bool = Field(
         default=True,
@@ -150,6 +171,13 @@ class CASettings(BaseSettings):
     @classmethod
     def _gate_url(cls, value: str) -> str:
         parse_backend_url(value, setting=cls.env_var("gate_url"), allowed=GATE_SCHEMES)
+        return value
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_backend_url(value, setting=cls.env_var("store_url"), allowed=STORE_SCHEMES)
         return value
 
     @field_validator("rate_limits")
@@ -234,6 +262,13 @@ class CASettings(BaseSettings):
             rng=rng,
             hooks=hooks,
         )
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, object]]:
+        # A backend URL may hold a password: show it as its errors do, without one.
+        for name, value in super().__repr_args__():
+            if name in ("gate_url", "store_url") and isinstance(value, str):
+                value = str(parse_backend_url(value, setting=name, allowed=GATE_SCHEMES))
+            yield name, value
 
     def secret_values(self) -> tuple[str, ...]:
         """Every credential in these settings, so that it can be redacted from any text."""

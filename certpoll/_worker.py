@@ -9,7 +9,8 @@ again, and an intent left without an order id becomes ``UNCERTAIN`` for a person
 store only feeds it handles and takes its answers), renews the leases while it polls and
 checkpoints each order's schedule at every renewal, writes each final answer with the
 claim's fencing token, and on :meth:`Worker.stop` stops claiming, checkpoints and releases
-what it holds.
+what it holds. :meth:`Worker.drain` is the same until nothing is due: ``poll_many`` over a
+store, with no wiring of its own.
 """
 
 from __future__ import annotations
@@ -232,6 +233,9 @@ class Worker:
         #: Called with each :class:`WorkerEvent`.
         self.on_event = on_event
         self._stopping = asyncio.Event()
+        #: Set by :meth:`stop`, and in a drain when the last batch ends: the loop's wake-up.
+        self._wake = asyncio.Event()
+        self._wake_when_idle = False
         self._batches: dict[asyncio.Task[None], _Batch] = {}
         self._fatal: BaseException | None = None
         #: Until when (loop clock) every lease held is known to last.
@@ -245,6 +249,7 @@ class Worker:
     def stop(self) -> None:
         """Stop claiming; :meth:`run` then checkpoints, releases what it holds, and returns."""
         self._stopping.set()
+        self._wake.set()
 
     async def run(self) -> None:
         """Claim and poll until :meth:`stop`; then release every order still held.
@@ -252,19 +257,41 @@ class Worker:
         An error that would fail every order alike (a refused credential) stops the worker
         the same way, and is raised once everything is released.
         """
+        await self._serve(until_idle=False)
+
+    async def drain(self) -> None:
+        """Claim and poll until no order of the worker's CAs is due and none is held.
+
+        :func:`~certpoll.poll_many` over a store: every due ``PENDING`` order is claimed,
+        polled on its schedule to its answer or its deadline, and written back (an order
+        still pending at its deadline is rescheduled, and a later drain or worker takes it
+        when it is due). Orders another owner holds are left to it. :meth:`stop` ends it
+        early, releasing what it holds, as for :meth:`run`. An unreachable store is
+        retried while orders are held (their polls stop before their leases may lapse),
+        and raised as :class:`~certpoll.TransientError` once none is.
+        """
+        await self._serve(until_idle=True)
+
+    async def _serve(self, *, until_idle: bool) -> None:
         renew_every = self._lease / 3
         loop = asyncio.get_running_loop()
         next_renewal = loop.time() + renew_every
+        self._wake_when_idle = until_idle
         try:
             while not self._stopping.is_set():
+                self._wake.clear()
                 try:
-                    await self._claim()
+                    claimed = await self._claim()
+                    if until_idle and not claimed and not self._batches:
+                        break
                     if loop.time() >= next_renewal:
                         started = loop.time()
                         await self._renew()
                         self._held_until = started + self._lease
                         next_renewal = loop.time() + renew_every
                 except TransientError as exc:
+                    if until_idle and not self._batches:
+                        raise  # a drain does not wait for the store without end
                     # The store is unreachable: keep trying, but stop polling before the
                     # leases may have lapsed, so that no order gets a second poller.
                     logger.warning("certpoll.worker_store_unreachable: %s", exc)
@@ -272,7 +299,7 @@ class Worker:
                         self._abandon()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
-                        self._stopping.wait(),
+                        self._wake.wait(),
                         min(self._claim_interval, max(0.0, next_renewal - loop.time())),
                     )
         finally:
@@ -282,17 +309,18 @@ class Worker:
 
     # -- claims ---------------------------------------------------------------------------
 
-    async def _claim(self) -> None:
+    async def _claim(self) -> int:
+        """Claim what is due and room allows, and start polling it; how many were claimed."""
         room = min(self._batch, self._max_held - self.held)
         if room <= 0:
-            return
+            return 0
         if not self._batches:
             self._held_until = asyncio.get_running_loop().time() + self._lease
         claimed = await self.store.claim(
             owner=self.owner, cas=list(self._connectors), limit=room, lease=self._lease
         )
         if not claimed:
-            return
+            return 0
         self._emit(WorkerEvent(kind="claimed", count=len(claimed)))
         by_ca: dict[CAName, list[StoredOrder]] = {}
         for record in claimed:
@@ -304,14 +332,17 @@ class Worker:
             )
             self._batches[task] = batch
             task.add_done_callback(self._forget)
+        return len(claimed)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._batches.pop(task, None)
+        if self._wake_when_idle and not self._batches:
+            self._wake.set()  # a drain looks for more at once, or ends
         error = None if task.cancelled() else task.exception()
         if error is not None and self._fatal is None:
             # A refused credential (or a bug) would fail every order alike: stop the worker.
             self._fatal = error
-            self._stopping.set()
+            self.stop()
 
     async def _poll(self, batch: _Batch) -> None:
         """Poll one batch to its end, writing each answer with its claim's token; whatever

@@ -15,6 +15,11 @@ Run it against the simulated CA::
 or with uvicorn's own command: ``uvicorn fastapi_app:app --app-dir examples`` (the module's
 ``app``), or ``uvicorn --factory fastapi_app:create_app --app-dir examples``.
 
+With ``uvicorn --workers 4``, each worker process has its own connectors: point them at one
+shared gate so that together they keep the CA's limits, e.g.
+``export CERTPOLL_DIGICERT_GATE_URL=sqlite:////tmp/certpoll-gate.db`` (read with the other
+settings; see docs/many-orders.md, "Many processes").
+
 Needs ``fastapi`` and ``uvicorn`` (dev dependencies of certpoll, not of the library).
 """
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
@@ -23,7 +24,8 @@ from aiohttp.test_utils import TestServer
 from fastapi import FastAPI
 
 import certpoll
-from certpoll.testing import Credentials, OrderScript, Profile, SimulatedCA, serve
+from bench.shared_gate import CountingCA, busiest
+from certpoll.testing import DIGICERT, Credentials, OrderScript, Profile, SimulatedCA, serve
 from tests.certs import make_csr
 from tests.helpers import DIGICERT_API_KEY, SECTIGO_LOGIN, SECTIGO_PASSWORD
 
@@ -273,3 +275,66 @@ async def test_demo_live_display_with_rich() -> None:
     result = await asyncio.to_thread(run_demo, orders=4, speed=20_000, live=True, out=out)
     assert all(t.accounted == t.orders for t in result.tallies)
     assert "wall time" in out.getvalue()
+
+
+# -- the FastAPI example under ``uvicorn --workers 4``, on one SQLite gate -------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_fastapi_app_under_uvicorn_workers_shares_one_gate(tmp_path: Path) -> None:
+    """Four uvicorn worker processes, each with its own connector, on one credential: with
+    ``CERTPOLL_DIGICERT_GATE_URL`` naming one SQLite file they keep DigiCert's limits
+    together, as the CA counts them (each alone would allow 80 per 5 s: 320 together)."""
+    sim = CountingCA(speed=1.0)
+    orders = 130  # one request each (issued at once): more than one 5 s window allows
+    port = _free_port()
+    async with serve(sim, tls=False) as served:
+        env = {
+            **os.environ,
+            "CERTPOLL_DIGICERT_BASE_URL": served.base_urls.digicert,
+            "CERTPOLL_DIGICERT_API_KEY": sim.credentials.digicert_api_key,
+            "CERTPOLL_DIGICERT_ORG_ID": str(sim.credentials.digicert_org_id),
+            "CERTPOLL_DIGICERT_GATE_URL": f"sqlite:///{tmp_path / 'gate.db'}",
+        }
+        command = [
+            *(sys.executable, "-m", "uvicorn", "fastapi_app:app"),
+            *("--app-dir", str(Path(fastapi_app.__file__).parent)),
+            *("--workers", "4", "--host", "127.0.0.1", "--port", str(port)),
+            *("--log-level", "warning"),
+        ]
+        server = await asyncio.create_subprocess_exec(
+            *command, env=env, stderr=asyncio.subprocess.PIPE
+        )
+        try:
+            origin = f"http://127.0.0.1:{port}"
+            async with httpx.AsyncClient(base_url=origin, timeout=120) as client:
+                for _ in range(600):  # up to 60 s for the four processes to start
+                    with contextlib.suppress(httpx.TransportError):
+                        if (await client.get("/orders")).status_code == 200:
+                            break
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(2.0)  # time for the other workers to listen too
+
+                async def order(index: int) -> int:
+                    name = f"w{index}.example"
+                    body = {"ca": "digicert", "common_name": name, "csr_pem": make_csr(name)}
+                    return (await client.post("/orders", json=body)).status_code
+
+                codes = await asyncio.gather(*(order(index) for index in range(orders)))
+        finally:
+            server.send_signal(signal.SIGTERM)
+            _, errors = await asyncio.wait_for(server.communicate(), 60)
+    assert codes == [201] * orders, errors.decode()[-2000:]
+    assert sim.order_count == orders
+    assert sim.limits_exceeded == 0  # no 429 was caused
+    assert sim.throttled == 0
+    (short, short_s), (long, long_s) = DIGICERT.RATE_LIMITS
+    assert len(sim.arrivals) > short  # more than one window's worth: the limit was reached
+    assert busiest(sim.arrivals, short_s) <= short
+    assert busiest(sim.arrivals, long_s) <= long

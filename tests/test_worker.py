@@ -13,6 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 import certpoll
 from certpoll import (
@@ -271,7 +274,7 @@ def test_worker_settings_are_bounded(store: OrderStore, digicert: DigiCert) -> N
         Worker(store, [digicert, digicert])
 
 
-class _Flaky:
+class Flaky:
     """An order store that can be switched off: every call then raises TransientError."""
 
     def __init__(self, inner: OrderStore) -> None:
@@ -295,7 +298,7 @@ async def test_a_worker_cut_off_from_its_store_stops_polling_before_its_leases_l
     sim.script_next(OrderScript(approval_for=10**6), count=3)
     for index in range(3):
         await submit_order(digicert, store, request(f"cut{index}.example"))
-    flaky = _Flaky(store)
+    flaky = Flaky(store)
     claimed = asyncio.Event()
     worker = Worker(
         flaky,  # type: ignore[arg-type]
@@ -320,7 +323,7 @@ async def test_a_worker_cut_off_from_its_store_stops_polling_before_its_leases_l
     assert sim.requests > requests
 
 
-class _NoRecord(_Flaky):
+class _NoRecord(Flaky):
     """A store that takes intents but cannot record the CA's answer."""
 
     def __getattr__(self, name: str) -> object:
@@ -408,3 +411,147 @@ async def test_a_stopped_worker_writes_the_answers_it_found_but_had_not_written(
     orders = await store.orders()
     assert sorted(order.state.value for order in orders) == ["issued", "issued", "pending"]
     assert all(order.owner is None for order in orders)  # the interrupted one given back
+
+
+# -- drain: poll_many over a store ----------------------------------------------------------
+
+
+async def test_a_drain_polls_every_due_order_to_its_answer_and_returns(
+    sim: SimulatedCA, digicert: DigiCert, store: OrderStore
+) -> None:
+    sim.script_common_name("no.example", OrderScript(issue_after=10, reject=True))
+    names = [f"d{i}.example" for i in range(12)] + ["no.example"]
+    for name in names:
+        await submit_order(digicert, store, request(name))
+    kinds: list[str] = []
+    worker = Worker(
+        store,
+        [digicert],
+        lease=2.0,
+        batch=5,
+        claim_interval=0.05,
+        on_event=lambda e: kinds.append(e.kind),
+    )
+    await asyncio.wait_for(worker.drain(), 30)
+    counts = await store.counts()
+    assert (counts[StoredState.ISSUED], counts[StoredState.FAILED]) == (12, 1)
+    assert counts[StoredState.PENDING] == 0
+    assert sim.order_count == len(names)  # polled, never ordered again
+    assert worker.held == 0
+    assert kinds.count("claimed") >= 3  # batches of 5: claimed as room frees up
+    assert all(record.owner is None for record in await store.orders())
+
+
+async def test_a_drain_leaves_what_another_owner_holds(
+    sim: SimulatedCA, digicert: DigiCert, store: OrderStore
+) -> None:
+    for index in range(4):
+        await submit_order(digicert, store, request(f"h{index}.example"))
+    (held,) = await store.claim(owner="someone else", cas=["digicert"], limit=1, lease=60)
+    await asyncio.wait_for(Worker(store, [digicert], claim_interval=0.05).drain(), 30)
+    by_key = {record.key: record for record in await store.orders()}
+    assert by_key[held.key].state is StoredState.PENDING
+    assert by_key[held.key].owner == "someone else"
+    assert sum(r.state is StoredState.ISSUED for r in by_key.values()) == 3
+
+
+async def test_a_drain_reschedules_what_is_still_pending_at_its_deadline(
+    sim: SimulatedCA, store: OrderStore
+) -> None:
+    sim.script_next(OrderScript(approval_for=10**6), count=2)
+    short = settings(sim.base_urls().digicert).model_copy(
+        update={"poll_max_wait_seconds": 60 / SPEED}
+    )
+    async with sim.client() as http, DigiCert(short, http=http) as dc:
+        for index in range(2):
+            await submit_order(dc, store, request(f"late{index}.example"))
+        kinds: list[str] = []
+        worker = Worker(
+            store, [dc], lease=2.0, claim_interval=0.05, on_event=lambda e: kinds.append(e.kind)
+        )
+        await asyncio.wait_for(worker.drain(), 30)
+    assert kinds.count("still_pending") == 2
+    for record in await store.orders():
+        assert (record.state, record.owner) == (StoredState.PENDING, None)
+        assert record.attempts >= 2  # the first attempt and the last one at the deadline
+        assert record.due_at is not None
+
+
+async def test_a_drain_raises_when_the_store_is_unreachable(
+    digicert: DigiCert, store: OrderStore
+) -> None:
+    flaky = Flaky(store)
+    flaky.down = True
+    worker = Worker(flaky, [digicert], claim_interval=0.05)  # type: ignore[arg-type]
+    with pytest.raises(TransientError, match="unreachable"):
+        await asyncio.wait_for(worker.drain(), 10)
+
+
+async def test_a_stopped_drain_releases_what_it_holds(
+    sim: SimulatedCA, digicert: DigiCert, store: OrderStore
+) -> None:
+    sim.script_next(OrderScript(approval_for=10**6), count=3)
+    for index in range(3):
+        await submit_order(digicert, store, request(f"s{index}.example"))
+    claimed = asyncio.Event()
+    worker = Worker(
+        store, [digicert], lease=2.0, claim_interval=0.05, on_event=lambda e: claimed.set()
+    )
+    draining = asyncio.create_task(worker.drain())
+    await asyncio.wait_for(claimed.wait(), 10)
+    worker.stop()
+    await asyncio.wait_for(draining, 10)
+    assert {(r.state, r.owner) for r in await store.orders()} == {(StoredState.PENDING, None)}
+
+
+@hypothesis_settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    issued=st.integers(0, 6),
+    rejected=st.integers(0, 3),
+    batch=st.integers(1, 4),
+    concurrency=st.integers(1, 3),
+)
+def test_a_drain_accounts_for_every_order_once(
+    issued: int, rejected: int, batch: int, concurrency: int
+) -> None:
+    """Whatever the batch and concurrency: each order ends with exactly one answer, written
+    once, and nothing is ordered twice."""
+
+    async def scenario() -> None:
+        ca = SimulatedCA(
+            profile=Profile.fixed(OrderScript(approval_for=30, issue_after=10)),
+            credentials=Credentials(digicert_api_key=DIGICERT_API_KEY),
+            speed=SPEED,
+        )
+        memory = certpoll.open_store("memory://")
+        written: list[str] = []
+        async with (
+            ca.client() as http,
+            DigiCert(settings(ca.base_urls().digicert), http=http) as dc,
+        ):
+            for index in range(issued):
+                await submit_order(dc, memory, request(f"ok{index}.example"))
+            for index in range(rejected):
+                name = f"no{index}.example"
+                ca.script_common_name(name, OrderScript(issue_after=5, reject=True))
+                await submit_order(dc, memory, request(name))
+            worker = Worker(
+                memory,
+                [dc],
+                batch=batch,
+                concurrency=concurrency,
+                claim_interval=0.05,
+                on_event=lambda e: (
+                    written.append(e.key or "") if e.kind in ("issued", "failed") else None
+                ),
+            )
+            await asyncio.wait_for(worker.drain(), 30)
+        counts = await memory.counts()
+        assert (counts[StoredState.ISSUED], counts[StoredState.FAILED]) == (issued, rejected)
+        assert len(written) == len(set(written)) == issued + rejected
+        assert ca.order_count == issued + rejected
+        await memory.aclose()
+
+    asyncio.run(scenario())

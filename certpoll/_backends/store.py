@@ -36,11 +36,12 @@ from typing import Final, Protocol, get_args, runtime_checkable
 
 from .._errors import CertpollError, ConfigError, LeaseLost
 from .._models import CAName, Certificate, OrderState, OrderStatus
-from .urls import parse_backend_url
+from .urls import Scheme, parse_backend_url
 
 __all__ = [
     "COLUMNS",
     "SCHEMA_VERSION",
+    "STORE_SCHEMES",
     "UNCERTAIN_AFTER_CRASH",
     "OrderStore",
     "StoredOrder",
@@ -246,6 +247,10 @@ class OrderStore(Protocol):
         ...
 
 
+#: The schemes a ``store_url`` may name.
+STORE_SCHEMES: Final[tuple[Scheme, ...]] = ("memory", "sqlite", "postgresql")
+
+
 def open_store(url: str, *, clock: Callable[[], float] | None = None) -> OrderStore:
     """The order store at ``url``: ``memory://``, ``sqlite:///path`` or ``postgresql://…``.
 
@@ -254,7 +259,7 @@ def open_store(url: str, *, clock: Callable[[], float] | None = None) -> OrderSt
     there. The schema is created or migrated on first use. Raises
     :class:`~certpoll.ConfigError` for a bad URL (never showing its password).
     """
-    parsed = parse_backend_url(url, setting="store_url", allowed=("memory", "sqlite", "postgresql"))
+    parsed = parse_backend_url(url, setting="store_url", allowed=STORE_SCHEMES)
     if parsed.scheme == "memory":
         from .store_memory import MemoryOrderStore
 
