@@ -30,7 +30,7 @@ from cryptography.x509.oid import NameOID
 
 from .._errors import ConfigError
 from .._models import CAName
-from ._contract import DIGICERT, ENTRUST, GLOBALSIGN, MOUNTS, SECTIGO
+from .._wire import DIGICERT, ENTRUST, GLOBALSIGN, MOUNTS, SECTIGO
 from ._pki import BadCSR, TestPKI, csr_names, load_csr, pem, public_key_from_pem
 from ._scenario import BodyFault, Fault, OrderScript, Profile
 

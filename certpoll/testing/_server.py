@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .._errors import ConfigError
+from .._wire import MOUNTS
 from ._app import CLIENT_CERT_SCOPE_KEY, BaseURLs, Receive, Scope, Send, SimulatedCA
-from ._contract import MOUNTS
 from ._pki import Authority, pem
 
 __all__ = ["ServedCA", "serve"]
