@@ -15,10 +15,10 @@ from .._wire import GLOBALSIGN as GLOBALSIGN
 from .._wire import MOUNTS as MOUNTS
 from .._wire import SECTIGO as SECTIGO
 from ._app import BaseURLs as BaseURLs
-from ._app import Credentials as Credentials
-from ._app import OrderInfo as OrderInfo
 from ._app import SimulatedCA as SimulatedCA
 from ._clock import VirtualClock as VirtualClock
+from ._orders import Credentials as Credentials
+from ._orders import OrderInfo as OrderInfo
 from ._pki import TestPKI as TestPKI
 from ._scenario import BodyFault as BodyFault
 from ._scenario import Fault as Fault

@@ -26,7 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from .._errors import ConfigError
 from .._wire import MOUNTS
-from ._app import CLIENT_CERT_SCOPE_KEY, BaseURLs, Receive, Scope, Send, SimulatedCA
+from ._app import BaseURLs, SimulatedCA
+from ._http import CLIENT_CERT_SCOPE_KEY, Receive, Scope, Send
 from ._pki import Authority, pem
 
 __all__ = ["ServedCA", "serve"]
