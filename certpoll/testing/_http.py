@@ -13,7 +13,9 @@ from urllib.parse import parse_qsl
 __all__ = [
     "CLIENT_CERT_SCOPE_KEY",
     "MAX_BODY_BYTES",
+    "ErrorCode",
     "Handler",
+    "Headers",
     "Receive",
     "Request",
     "Response",
@@ -87,6 +89,10 @@ def problem_json(
 
 
 Handler = Callable[[Request, re.Match[str]], Response]
+#: Extra response headers, in order.
+Headers = tuple[tuple[str, str], ...]
+#: A CA's own error code: a word, a number, or None for its default.
+ErrorCode = str | int | None
 
 
 @dataclass(frozen=True, slots=True)

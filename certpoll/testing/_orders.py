@@ -22,9 +22,12 @@ from .._models import CAName
 from ._pki import TestPKI
 from ._scenario import OrderScript, Profile
 
-__all__ = ["Credentials", "Order", "OrderBook", "OrderIds", "OrderInfo", "OrderPhase"]
+__all__ = ["Clock", "Credentials", "Order", "OrderBook", "OrderIds", "OrderInfo", "OrderPhase"]
 
 OrderPhase = Literal["approval", "processing", "issued", "rejected", "revoked"]
+
+#: The simulator's clock: simulated seconds since its epoch.
+Clock = Callable[[], float]
 
 #: A CA's ids of a new order from its running number and serial: (order id, certificate id).
 OrderIds = Callable[[int, int], tuple[str, str]]

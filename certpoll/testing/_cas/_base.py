@@ -12,8 +12,17 @@ from typing import ClassVar, Final
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from ..._models import CAName
-from .._http import Handler, Request, Response, Route, json_response, route_pattern
-from .._orders import Credentials, Order, OrderBook
+from .._http import (
+    ErrorCode,
+    Handler,
+    Headers,
+    Request,
+    Response,
+    Route,
+    json_response,
+    route_pattern,
+)
+from .._orders import Clock, Credentials, Order, OrderBook
 from .._scenario import BodyFault
 
 __all__ = ["FAULT_WINDOW", "SimulatedService", "hex_serial"]
@@ -46,7 +55,7 @@ class SimulatedService(ABC):
         *,
         book: OrderBook,
         credentials: Credentials,
-        now: Callable[[], float],
+        now: Clock,
     ) -> None:
         self.book = book
         self.credentials = credentials
@@ -59,13 +68,7 @@ class SimulatedService(ABC):
         """Every route of this CA, paths relative to its mount."""
 
     @abstractmethod
-    def error_response(
-        self,
-        status: int,
-        message: str,
-        code: str | int | None,
-        headers: tuple[tuple[str, str], ...],
-    ) -> Response:
+    def error_response(self, status: int, text: str, code: ErrorCode, headers: Headers) -> Response:
         """An error in this CA's own shape."""
 
     def authenticate(self, request: Request, route: Route) -> Response | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Callable
 from typing import ClassVar, Final
 
 from cryptography import x509
@@ -12,8 +11,8 @@ from cryptography.x509.oid import NameOID
 
 from ..._models import CAName
 from ..._wire import DIGICERT
-from .._http import Request, Response, Route, json_response, same, str_list
-from .._orders import Credentials, OrderBook, OrderPhase
+from .._http import ErrorCode, Headers, Request, Response, Route, json_response, same, str_list
+from .._orders import Clock, Credentials, OrderBook, OrderPhase
 from .._pki import BadCSR, load_csr, pem
 from ._base import SimulatedService, hex_serial
 
@@ -46,7 +45,7 @@ class DigiCertService(SimulatedService):
         *,
         book: OrderBook,
         credentials: Credentials,
-        now: Callable[[], float],
+        now: Clock,
         rate_limits: tuple[tuple[int, float], ...],
     ) -> None:
         super().__init__(book=book, credentials=credentials, now=now)
@@ -66,16 +65,10 @@ class DigiCertService(SimulatedService):
             self.route("PUT", DIGICERT.REVOKE, "revoke", self._revoke),
         ]
 
-    def error_response(
-        self,
-        status: int,
-        message: str,
-        code: str | int | None,
-        headers: tuple[tuple[str, str], ...],
-    ) -> Response:
+    def error_response(self, status: int, text: str, code: ErrorCode, headers: Headers) -> Response:
         if status == 429:
-            code, message = DIGICERT.RATE_LIMIT_CODE, DIGICERT.RATE_LIMIT_MESSAGE
-        body = {"errors": [{"code": code or "error", "message": message}]}
+            code, text = DIGICERT.RATE_LIMIT_CODE, DIGICERT.RATE_LIMIT_MESSAGE
+        body = {"errors": [{"code": code or "error", "text": text}]}
         return json_response(status, body, headers=headers)
 
     def authenticate(self, request: Request, route: Route) -> Response | None:

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..._models import CAName
 from ..._wire import ENTRUST
-from .._http import Request, Response, Route, json_response
+from .._http import ErrorCode, Headers, Request, Response, Route, json_response
 from .._orders import Order, OrderPhase
 from .._pki import BadCSR, csr_names, load_csr, pem
 from ._base import SimulatedService
@@ -47,14 +47,8 @@ class EntrustService(SimulatedService):
             self.route("POST", ENTRUST.ACTIONS, "revoke", self._actions),
         ]
 
-    def error_response(
-        self,
-        status: int,
-        message: str,
-        code: str | int | None,
-        headers: tuple[tuple[str, str], ...],
-    ) -> Response:
-        body = {"type": ENTRUST.ERROR_TYPE, "error": {"code": code or status, "message": message}}
+    def error_response(self, status: int, text: str, code: ErrorCode, headers: Headers) -> Response:
+        body = {"type": ENTRUST.ERROR_TYPE, "error": {"code": code or status, "message": text}}
         return json_response(status, body, headers=headers)
 
     def order_ids(self, number: int, serial: int) -> tuple[str, str]:

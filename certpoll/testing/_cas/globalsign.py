@@ -5,15 +5,24 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Callable
 from typing import ClassVar
 
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from ..._models import CAName
 from ..._wire import GLOBALSIGN, MOUNTS
-from .._http import Request, Response, Route, json_response, problem_json, same, str_list
-from .._orders import Credentials, OrderBook
+from .._http import (
+    ErrorCode,
+    Headers,
+    Request,
+    Response,
+    Route,
+    json_response,
+    problem_json,
+    same,
+    str_list,
+)
+from .._orders import Clock, Credentials, OrderBook
 from .._pki import BadCSR, csr_names, load_csr, pem, public_key_from_pem
 from ._base import SimulatedService, hex_serial
 
@@ -34,7 +43,7 @@ class GlobalSignService(SimulatedService):
         *,
         book: OrderBook,
         credentials: Credentials,
-        now: Callable[[], float],
+        now: Clock,
         token_lifetime: float,
     ) -> None:
         super().__init__(book=book, credentials=credentials, now=now)
@@ -50,14 +59,8 @@ class GlobalSignService(SimulatedService):
             self.route("GET", GLOBALSIGN.TRUSTCHAIN, "trustchain", self._trustchain),
         ]
 
-    def error_response(
-        self,
-        status: int,
-        message: str,
-        code: str | int | None,
-        headers: tuple[tuple[str, str], ...],
-    ) -> Response:
-        return problem_json(status, code, message, headers)
+    def error_response(self, status: int, text: str, code: ErrorCode, headers: Headers) -> Response:
+        return problem_json(status, code, text, headers)
 
     def authenticate(self, request: Request, route: Route) -> Response | None:
         if route.name == "globalsign.login":

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
 from ..._models import CAName
 from ..._wire import SECTIGO
-from .._http import Request, Response, Route, json_response, same
+from .._http import ErrorCode, Headers, Request, Response, Route, json_response, same
 from .._orders import Order, OrderPhase
 from .._pki import BadCSR, csr_names, load_csr, pem
 from ._base import SimulatedService, hex_serial
@@ -40,14 +40,8 @@ class SectigoService(SimulatedService):
             self.route("POST", SECTIGO.REVOKE, "revoke", self._revoke),
         ]
 
-    def error_response(
-        self,
-        status: int,
-        message: str,
-        code: str | int | None,
-        headers: tuple[tuple[str, str], ...],
-    ) -> Response:
-        body = {"code": code if isinstance(code, int) else 0, "description": message}
+    def error_response(self, status: int, text: str, code: ErrorCode, headers: Headers) -> Response:
+        body = {"code": code if isinstance(code, int) else 0, "description": text}
         return json_response(status, body, headers=headers)
 
     def authenticate(self, request: Request, route: Route) -> Response | None:
