@@ -68,7 +68,7 @@ class DigiCertService(SimulatedService):
     def error_response(self, status: int, text: str, code: ErrorCode, headers: Headers) -> Response:
         if status == 429:
             code, text = DIGICERT.RATE_LIMIT_CODE, DIGICERT.RATE_LIMIT_MESSAGE
-        body = {"errors": [{"code": code or "error", "text": text}]}
+        body = {"errors": [{"code": code or "error", "message": text}]}
         return json_response(status, body, headers=headers)
 
     def authenticate(self, request: Request, route: Route) -> Response | None:
