@@ -341,24 +341,6 @@ async def test_default_product_type_is_ssl_basic(ca: respx.MockRouter) -> None:
 # -- poll_once: status words ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "word", ["pending", "processing", "needs_approval", "waiting_pickup", "reissue_pending"]
-)
-async def test_pending_words(ca: respx.MockRouter, dc: DigiCert, word: str) -> None:
-    ca.get(ORDER).mock(return_value=status(word))
-    assert await dc.poll_once("99001") == Pending(detail=f"order 99001 is {word}")
-
-
-@pytest.mark.parametrize("word", ["rejected", "denied", "canceled", "revoked", "expired"])
-async def test_failed_words(ca: respx.MockRouter, dc: DigiCert, word: str) -> None:
-    ca.get(ORDER).mock(return_value=status(word))
-    outcome = await dc.poll_once("99001")
-    assert isinstance(outcome, Done)
-    assert outcome.value.state is OrderState.FAILED
-    assert outcome.value.message == f"order 99001 is {word}"
-    assert outcome.value.certificate is None
-
-
 async def test_issued_downloads_by_certificate_id(ca: respx.MockRouter, dc: DigiCert) -> None:
     ca.get(ORDER).mock(return_value=issued())
     ca.get(DOWNLOAD).respond(200, text="preamble\n" + BUNDLE + "trailer\n")
@@ -389,25 +371,6 @@ async def test_issued_without_certificate_id_is_a_parse_error(
     assert isinstance(outcome, Failed)
     assert isinstance(outcome.error, ResponseParseError)
     assert "no certificate id" in str(outcome.error)
-
-
-async def test_unknown_word_is_pending_and_warned_once(
-    ca: respx.MockRouter, dc: DigiCert, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Failure checklist 4 (frobnicating)."""
-    ca.get(ORDER).mock(
-        side_effect=[status("frobnicating-dc"), status("frobnicating-dc"), status("dc-other")]
-    )
-    first = await dc.poll_once("99001")
-    await dc.poll_once("99001")
-    await dc.poll_once("99001")
-    assert isinstance(first, Pending)
-    assert first.error is None
-    assert first.detail is not None
-    assert "frobnicating-dc" in first.detail
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert sum("frobnicating-dc" in w for w in warnings) == 1
-    assert sum("dc-other" in w for w in warnings) == 1
 
 
 # -- poll_once: triage of the status request and of the download --------------------------
@@ -461,20 +424,6 @@ def _check(outcome: object, kind: type, error: type[Exception], retry_after: flo
 
 
 @pytest.mark.parametrize(("answer", "kind", "error", "retry_after"), TRIAGE)
-async def test_status_request_triage(
-    ca: respx.MockRouter,
-    dc: DigiCert,
-    answer: httpx.Response | Exception,
-    kind: type,
-    error: type[Exception],
-    retry_after: float | None,
-) -> None:
-    """Failure checklist 1 (404) and the whole table of spec section 3."""
-    _mock(ca.get(ORDER), answer)
-    _check(await dc.poll_once("99001"), kind, error, retry_after)
-
-
-@pytest.mark.parametrize(("answer", "kind", "error", "retry_after"), TRIAGE)
 async def test_download_triage(
     ca: respx.MockRouter,
     dc: DigiCert,
@@ -487,20 +436,6 @@ async def test_download_triage(
     ca.get(ORDER).mock(return_value=issued())
     _mock(ca.get(DOWNLOAD), answer)
     _check(await dc.poll_once("99001"), kind, error, retry_after)
-
-
-@pytest.mark.parametrize(
-    "body",
-    [b"{not json", b"[]", b'{"id": 1}', b'{"status": 7}', b"\xff\xfe", b"null"],
-)
-async def test_unparsable_status_is_a_parse_error(
-    ca: respx.MockRouter, dc: DigiCert, body: bytes
-) -> None:
-    """Failure checklist 2."""
-    ca.get(ORDER).respond(200, content=body)
-    outcome = await dc.poll_once("99001")
-    assert isinstance(outcome, Failed)
-    assert isinstance(outcome.error, ResponseParseError)
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,6 @@ through a shared client, rotation) is in tests/test_mtls.py.
 from __future__ import annotations
 
 import json
-import logging
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -368,26 +366,6 @@ async def test_poll_issued(entrust: certpoll.Entrust, mock: respx.MockRouter) ->
 
 
 @pytest.mark.parametrize(
-    "status",
-    ["PENDING", "PROCESSING", "AWAITING_APPROVAL", "PENDING_QUORUM", "APPROVED", "pending"],
-)
-async def test_poll_pending_words(
-    entrust: certpoll.Entrust, mock: respx.MockRouter, status: str
-) -> None:
-    mock.get(status_url()).respond(200, json={"trackingId": "ENR-1", "status": status})
-    outcome = await entrust.poll_once("ENR-1")
-    assert outcome == certpoll.Pending(detail=f"enrollment ENR-1 is {status}")
-
-
-@pytest.mark.parametrize("status", ["REJECTED", "DENIED", "FAILED", "DECLINED", "rejected"])
-async def test_poll_failed_words(
-    entrust: certpoll.Entrust, mock: respx.MockRouter, status: str
-) -> None:
-    mock.get(status_url()).respond(200, json={"trackingId": "ENR-1", "status": status})
-    assert_failed(await entrust.poll_once("ENR-1"), f"enrollment ENR-1 is {status}")
-
-
-@pytest.mark.parametrize(
     "body",
     [
         b"not json",
@@ -411,77 +389,6 @@ async def test_poll_unreadable_is_a_parse_error(
     assert outcome.error.ca == "entrust"
 
 
-@pytest.mark.parametrize(
-    ("code", "kind"),
-    [
-        (401, certpoll.AuthenticationError),
-        (403, certpoll.AuthenticationError),
-        (404, certpoll.OrderNotFound),
-        (400, certpoll.PermanentError),
-        (409, certpoll.PermanentError),
-        (422, certpoll.PermanentError),
-    ],
-)
-async def test_poll_4xx_is_permanent(
-    entrust: certpoll.Entrust, mock: respx.MockRouter, code: int, kind: type[Exception]
-) -> None:
-    mock.get(status_url()).respond(code, text="no")
-    outcome = await entrust.poll_once("ENR-1")
-    assert isinstance(outcome, certpoll.Failed)
-    assert type(outcome.error) is kind
-    assert getattr(outcome.error, "status_code", None) == code
-
-
-async def test_poll_429_is_rate_limited_with_retry_after(
-    entrust: certpoll.Entrust, mock: respx.MockRouter
-) -> None:
-    mock.get(status_url()).respond(429, headers={"Retry-After": "7"})
-    outcome = await entrust.poll_once("ENR-1")
-    assert isinstance(outcome, certpoll.Pending)
-    assert isinstance(outcome.error, certpoll.RateLimited)
-    assert outcome.retry_after == 7.0
-
-
-@pytest.mark.parametrize("code", [408, 500, 502, 503, 504])
-async def test_poll_5xx_and_408_are_transient(
-    entrust: certpoll.Entrust, mock: respx.MockRouter, code: int
-) -> None:
-    mock.get(status_url()).respond(code)
-    outcome = await entrust.poll_once("ENR-1")
-    assert isinstance(outcome, certpoll.Pending)
-    assert type(outcome.error) is certpoll.TransientError
-
-
-@pytest.mark.parametrize(
-    "exc",
-    [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("x")],
-)
-async def test_poll_network_errors_are_transient(
-    entrust: certpoll.Entrust, mock: respx.MockRouter, exc: Exception
-) -> None:
-    mock.get(status_url()).mock(side_effect=exc)
-    outcome = await entrust.poll_once("ENR-1")
-    assert isinstance(outcome, certpoll.Pending)
-    assert isinstance(outcome.error, certpoll.TransientError)
-    assert outcome.error.__cause__ is exc
-
-
-async def test_unknown_status_is_pending_with_one_warning_per_word(
-    entrust: certpoll.Entrust, mock: respx.MockRouter, caplog: pytest.LogCaptureFixture
-) -> None:
-    first, second = f"WEIRD_{uuid.uuid4().hex[:8]}", f"ODD_{uuid.uuid4().hex[:8]}"
-    mock.get(status_url()).mock(
-        side_effect=[
-            httpx.Response(200, json={"status": word}) for word in (first, first, second, first)
-        ]
-    )
-    for _ in range(4):
-        assert isinstance(await entrust.poll_once("ENR-1"), certpoll.Pending)
-    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert sum(first in m for m in warned) == 1
-    assert sum(second in m for m in warned) == 1
-
-
 # -- ids cannot change the path -----------------------------------------------------------
 
 
@@ -503,12 +410,6 @@ async def test_order_ids_are_one_escaped_segment(
     url = route.calls.last.request.url
     assert url.raw_path.decode() == f"/cagw/v1/certificate-authorities/CA-1/enrollments/{segment}"
     assert url.query == b""
-
-
-@pytest.mark.parametrize("order_id", ["", "..", ".", "a\nb"])
-async def test_unusable_order_ids_are_refused(entrust: certpoll.Entrust, order_id: str) -> None:
-    with pytest.raises(certpoll.ConfigError):
-        await entrust.poll_once(order_id)
 
 
 async def test_ca_id_is_escaped_too(mock: respx.MockRouter) -> None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -466,25 +464,6 @@ async def test_poll_issued(
     assert value.certificate.chain_pem.count("BEGIN CERTIFICATE") == 2
 
 
-@pytest.mark.parametrize("status", ["pending", "PROCESSING"])
-async def test_poll_pending_words(
-    gs: certpoll.GlobalSign, mock: respx.MockRouter, login: respx.Route, status: str
-) -> None:
-    mock.get(f"{CERTIFICATES}/0A").respond(200, json={"status": status})
-    assert await gs.poll_once("0A") == certpoll.Pending(detail=f"certificate 0A is {status}")
-
-
-@pytest.mark.parametrize("status", ["REVOKED", "revoked", "rejected", "Denied", "FAILED"])
-async def test_poll_failed_words(
-    gs: certpoll.GlobalSign, mock: respx.MockRouter, login: respx.Route, status: str
-) -> None:
-    mock.get(f"{CERTIFICATES}/0A").respond(200, json={"status": status})
-    outcome = await gs.poll_once("0A")
-    assert isinstance(outcome, certpoll.Done)
-    assert outcome.value.state is certpoll.OrderState.FAILED
-    assert outcome.value.message == f"certificate 0A is {status}"
-
-
 @pytest.mark.parametrize(
     "body",
     [
@@ -506,72 +485,6 @@ async def test_poll_unreadable_is_a_parse_error(
 
 
 @pytest.mark.parametrize(
-    ("code", "kind"),
-    [
-        (403, certpoll.AuthenticationError),
-        (404, certpoll.OrderNotFound),
-        (400, certpoll.PermanentError),
-        (409, certpoll.PermanentError),
-    ],
-)
-async def test_poll_4xx_is_permanent(
-    gs: certpoll.GlobalSign,
-    mock: respx.MockRouter,
-    login: respx.Route,
-    code: int,
-    kind: type[Exception],
-) -> None:
-    mock.get(f"{CERTIFICATES}/0A").respond(code)
-    outcome = await gs.poll_once("0A")
-    assert isinstance(outcome, certpoll.Failed)
-    assert type(outcome.error) is kind
-
-
-async def test_poll_429_is_rate_limited_with_retry_after(
-    gs: certpoll.GlobalSign, mock: respx.MockRouter, login: respx.Route
-) -> None:
-    mock.get(f"{CERTIFICATES}/0A").respond(429, headers={"Retry-After": "30"})
-    outcome = await gs.poll_once("0A")
-    assert isinstance(outcome, certpoll.Pending)
-    assert isinstance(outcome.error, certpoll.RateLimited)
-    assert outcome.retry_after == 30.0
-
-
-@pytest.mark.parametrize("code", [408, 500, 503])
-async def test_poll_5xx_and_408_are_transient(
-    gs: certpoll.GlobalSign, mock: respx.MockRouter, login: respx.Route, code: int
-) -> None:
-    mock.get(f"{CERTIFICATES}/0A").respond(code)
-    outcome = await gs.poll_once("0A")
-    assert isinstance(outcome, certpoll.Pending)
-    assert type(outcome.error) is certpoll.TransientError
-
-
-@pytest.mark.parametrize("exc", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow")])
-async def test_poll_network_errors_are_transient(
-    gs: certpoll.GlobalSign, mock: respx.MockRouter, login: respx.Route, exc: Exception
-) -> None:
-    mock.get(f"{CERTIFICATES}/0A").mock(side_effect=exc)
-    outcome = await gs.poll_once("0A")
-    assert isinstance(outcome, certpoll.Pending)
-    assert isinstance(outcome.error, certpoll.TransientError)
-
-
-async def test_unknown_status_is_pending_with_one_warning_per_word(
-    gs: certpoll.GlobalSign,
-    mock: respx.MockRouter,
-    login: respx.Route,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    word = f"weird-{uuid.uuid4().hex[:8]}"
-    mock.get(f"{CERTIFICATES}/0A").respond(200, json={"status": word})
-    for _ in range(3):
-        assert isinstance(await gs.poll_once("0A"), certpoll.Pending)
-    warned = [r for r in caplog.records if r.levelno == logging.WARNING and word in r.getMessage()]
-    assert len(warned) == 1
-
-
-@pytest.mark.parametrize(
     ("serial", "segment"),
     [
         ("../login", "..%2Flogin"),
@@ -587,11 +500,6 @@ async def test_serials_are_one_escaped_segment(
     route = mock.get(url__startswith=f"{CERTIFICATES}/").respond(202)
     await gs.poll_once(serial)
     assert route.calls.last.request.url.raw_path.decode() == f"/v2/certificates/{segment}"
-
-
-async def test_unusable_serials_are_refused(gs: certpoll.GlobalSign) -> None:
-    with pytest.raises(certpoll.ConfigError):
-        await gs.poll_once("..")
 
 
 # -- get_order_status (virtual time) ------------------------------------------------------

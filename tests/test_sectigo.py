@@ -262,40 +262,6 @@ async def test_issue_refuses_sans_scm_cannot_take(scm: Sectigo, sans: tuple[str,
 # -- poll_once: status words ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "word", ["Requested", "Approved", "SAApproved", "Applied", "Init", "Pending", "Not Enrolled"]
-)
-async def test_pending_words(ca: respx.MockRouter, scm: Sectigo, word: str) -> None:
-    ca.get(STATUS).mock(return_value=status(word))
-    assert await scm.poll_once("55001") == Pending(detail=f"enrollment 55001 is {word}")
-
-
-@pytest.mark.parametrize(
-    "word", ["Declined", "Rejected", "Revoked", "Expired", "Invalid", "Replaced"]
-)
-async def test_failed_words(ca: respx.MockRouter, scm: Sectigo, word: str) -> None:
-    """Failure checklist 4 (the failed half)."""
-    ca.get(STATUS).mock(return_value=status(word))
-    outcome = await scm.poll_once("55001")
-    assert isinstance(outcome, Done)
-    assert outcome.value.state is OrderState.FAILED
-    assert outcome.value.message == f"enrollment 55001 is {word}"
-
-
-async def test_unknown_word_is_pending_and_warned_once(
-    ca: respx.MockRouter, scm: Sectigo, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Failure checklist 4 (WeirdNewStatus); matching is exact: "issued" is not "Issued"."""
-    ca.get(STATUS).mock(
-        side_effect=[status("WeirdNewStatus"), status("WeirdNewStatus"), status("issued")]
-    )
-    outcomes = [await scm.poll_once("55001") for _ in range(3)]
-    assert all(isinstance(o, Pending) and o.error is None for o in outcomes)
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert sum("WeirdNewStatus" in w for w in warnings) == 1
-    assert sum("'issued'" in w for w in warnings) == 1
-
-
 @pytest.mark.parametrize("word", ["Issued", "Enrolled - Pending Download", "Downloaded"])
 async def test_issued_collects(ca: respx.MockRouter, scm: Sectigo, word: str) -> None:
     ca.get(STATUS).mock(return_value=status(word))
@@ -434,20 +400,6 @@ def _check(outcome: object, kind: type, error: type[Exception], retry_after: flo
 
 
 @pytest.mark.parametrize(("answer", "kind", "error", "retry_after"), TRIAGE)
-async def test_status_request_triage(
-    ca: respx.MockRouter,
-    scm: Sectigo,
-    answer: httpx.Response | Exception,
-    kind: type,
-    error: type[Exception],
-    retry_after: float | None,
-) -> None:
-    """Failure checklist 2 (404), and the uniform table (the reference retries 405/409/422)."""
-    _mock(ca.get(STATUS), answer)
-    _check(await scm.poll_once("55001"), kind, error, retry_after)
-
-
-@pytest.mark.parametrize(("answer", "kind", "error", "retry_after"), TRIAGE)
 async def test_collect_triage(
     ca: respx.MockRouter,
     scm: Sectigo,
@@ -469,19 +421,6 @@ async def test_status_400_with_a_not_ready_code_is_permanent(
     outcome = await scm.poll_once("55001")
     assert isinstance(outcome, Failed)
     assert type(outcome.error) is PermanentError
-
-
-@pytest.mark.parametrize(
-    "body", [b"{oops", b"[]", b'{"sslId": 55001}', b'{"status": null}', b"null"]
-)
-async def test_unparsable_status_is_a_parse_error(
-    ca: respx.MockRouter, scm: Sectigo, body: bytes
-) -> None:
-    """Failure checklist 3 (the reference reads JSON null as an unknown, pending status)."""
-    ca.get(STATUS).respond(200, content=body)
-    outcome = await scm.poll_once("55001")
-    assert isinstance(outcome, Failed)
-    assert isinstance(outcome.error, ResponseParseError)
 
 
 @pytest.mark.parametrize(
