@@ -88,7 +88,7 @@ TRIAGE = [
 Answer = int | httpx.Response | Exception
 
 
-def mock_answer(route: respx.Route, answer: Answer, *, echo: str) -> None:
+def mock_answer(route: respx.Route, answer: Answer, *, echo: str = "") -> None:
     """``route`` answers ``answer``: a bare status echoes ``echo`` (a careless error page)."""
     if isinstance(answer, Exception):
         route.mock(side_effect=answer)

@@ -38,6 +38,7 @@ from certpoll import (
     TransientError,
 )
 from tests.certs import make_chain, make_csr, make_order
+from tests.connector_contract import TRIAGE, Answer, check_triage, mock_answer
 from tests.helpers import DIGICERT_API_KEY, FakeTime, assert_no_secrets
 
 BASE = "https://dc.test/services/v2"
@@ -375,67 +376,21 @@ async def test_issued_without_certificate_id_is_a_parse_error(
 
 # -- poll_once: triage of the status request and of the download --------------------------
 
-TRIAGE = [
-    pytest.param(httpx.Response(401, text=ECHO), Failed, AuthenticationError, None, id="401"),
-    pytest.param(httpx.Response(403, text=ECHO), Failed, AuthenticationError, None, id="403"),
-    pytest.param(httpx.Response(404), Failed, OrderNotFound, None, id="404"),
-    pytest.param(httpx.Response(400, text=ECHO), Failed, PermanentError, None, id="400"),
-    pytest.param(httpx.Response(409), Failed, PermanentError, None, id="409"),
-    pytest.param(httpx.Response(302), Failed, PermanentError, None, id="302"),
-    pytest.param(
-        httpx.Response(
-            429,
-            headers={"Retry-After": "30"},
-            json={"errors": [{"code": "request_limit_exceeded"}]},
-        ),
-        Pending,
-        RateLimited,
-        30.0,
-        id="429-retry-after",
-    ),
-    pytest.param(httpx.Response(429), Pending, RateLimited, None, id="429"),
-    pytest.param(httpx.Response(500, text=ECHO), Pending, TransientError, None, id="500"),
-    pytest.param(httpx.Response(503), Pending, TransientError, None, id="503"),
-    pytest.param(httpx.Response(408), Pending, TransientError, None, id="408"),
-    pytest.param(httpx.ConnectError("refused"), Pending, TransientError, None, id="connect"),
-    pytest.param(httpx.ReadTimeout("slow"), Pending, TransientError, None, id="timeout"),
-    pytest.param(
-        httpx.RemoteProtocolError("peer closed"), Pending, TransientError, None, id="lost"
-    ),
-]
-
-
-def _mock(route: respx.Route, answer: httpx.Response | Exception) -> None:
-    if isinstance(answer, Exception):
-        route.mock(side_effect=answer)
-    else:
-        route.mock(return_value=answer)
-
-
-def _check(outcome: object, kind: type, error: type[Exception], retry_after: float | None) -> None:
-    assert isinstance(outcome, kind)
-    assert isinstance(outcome, Pending | Failed)
-    assert type(outcome.error) is error
-    assert getattr(outcome.error, "ca", None) == "digicert"
-    assert getattr(outcome.error, "order_id", None) == "99001"
-    if isinstance(outcome, Pending):
-        assert outcome.retry_after == retry_after
-    assert_no_secrets(outcome, outcome.error)
-
 
 @pytest.mark.parametrize(("answer", "kind", "error", "retry_after"), TRIAGE)
 async def test_download_triage(
     ca: respx.MockRouter,
     dc: DigiCert,
-    answer: httpx.Response | Exception,
+    answer: Answer,
     kind: type,
     error: type[Exception],
     retry_after: float | None,
 ) -> None:
     """Checklist 14 and failure checklist 5: a 5xx download is transient here, not permanent."""
     ca.get(ORDER).mock(return_value=issued())
-    _mock(ca.get(DOWNLOAD), answer)
-    _check(await dc.poll_once("99001"), kind, error, retry_after)
+    mock_answer(ca.get(DOWNLOAD), answer, echo=ECHO)
+    outcome = await dc.poll_once("99001")
+    check_triage(outcome, kind, error, retry_after, ca="digicert", order_id="99001")
 
 
 @pytest.mark.parametrize(
@@ -640,7 +595,7 @@ async def test_revoke_raises_the_triaged_error(
     ca: respx.MockRouter, dc: DigiCert, answer: httpx.Response | Exception, error: type[Exception]
 ) -> None:
     route = ca.put("/certificate/88001/revoke")
-    _mock(route, answer)
+    mock_answer(route, answer)
     with pytest.raises(error) as info:
         await dc.revoke(certificate(), reason=RevocationReason.KEY_COMPROMISE)
     assert type(info.value) is error

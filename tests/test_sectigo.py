@@ -39,6 +39,7 @@ from certpoll import (
     TransientError,
 )
 from tests.certs import make_chain, make_csr
+from tests.connector_contract import TRIAGE, Answer, check_triage, mock_answer
 from tests.helpers import SECTIGO_LOGIN, SECTIGO_PASSWORD, FakeTime, assert_no_secrets
 
 BASE = "https://scm.test/api"
@@ -99,13 +100,6 @@ def ca() -> Iterator[respx.MockRouter]:
 @pytest.fixture
 def scm(fake_time: FakeTime) -> Sectigo:
     return Sectigo(settings(), poller=fake_time.poller(max_wait=60.0))
-
-
-def _mock(route: respx.Route, answer: httpx.Response | Exception) -> None:
-    if isinstance(answer, Exception):
-        route.mock(side_effect=answer)
-    else:
-        route.mock(return_value=answer)
 
 
 def _assert_auth(router: respx.MockRouter) -> None:
@@ -202,7 +196,7 @@ async def test_issue_keeps_the_order_when_the_first_look_fails(
     error: type[Exception] | None,
 ) -> None:
     ca.post("/ssl/v1/enroll").respond(200, json={"sslId": 55001})
-    _mock(ca.get(STATUS), answer)
+    mock_answer(ca.get(STATUS), answer)
     if collect is not None:
         ca.get(COLLECT).mock(return_value=collect)
     order = await scm.issue(request())
@@ -242,7 +236,7 @@ async def test_issue_is_never_retried(
 ) -> None:
     """Checklist 9 (400 is an error) and the SubmissionUncertain rules."""
     route = ca.post("/ssl/v1/enroll")
-    _mock(route, answer)
+    mock_answer(route, answer)
     with pytest.raises(error) as info:
         await scm.issue(request())
     assert type(info.value) is error
@@ -355,63 +349,21 @@ async def test_any_other_collect_400_is_permanent(
 
 # -- poll_once: triage of the status request and of the collect ----------------------------
 
-TRIAGE = [
-    pytest.param(httpx.Response(401, text=ECHO), Failed, AuthenticationError, None, id="401"),
-    pytest.param(httpx.Response(403, text=ECHO), Failed, AuthenticationError, None, id="403"),
-    pytest.param(httpx.Response(404), Failed, OrderNotFound, None, id="404"),
-    pytest.param(httpx.Response(400, text=ECHO), Failed, PermanentError, None, id="400"),
-    pytest.param(httpx.Response(405), Failed, PermanentError, None, id="405"),
-    pytest.param(httpx.Response(409), Failed, PermanentError, None, id="409"),
-    pytest.param(httpx.Response(422), Failed, PermanentError, None, id="422"),
-    pytest.param(
-        httpx.Response(
-            429,
-            headers={
-                "Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT",
-                "Date": "Wed, 21 Oct 2015 07:27:00 GMT",
-            },
-        ),
-        Pending,
-        RateLimited,
-        60.0,
-        id="429-retry-after-date",
-    ),
-    pytest.param(
-        httpx.Response(429, headers={"Retry-After": "12"}), Pending, RateLimited, 12.0, id="429"
-    ),
-    pytest.param(httpx.Response(500, text=ECHO), Pending, TransientError, None, id="500"),
-    pytest.param(httpx.Response(503), Pending, TransientError, None, id="503"),
-    pytest.param(httpx.Response(408), Pending, TransientError, None, id="408"),
-    pytest.param(httpx.ConnectError("refused"), Pending, TransientError, None, id="connect"),
-    pytest.param(httpx.ReadTimeout("slow"), Pending, TransientError, None, id="timeout"),
-    pytest.param(httpx.ReadError("reset"), Pending, TransientError, None, id="reset"),
-]
-
-
-def _check(outcome: object, kind: type, error: type[Exception], retry_after: float | None) -> None:
-    assert isinstance(outcome, kind)
-    assert isinstance(outcome, Pending | Failed)
-    assert type(outcome.error) is error
-    assert getattr(outcome.error, "ca", None) == "sectigo"
-    assert getattr(outcome.error, "order_id", None) == "55001"
-    if isinstance(outcome, Pending):
-        assert outcome.retry_after == retry_after
-    assert_no_secrets(outcome, outcome.error)
-
 
 @pytest.mark.parametrize(("answer", "kind", "error", "retry_after"), TRIAGE)
 async def test_collect_triage(
     ca: respx.MockRouter,
     scm: Sectigo,
-    answer: httpx.Response | Exception,
+    answer: Answer,
     kind: type,
     error: type[Exception],
     retry_after: float | None,
 ) -> None:
     """Failure checklist 6: a collect 500 is transient here (the reference: permanent)."""
     ca.get(STATUS).mock(return_value=status("Issued"))
-    _mock(ca.get(COLLECT), answer)
-    _check(await scm.poll_once("55001"), kind, error, retry_after)
+    mock_answer(ca.get(COLLECT), answer, echo=ECHO)
+    outcome = await scm.poll_once("55001")
+    check_triage(outcome, kind, error, retry_after, ca="sectigo", order_id="55001")
 
 
 async def test_status_400_with_a_not_ready_code_is_permanent(
@@ -611,7 +563,7 @@ async def test_revoke_raises_the_triaged_error(
 ) -> None:
     """Checklist 16."""
     route = ca.post("/ssl/v1/revoke/55001")
-    _mock(route, answer)
+    mock_answer(route, answer)
     with pytest.raises(error) as info:
         await scm.revoke(certificate())
     assert type(info.value) is error
