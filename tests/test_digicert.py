@@ -1,11 +1,10 @@
 """certpoll.DigiCert against a strict respx mock of CertCentral.
 
-Ported from certctl's DigiCert checklist (certctl-behaviour.md 4.1): digicert_test.go 5-16,
-digicert_failure_test.go 1-6 and digicert_redact_test.go. Not ported: the ValidateConfig
-tests (1-4 and the failure-suite preamble; certpoll has no live config probe: bad settings
-are a ConfigError, see the settings tests) and the CRL/OCSP/CA-cert/renewal-info stubs of
-digicert_stubs_test.go (certpoll has no such methods). RenewCertificate (11) is a new order,
-which is ``issue``.
+Only what is DigiCert's own: immediate issuance on the order's 201, the download by
+certificate id, the product type, revocation and settings. What every connector promises
+(status words, triage of the status request, bad ids) is tests/test_connector_contract.py.
+certpoll has no live configuration probe (bad settings are a ConfigError when built) and no
+CRL/OCSP methods; a renewal is a new order, which is ``issue``.
 """
 
 from __future__ import annotations
@@ -99,7 +98,7 @@ def status(word: str) -> httpx.Response:
 
 
 async def test_issue_immediate_success(ca: respx.MockRouter, dc: DigiCert) -> None:
-    """Checklist 5: issued at once with a certificate id: the bundle is downloaded."""
+    """Issued at once with a certificate id: the bundle is downloaded."""
     submit = ca.post("/order/certificate/ssl_basic").respond(
         201, json={"id": 99001, "status": "issued", "certificate_id": 88001}
     )
@@ -216,7 +215,7 @@ async def test_issue_201_unreadable_chain_keeps_the_order(
 
 
 async def test_issue_pending_with_other_product(ca: respx.MockRouter) -> None:
-    """Checklist 6: product ssl_ev_basic, pending: the order id only, no download."""
+    """Product ssl_ev_basic, pending: the order id only, no download."""
     ca.post("/order/certificate/ssl_ev_basic").respond(201, json={"id": 99002, "status": "pending"})
     async with DigiCert(settings(product_type="ssl_ev_basic")) as dc:
         order = await dc.issue(request(sans=()))
@@ -251,7 +250,7 @@ async def test_issue_without_a_certificate_is_pending(
 async def test_issue_rejected_at_once_is_failed(
     ca: respx.MockRouter, dc: DigiCert, word: str
 ) -> None:
-    """The reference reports these as pending (its bug 14)."""
+    """A rejection at submit is FAILED at once (certctl reports it as pending)."""
     ca.post("/order/certificate/ssl_basic").respond(201, json={"id": 99004, "status": word})
     order = await dc.issue(request())
     assert order.state is OrderState.FAILED
@@ -280,7 +279,7 @@ async def test_issue_keeps_the_order_when_the_immediate_download_fails(
 @pytest.mark.parametrize(
     ("answer", "error"),
     [
-        (httpx.Response(400, text=ECHO), PermanentError),  # checklist 7
+        (httpx.Response(400, text=ECHO), PermanentError),  # a refused download
         (httpx.Response(401, text=ECHO), AuthenticationError),
         (httpx.Response(403), AuthenticationError),
         (httpx.Response(422), PermanentError),
@@ -331,7 +330,7 @@ async def test_product_type_is_one_escaped_path_segment(ca: respx.MockRouter) ->
 
 
 async def test_default_product_type_is_ssl_basic(ca: respx.MockRouter) -> None:
-    """Checklist 16."""
+    """Without a product type the order is for ssl_basic."""
     ca.post("/order/certificate/ssl_basic").respond(201, json={"id": 1})
     assert (
         DigiCertSettings(api_key=SecretStr(DIGICERT_API_KEY), org_id=1).product_type == "ssl_basic"
@@ -366,7 +365,7 @@ async def test_issued_downloads_by_certificate_id(ca: respx.MockRouter, dc: Digi
 async def test_issued_without_certificate_id_is_a_parse_error(
     ca: respx.MockRouter, dc: DigiCert, body: dict[str, object]
 ) -> None:
-    """Failure checklist 3."""
+    """An issued order without a usable certificate id cannot be downloaded."""
     ca.get(ORDER).respond(200, json=body)
     outcome = await dc.poll_once("99001")
     assert isinstance(outcome, Failed)
@@ -386,7 +385,7 @@ async def test_download_triage(
     error: type[Exception],
     retry_after: float | None,
 ) -> None:
-    """Checklist 14 and failure checklist 5: a 5xx download is transient here, not permanent."""
+    """The download is triaged like the status request: a 5xx is transient, not permanent."""
     ca.get(ORDER).mock(return_value=issued())
     mock_answer(ca.get(DOWNLOAD), answer, echo=ECHO)
     outcome = await dc.poll_once("99001")
@@ -400,7 +399,7 @@ async def test_download_triage(
 async def test_unparsable_download_is_a_parse_error(
     ca: respx.MockRouter, dc: DigiCert, body: str
 ) -> None:
-    """Failure checklist 6."""
+    """A download that holds no readable certificate is a parse error."""
     ca.get(ORDER).mock(return_value=issued())
     ca.get(DOWNLOAD).respond(200, text=body)
     outcome = await dc.poll_once("99001")
@@ -409,7 +408,7 @@ async def test_unparsable_download_is_a_parse_error(
 
 
 async def test_a_201_status_answer_is_read_like_a_200(ca: respx.MockRouter, dc: DigiCert) -> None:
-    """The reference fails any 2xx but 200 (its bug 8); every 2xx is read."""
+    """Every 2xx status answer is read (certctl fails any 2xx but 200)."""
     ca.get(ORDER).respond(203, json={"status": "pending"})
     assert isinstance(await dc.poll_once("99001"), Pending)
 
@@ -418,7 +417,7 @@ async def test_a_201_status_answer_is_read_like_a_200(ca: respx.MockRouter, dc: 
 
 
 async def test_get_order_status_issued(ca: respx.MockRouter, dc: DigiCert) -> None:
-    """Checklist 8."""
+    """Polling returns the issued certificate."""
     ca.get(ORDER).mock(return_value=issued())
     ca.get(DOWNLOAD).respond(200, text=BUNDLE)
     result = await dc.get_order_status("99001")
@@ -450,7 +449,7 @@ async def test_get_order_status_pending_then_issued(
 async def test_get_order_status_still_pending(
     ca: respx.MockRouter, dc: DigiCert, fake_time: FakeTime
 ) -> None:
-    """Checklist 9: pending after PollMaxWait is a PENDING value, not an error."""
+    """Pending after the poll's max wait is a PENDING value, not an error."""
     route = ca.get(ORDER).mock(return_value=status("needs_approval"))
     result = await dc.get_order_status("99001")
     assert result.state is OrderState.PENDING
@@ -473,7 +472,7 @@ async def test_get_order_status_keeps_the_last_transient_error(
 
 
 async def test_get_order_status_rejected(ca: respx.MockRouter, dc: DigiCert) -> None:
-    """Checklist 10: a rejection is a FAILED value, not an error."""
+    """A rejection is a FAILED value, not an error."""
     ca.get(ORDER).mock(side_effect=[status("pending"), status("rejected")])
     result = await dc.get_order_status("99001")
     assert result.state is OrderState.FAILED
@@ -556,7 +555,7 @@ def certificate() -> certpoll.Certificate:
 async def test_revoke_uses_the_certificate_id_and_maps_the_reason(
     ca: respx.MockRouter, dc: DigiCert, reason: RevocationReason, name: str
 ) -> None:
-    """Checklist 12, with the reference's bug 5 fixed: the certificate id, not the serial."""
+    """Revocation addresses the certificate id (not the serial) and maps the reason."""
     route = ca.put("/certificate/88001/revoke").respond(204)
     await dc.revoke(certificate(), reason=reason)
     sent = route.calls.last.request
@@ -583,7 +582,7 @@ async def test_revoke_by_id_with_a_comment(ca: respx.MockRouter, dc: DigiCert) -
 @pytest.mark.parametrize(
     ("answer", "error"),
     [
-        (httpx.Response(400, text=ECHO), PermanentError),  # checklist 13
+        (httpx.Response(400, text=ECHO), PermanentError),  # a refused revocation
         (httpx.Response(403), AuthenticationError),
         (httpx.Response(404), OrderNotFound),
         (httpx.Response(429), RateLimited),

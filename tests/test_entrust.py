@@ -1,10 +1,11 @@
-"""Entrust CA Gateway connector: requests, the status table, triage, revocation, settings.
+"""Entrust CA Gateway connector: requests, answers, revocation, settings.
 
-Ports the reference's checklist (certctl-behaviour.md 4.3: entrust_test.go and
-entrust_failure_test.go). Skipped on purpose: ValidateConfig (certpoll validates settings
-when they are built, see the settings tests below), and the GetCACertPEM / GetRenewalInfo /
-GenerateCRL / SignOCSPResponse stubs, which certpoll does not have. The real-TLS path (mTLS
-through a shared client, rotation) is in tests/test_mtls.py.
+The CAGW behaviour certctl's Entrust connector is tested for, and Entrust's own (the nested
+enrollment answer, the lookup by serial, the escaped CA id); what every connector promises
+is tests/test_connector_contract.py. Left out on purpose: a live configuration probe
+(certpoll validates settings when they are built, see the settings tests below) and CA
+certificate, renewal, CRL and OCSP methods, which certpoll does not have. The real-TLS path
+(mTLS through a shared client, rotation) is in tests/test_mtls.py.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
-"""GlobalSign Atlas HVCA connector: login and token, requests, statuses, triage, settings.
+"""GlobalSign Atlas HVCA connector: login and token, requests, answers, settings.
 
-Ports the reference's checklist (certctl-behaviour.md 4.4: globalsign_test.go,
-TestGlobalSign_ServerTLSConfig, globalsign_failure_test.go). Skipped on purpose:
-ValidateConfig (settings are validated when built: see below) and the CA-cert / renewal /
-CRL / OCSP stubs certpoll does not have. The reference sent ApiKey/ApiSecret headers; HVCA
-wants a bearer token from /login, which is what is tested here. Server-CA pinning against a
-real TLS server is in tests/test_mtls.py.
+The HVCA behaviour certctl's GlobalSign connector is tested for, and GlobalSign's own (the
+token: one login shared, renewed, retried once on a 401); what every connector promises is
+tests/test_connector_contract.py. Left out on purpose: a live configuration probe (settings
+are validated when built: see below) and CA certificate, renewal, CRL and OCSP methods,
+which certpoll does not have. certctl sent ApiKey/ApiSecret headers; HVCA wants a bearer
+token from /login, which is what is tested here. Server-CA pinning against a real TLS
+server is in tests/test_mtls.py.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """certpoll.Sectigo against a strict respx mock of SCM.
 
-Ported from certctl's Sectigo checklist (certctl-behaviour.md 4.2): sectigo_test.go 7-20 and
-sectigo_failure_test.go 1-7. Not ported: the ValidateConfig tests (1-6 and the failure-suite
-preamble; certpoll has no live config probe: bad settings are a ConfigError, see the
-settings tests) and the CRL/OCSP/CA-cert/renewal-info stubs (certpoll has no such methods).
-RenewCertificate (14) is a new enrollment, which is ``issue``. Where the reference has a bug
-(certctl-behaviour.md 8), the test pins certpoll's fixed behaviour and says so.
+Only what is Sectigo's own: the three login headers, the enroll body, the collect and its
+"not ready yet" codes, revocation and settings. What every connector promises (status words,
+triage of the status request, bad ids) is tests/test_connector_contract.py. Where certctl's
+Sectigo connector behaves otherwise, the test pins certpoll's behaviour and says so.
 """
 
 from __future__ import annotations
@@ -113,7 +111,7 @@ def _assert_auth(router: respx.MockRouter) -> None:
 
 
 async def test_issue_immediate_success(ca: respx.MockRouter, scm: Sectigo) -> None:
-    """Checklist 7 and 19: enroll, status Issued, collect; all three headers on every call."""
+    """Enroll, status Issued, collect; all three login headers on every call."""
     enroll = ca.post("/ssl/v1/enroll").respond(200, json={"sslId": 55001, "renewId": "ren-abc"})
     ca.get(STATUS).mock(return_value=status("Issued"))
     collect = ca.get(COLLECT, params={"format": "pemia"}).respond(200, text=BUNDLE)
@@ -130,7 +128,7 @@ async def test_issue_immediate_success(ca: respx.MockRouter, scm: Sectigo) -> No
         "orgId": 1234,
         "csr": CSR,
         "certType": 567,
-        "term": 365,  # checklist 18: the default term
+        "term": 365,  # the default term
         "subjAltNames": "api.example.com,cdn.example.com",
         "comments": "requested through certpoll",
     }
@@ -142,7 +140,7 @@ async def test_issue_immediate_success(ca: respx.MockRouter, scm: Sectigo) -> No
 
 
 async def test_issue_pending(ca: respx.MockRouter, scm: Sectigo) -> None:
-    """Checklist 8."""
+    """An enrollment not issued yet comes back PENDING with its sslId."""
     ca.post("/ssl/v1/enroll").respond(201, json={"sslId": 55002})
     ca.get("/ssl/v1/55002").respond(200, json={"status": "Applied"})
     order = await scm.issue(request(sans=()))
@@ -169,7 +167,7 @@ async def test_issue_sends_term_and_external_requester(ca: respx.MockRouter) -> 
 async def test_issue_rejected_at_once_is_failed(
     ca: respx.MockRouter, scm: Sectigo, word: str
 ) -> None:
-    """The reference reports a rejection at submit as pending (its bug 14)."""
+    """A rejection at submit is FAILED at once (certctl reports it as pending)."""
     ca.post("/ssl/v1/enroll").respond(200, json={"sslId": 55001})
     ca.get(STATUS).mock(return_value=status(word))
     order = await scm.issue(request())
@@ -234,7 +232,7 @@ async def test_issue_keeps_the_order_when_the_first_look_fails(
 async def test_issue_is_never_retried(
     ca: respx.MockRouter, scm: Sectigo, answer: httpx.Response | Exception, error: type[Exception]
 ) -> None:
-    """Checklist 9 (400 is an error) and the SubmissionUncertain rules."""
+    """A refused enrollment (400) is an error; an ambiguous one is SubmissionUncertain."""
     route = ca.post("/ssl/v1/enroll")
     mock_answer(route, answer)
     with pytest.raises(error) as info:
@@ -313,7 +311,7 @@ async def test_a_bundle_without_one_leaf_is_a_parse_error(
 async def test_collect_not_ready_is_pending(
     ca: respx.MockRouter, scm: Sectigo, code: object
 ) -> None:
-    """Failure checklist 5, narrowed: only the documented "try later" codes."""
+    """Only the documented "try later" collect codes are pending."""
     ca.get(STATUS).mock(return_value=status("Issued"))
     ca.get(COLLECT).mock(return_value=not_ready(code))
     outcome = await scm.poll_once("55001")
@@ -338,7 +336,7 @@ async def test_collect_not_ready_is_pending(
 async def test_any_other_collect_400_is_permanent(
     ca: respx.MockRouter, scm: Sectigo, answer: httpx.Response
 ) -> None:
-    """The reference polls every collect 400 until MaxWait (its bug 10)."""
+    """Any other collect 400 is permanent (certctl polls every one until its max wait)."""
     ca.get(STATUS).mock(return_value=status("Issued"))
     ca.get(COLLECT).mock(return_value=answer)
     outcome = await scm.poll_once("55001")
@@ -359,7 +357,7 @@ async def test_collect_triage(
     error: type[Exception],
     retry_after: float | None,
 ) -> None:
-    """Failure checklist 6: a collect 500 is transient here (the reference: permanent)."""
+    """The collect is triaged like the status request: a 500 is transient."""
     ca.get(STATUS).mock(return_value=status("Issued"))
     mock_answer(ca.get(COLLECT), answer, echo=ECHO)
     outcome = await scm.poll_once("55001")
@@ -381,7 +379,7 @@ async def test_status_400_with_a_not_ready_code_is_permanent(
 async def test_unparsable_collect_is_a_parse_error(
     ca: respx.MockRouter, scm: Sectigo, body: str
 ) -> None:
-    """Failure checklist 7."""
+    """A collect that holds no readable certificate is a parse error."""
     ca.get(STATUS).mock(return_value=status("Issued"))
     ca.get(COLLECT).respond(200, text=body)
     outcome = await scm.poll_once("55001")
@@ -393,7 +391,7 @@ async def test_unparsable_collect_is_a_parse_error(
 
 
 async def test_get_order_status_issued(ca: respx.MockRouter, scm: Sectigo) -> None:
-    """Checklist 10."""
+    """Polling returns the collected certificate."""
     ca.get(STATUS).mock(return_value=status("Issued"))
     ca.get(COLLECT).respond(200, text=BUNDLE)
     result = await scm.get_order_status("55001")
@@ -405,7 +403,7 @@ async def test_get_order_status_issued(ca: respx.MockRouter, scm: Sectigo) -> No
 async def test_get_order_status_pending(
     ca: respx.MockRouter, scm: Sectigo, fake_time: FakeTime
 ) -> None:
-    """Checklist 11."""
+    """Pending after the poll's max wait is a PENDING value, not an error."""
     route = ca.get(STATUS).mock(return_value=status("Applied"))
     result = await scm.get_order_status("55001")
     assert result.state is OrderState.PENDING
@@ -416,7 +414,7 @@ async def test_get_order_status_pending(
 
 
 async def test_get_order_status_rejected(ca: respx.MockRouter, scm: Sectigo) -> None:
-    """Checklist 12."""
+    """A rejection is a FAILED value, not an error."""
     ca.get(STATUS).mock(side_effect=[status("Applied"), status("Rejected")])
     result = await scm.get_order_status("55001")
     assert result.state is OrderState.FAILED
@@ -426,7 +424,7 @@ async def test_get_order_status_rejected(ca: respx.MockRouter, scm: Sectigo) -> 
 async def test_get_order_status_collect_not_ready(
     ca: respx.MockRouter, scm: Sectigo, fake_time: FakeTime
 ) -> None:
-    """Checklist 13: Issued, collect -183 until PollMaxWait: pending with SCM's words."""
+    """Issued, but collect says -183 until the max wait: pending, with SCM's words."""
     ca.get(STATUS).mock(return_value=status("Issued"))
     ca.get(COLLECT).mock(return_value=not_ready())
     result = await scm.get_order_status("55001")
@@ -476,7 +474,7 @@ async def test_get_order_status_keeps_the_last_transient_error(
 
 @pytest.mark.parametrize("bad", BAD_IDS)
 async def test_bad_ssl_ids_are_refused_before_any_request(scm: Sectigo, bad: str) -> None:
-    """Failure checklist 1, strict: the reference reads "12abc" as 12 (its bug 11)."""
+    """An sslId is a plain positive decimal: "12abc" is refused, not read as 12."""
     with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
         with pytest.raises(ConfigError, match="Sectigo sslId"):
             await scm.poll_once(bad)
@@ -517,7 +515,7 @@ def certificate() -> certpoll.Certificate:
 async def test_revoke_by_ssl_id_with_the_reason_code(
     ca: respx.MockRouter, scm: Sectigo, reason: RevocationReason, code: int
 ) -> None:
-    """Checklists 15 and 20, with the reference's bug 5 fixed: the sslId, not the serial."""
+    """Revocation addresses the sslId (not the serial) with the RFC 5280 reason code."""
     route = ca.post("/ssl/v1/revoke/55001").respond(204)
     await scm.revoke(certificate(), reason=reason)
     sent = route.calls.last.request
@@ -561,7 +559,7 @@ async def test_revoke_refuses_a_reason_that_is_not_rfc5280(scm: Sectigo) -> None
 async def test_revoke_raises_the_triaged_error(
     ca: respx.MockRouter, scm: Sectigo, answer: httpx.Response | Exception, error: type[Exception]
 ) -> None:
-    """Checklist 16."""
+    """A refused revocation raises the triaged error."""
     route = ca.post("/ssl/v1/revoke/55001")
     mock_answer(route, answer)
     with pytest.raises(error) as info:
@@ -648,7 +646,7 @@ def test_bad_values_name_the_variable(
 
 @pytest.mark.parametrize("field", ["customer_uri", "login", "password", "org_id", "cert_type"])
 def test_missing_required_field_names_the_variable(field: str) -> None:
-    """Checklist-port of ValidateConfig_Missing*: a ConfigError naming the variable."""
+    """A missing required setting is a ConfigError naming its variable."""
     values: dict[str, object] = {
         "customer_uri": "o",
         "login": SECTIGO_LOGIN,
