@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..._models import CAName
 from ..._wire import ENTRUST
-from .._http import ErrorCode, Headers, Request, Response, Route, json_response
+from .._http import ErrorCode, Handler, Headers, Request, Response, Route, json_response
 from .._orders import Order, OrderPhase
 from .._pki import BadCSR, csr_names, load_csr, pem
 from ._base import SimulatedService
@@ -41,10 +41,10 @@ class EntrustService(SimulatedService):
 
     def routes(self) -> list[Route]:
         return [
-            self.route("POST", ENTRUST.ENROLL, "enroll", self._enroll),
-            self.route("GET", ENTRUST.STATUS, "status", self._status),
-            self.route("GET", ENTRUST.CERTIFICATE, "status", self._certificate),
-            self.route("POST", ENTRUST.ACTIONS, "revoke", self._actions),
+            self.route("POST", ENTRUST.ENROLL, "enroll", self._of_our_ca(self._enroll)),
+            self.route("GET", ENTRUST.STATUS, "status", self._of_our_ca(self._status)),
+            self.route("GET", ENTRUST.CERTIFICATE, "status", self._of_our_ca(self._certificate)),
+            self.route("POST", ENTRUST.ACTIONS, "revoke", self._of_our_ca(self._actions)),
         ]
 
     def error_response(self, status: int, text: str, code: ErrorCode, headers: Headers) -> Response:
@@ -62,10 +62,15 @@ class EntrustService(SimulatedService):
     def _bad(self, message: str, code: str = "BAD_REQUEST") -> Response:
         return self.error(400, message, code=code)
 
-    def _unknown_ca(self, match: re.Match[str]) -> Response | None:
-        if match["ca_id"] != self.credentials.entrust_ca_id:
-            return self.error(404, "Unknown certificate authority", code="NOT_FOUND")
-        return None
+    def _of_our_ca(self, handler: Handler) -> Handler:
+        """``handler`` for the account's CA id; any other id is an unknown CA (404)."""
+
+        def checked(request: Request, match: re.Match[str]) -> Response:
+            if match["ca_id"] != self.credentials.entrust_ca_id:
+                return self.error(404, "Unknown certificate authority", code="NOT_FOUND")
+            return handler(request, match)
+
+        return checked
 
     def _enrollment(self, order: Order, status: int) -> Response:
         phase = self.book.phase(order)
@@ -88,9 +93,6 @@ class EntrustService(SimulatedService):
         return json_response(status, {"type": "EnrollmentResponse", ENTRUST.ENROLLMENT: enrollment})
 
     def _enroll(self, request: Request, match: re.Match[str]) -> Response:
-        unknown = self._unknown_ca(match)
-        if unknown is not None:
-            return unknown
         body = request.json()
         if body is None:
             return self._bad("Invalid request body")
@@ -125,18 +127,12 @@ class EntrustService(SimulatedService):
         return self._enrollment(order, 201)
 
     def _status(self, request: Request, match: re.Match[str]) -> Response:
-        unknown = self._unknown_ca(match)
-        if unknown is not None:
-            return unknown
         order = self.book.lookup(self.name, match["tracking_id"])
         if order is None:
             return self.error(404, "Enrollment not found", code="NOT_FOUND")
         return self.scripted(order, lambda: self._enrollment(order, 200))
 
     def _certificate(self, request: Request, match: re.Match[str]) -> Response:
-        unknown = self._unknown_ca(match)
-        if unknown is not None:
-            return unknown
         order = self.book.lookup_serial(self.name, match["serial"])
         if order is None or self.book.phase(order) not in ("issued", "revoked"):
             return self.error(404, "Certificate not found", code="NOT_FOUND")
@@ -166,9 +162,6 @@ class EntrustService(SimulatedService):
         return self.scripted(order, answer)
 
     def _actions(self, request: Request, match: re.Match[str]) -> Response:
-        unknown = self._unknown_ca(match)
-        if unknown is not None:
-            return unknown
         order = self.book.lookup_serial(self.name, match["serial"])
         if order is None:
             return self.error(404, "Certificate not found", code="NOT_FOUND")
