@@ -140,8 +140,15 @@ class ConnectorContract:
     bad_ids: tuple[str, ...]
     #: A text with the CA's credentials in it, for error bodies that echo them.
     echo: str
+    #: The connector's class and its settings' class.
+    connector_type: type[AnyConnector]
+    settings_type: type[certpoll.CASettings]
+    #: Every required setting, by variable suffix ("API_KEY"), with a good value.
+    required_env: dict[str, str]
     #: Whether a request needs a bearer token first (a login route is mocked).
     logs_in: bool = False
+    #: Whether a connector without ``http=`` needs client-certificate files to start.
+    mtls: bool = False
 
     def __str__(self) -> str:
         return self.ca
@@ -213,6 +220,9 @@ CONTRACTS = [
         failed_words=("rejected", "denied", "canceled", "revoked", "expired"),
         bad_ids=("../", "/", "?", "#", "%2F", "..", "12abc", " 12", "-5", "0x10", "1e3", ""),
         echo=f"invalid X-DC-DEVKEY {DIGICERT_API_KEY}",
+        connector_type=certpoll.DigiCert,
+        settings_type=certpoll.DigiCertSettings,
+        required_env={"API_KEY": DIGICERT_API_KEY, "ORG_ID": "77"},
     ),
     ConnectorContract(
         ca="sectigo",
@@ -234,6 +244,15 @@ CONTRACTS = [
         failed_words=("Declined", "Rejected", "Revoked", "Expired", "Invalid", "Replaced"),
         bad_ids=("12abc", " 12", "12 ", "-5", "0x10", "1e3", "", "0", "012", "+12", "1.0"),
         echo=f"bad login {SECTIGO_LOGIN} / {SECTIGO_PASSWORD}",
+        connector_type=certpoll.Sectigo,
+        settings_type=certpoll.SectigoSettings,
+        required_env={
+            "CUSTOMER_URI": "acme",
+            "LOGIN": SECTIGO_LOGIN,
+            "PASSWORD": SECTIGO_PASSWORD,
+            "ORG_ID": "9",
+            "CERT_TYPE": "42",
+        },
     ),
     ConnectorContract(
         ca="entrust",
@@ -254,6 +273,15 @@ CONTRACTS = [
         failed_words=("REJECTED", "DENIED", "FAILED", "DECLINED", "rejected"),
         bad_ids=("", "..", ".", "a\nb"),
         echo="no",
+        connector_type=certpoll.Entrust,
+        settings_type=certpoll.EntrustSettings,
+        required_env={
+            "API_URL": "https://env.example/cagw/",
+            "CLIENT_CERT_PATH": "/etc/certpoll/entrust.crt",
+            "CLIENT_KEY_PATH": "/etc/certpoll/entrust.key",
+            "CA_ID": "CA-ENV",
+        },
+        mtls=True,
     ),
     ConnectorContract(
         ca="globalsign",
@@ -267,6 +295,15 @@ CONTRACTS = [
         failed_words=("REVOKED", "revoked", "rejected", "Denied", "FAILED"),
         bad_ids=("..",),
         echo=f"bad token {GLOBALSIGN_TOKEN}",
+        connector_type=certpoll.GlobalSign,
+        settings_type=certpoll.GlobalSignSettings,
+        required_env={
+            "API_KEY": GLOBALSIGN_API_KEY,
+            "API_SECRET": GLOBALSIGN_API_SECRET,
+            "CLIENT_CERT_PATH": "/etc/certpoll/gs.crt",
+            "CLIENT_KEY_PATH": "/etc/certpoll/gs.key",
+        },
         logs_in=True,
+        mtls=True,
     ),
 ]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,7 +23,16 @@ from tests.connector_contract import (
     check_triage,
     mock_answer,
 )
-from tests.helpers import GLOBALSIGN_TOKEN, FakeTime
+from tests.helpers import GLOBALSIGN_TOKEN, FakeTime, assert_no_secrets
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No CERTPOLL_/CERTCTL_ variable of the machine, and no stray ``.env``."""
+    for name in list(os.environ):
+        if name.upper().startswith(("CERTPOLL_", "CERTCTL_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(params=CONTRACTS, ids=str)
@@ -137,3 +148,109 @@ async def test_unusable_ids_are_refused_before_any_request(
         with pytest.raises(certpoll.ConfigError):
             await connector.poll_once(order_id)
     assert not ca.calls
+
+
+# -- settings, secrets, lifecycle ----------------------------------------------------------
+
+
+def _prefixes(contract: ConnectorContract) -> tuple[str, str]:
+    name = contract.settings_type.env_name
+    return f"CERTPOLL_{name}_", f"CERTCTL_{name}_"
+
+
+def _set_env(monkeypatch: pytest.MonkeyPatch, prefix: str, values: dict[str, str]) -> None:
+    for suffix, value in values.items():
+        monkeypatch.setenv(prefix + suffix, value)
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["CERTPOLL_", "CERTCTL_"])
+def test_settings_are_read_from_either_prefix_and_certpoll_wins(
+    contract: ConnectorContract, monkeypatch: pytest.MonkeyPatch, which: int
+) -> None:
+    prefix = _prefixes(contract)[which]
+    _set_env(monkeypatch, prefix, {**contract.required_env, "POLL_MAX_WAIT_SECONDS": "120"})
+    read = contract.settings_type()
+    assert read.poll_max_wait_seconds == 120
+    assert read.model_dump(include={"org_id", "ca_id", "customer_uri"}) == {
+        field.lower(): type(getattr(read, field.lower()))(value)
+        for field, value in contract.required_env.items()
+        if field in ("ORG_ID", "CA_ID", "CUSTOMER_URI")
+    }
+    monkeypatch.setenv(_prefixes(contract)[0] + "POLL_MAX_WAIT_SECONDS", "45")
+    assert contract.settings_type().poll_max_wait_seconds == 45
+
+
+def test_a_missing_required_setting_names_its_variables(
+    contract: ConnectorContract, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    certpoll_prefix, certctl_prefix = _prefixes(contract)
+    for missing in contract.required_env:
+        for suffix in contract.required_env:
+            monkeypatch.delenv(certctl_prefix + suffix, raising=False)
+        _set_env(
+            monkeypatch,
+            certctl_prefix,
+            {k: v for k, v in contract.required_env.items() if k != missing},
+        )
+        with pytest.raises(certpoll.ConfigError, match=certpoll_prefix + missing) as caught:
+            contract.settings_type()
+        assert certctl_prefix + missing in str(caught.value)
+        assert_no_secrets(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "value"),
+    [
+        ("POLL_MAX_WAIT_SECONDS", "ten"),
+        ("POLL_MAX_WAIT_SECONDS", "-1"),
+        ("POLL_INITIAL_WAIT_SECONDS", "-5"),
+        ("POLL_JITTER", "2"),
+        ("ATTEMPT_TIMEOUT_SECONDS", "0"),
+    ],
+)
+@pytest.mark.parametrize("which", [0, 1], ids=["CERTPOLL_", "CERTCTL_"])
+def test_a_bad_value_names_its_variable(
+    contract: ConnectorContract,
+    monkeypatch: pytest.MonkeyPatch,
+    suffix: str,
+    value: str,
+    which: int,
+) -> None:
+    prefix = _prefixes(contract)[which]
+    _set_env(monkeypatch, prefix, {**contract.required_env, suffix: value})
+    with pytest.raises(certpoll.ConfigError, match=prefix + suffix) as caught:
+        contract.settings_type()
+    assert_no_secrets(caught.value)
+
+
+async def test_reprs_and_dumps_hold_no_secret(
+    contract: ConnectorContract, connector: AnyConnector
+) -> None:
+    settings = connector.settings
+    assert_no_secrets(settings, connector, settings.model_dump_json(), settings.model_dump())
+    kind = contract.connector_type.__name__
+    assert repr(connector) == f"{kind}(base_url={contract.base_url!r})"
+
+
+async def test_a_shared_client_is_left_open_and_an_owned_one_is_closed(
+    contract: ConnectorContract, fake_time: FakeTime
+) -> None:
+    settings = contract.connector(fake_time).settings
+    async with httpx.AsyncClient() as http:
+        async with contract.connector_type(settings, http=http) as shared:  # type: ignore[arg-type]
+            assert shared.http is http
+        assert not http.is_closed
+    if contract.mtls:
+        # Without http= the connector reads its client certificate, which is not there.
+        with pytest.raises(certpoll.ConfigError, match="CLIENT_"):
+            contract.connector_type(settings)  # type: ignore[arg-type]
+        return
+    async with contract.connector_type(settings) as owned:  # type: ignore[arg-type]
+        pass
+    assert owned.http.is_closed
+
+
+def test_the_connector_and_its_settings_are_exported(contract: ConnectorContract) -> None:
+    for public in (contract.connector_type, contract.settings_type):
+        assert getattr(certpoll, public.__name__) is public
+        assert public.__name__ in certpoll.__all__

@@ -659,12 +659,7 @@ def test_zero_max_wait_means_the_default(monkeypatch: pytest.MonkeyPatch) -> Non
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
-        ("CERTPOLL_DIGICERT_POLL_MAX_WAIT_SECONDS", "ten"),
-        ("CERTPOLL_DIGICERT_POLL_MAX_WAIT_SECONDS", "-1"),
-        ("CERTCTL_DIGICERT_POLL_MAX_WAIT_SECONDS", "ten"),
-        ("CERTPOLL_DIGICERT_POLL_INITIAL_WAIT_SECONDS", "-5"),
         ("CERTPOLL_DIGICERT_ORG_ID", "acme"),
-        ("CERTPOLL_DIGICERT_POLL_JITTER", "2"),
     ],
 )
 def test_bad_values_name_the_variable(
@@ -676,34 +671,3 @@ def test_bad_values_name_the_variable(
     with pytest.raises(ConfigError, match=variable) as info:
         DigiCertSettings()
     assert_no_secrets(info.value)
-
-
-def test_missing_api_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CERTPOLL_DIGICERT_ORG_ID", "1")
-    with pytest.raises(ConfigError, match="CERTPOLL_DIGICERT_API_KEY") as info:
-        DigiCertSettings()
-    assert "CERTCTL_DIGICERT_API_KEY" in str(info.value)
-
-
-def test_no_secret_in_reprs() -> None:
-    """digicert_redact_test.go: the key never shows."""
-    s = settings()
-    dc = DigiCert(s)
-    assert_no_secrets(s, dc, s.model_dump_json())
-    assert DIGICERT_API_KEY not in repr(s.model_dump())
-    assert repr(dc) == f"DigiCert(base_url={BASE!r})"
-
-
-async def test_a_shared_client_is_not_closed() -> None:
-    async with httpx.AsyncClient() as http:
-        async with DigiCert(settings(), http=http) as dc:
-            assert dc.http is http
-        assert not http.is_closed
-    async with DigiCert(settings()) as owned:
-        pass
-    assert owned.http.is_closed
-
-
-def test_exported() -> None:
-    assert certpoll.DigiCert is DigiCert
-    assert "DigiCert" in certpoll.__all__

@@ -539,14 +539,6 @@ async def test_revoke_refuses_a_non_reason(entrust: certpoll.Entrust) -> None:
 # -- lifecycle and settings ---------------------------------------------------------------
 
 
-async def test_a_shared_client_is_not_closed(fake_time: FakeTime) -> None:
-    async with httpx.AsyncClient() as http:
-        async with certpoll.Entrust(settings(), http=http) as entrust:
-            assert entrust.base_url == BASE
-            assert repr(entrust) == f"Entrust(base_url={BASE!r})"
-        assert not http.is_closed
-
-
 def test_own_client_needs_readable_key_files() -> None:
     with pytest.raises(certpoll.ConfigError, match="CERTPOLL_ENTRUST_CLIENT_CERT_PATH"):
         certpoll.Entrust(settings())
@@ -575,18 +567,9 @@ def test_settings_from_either_prefix(monkeypatch: pytest.MonkeyPatch, prefix: st
     assert read.poll_max_wait_seconds == 86400
 
 
-def test_certpoll_prefix_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in ENV.items():
-        monkeypatch.setenv("CERTCTL_ENTRUST_" + name, value)
-    monkeypatch.setenv("CERTPOLL_ENTRUST_CA_ID", "CA-NEW")
-    assert from_env().ca_id == "CA-NEW"
-
-
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("POLL_MAX_WAIT_SECONDS", "ten"),
-        ("POLL_MAX_WAIT_SECONDS", "-5"),
         ("API_URL", "ftp://cagw.example"),
         ("API_URL", "cagw.example/cagw"),
         ("API_URL", "https://cagw.example/cagw?x=1"),
@@ -600,13 +583,4 @@ def test_bad_values_name_the_variable(
         monkeypatch.setenv("CERTCTL_ENTRUST_" + key, good)
     monkeypatch.setenv("CERTCTL_ENTRUST_" + name, value)
     with pytest.raises(certpoll.ConfigError, match="CERTCTL_ENTRUST_" + name):
-        from_env()
-
-
-@pytest.mark.parametrize("missing", ["API_URL", "CLIENT_CERT_PATH", "CLIENT_KEY_PATH", "CA_ID"])
-def test_required_settings(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
-    for key, good in ENV.items():
-        if key != missing:
-            monkeypatch.setenv("CERTPOLL_ENTRUST_" + key, good)
-    with pytest.raises(certpoll.ConfigError, match="CERTPOLL_ENTRUST_" + missing):
         from_env()
