@@ -136,6 +136,8 @@ class ConnectorContract:
     status_body: Callable[[str], dict[str, object]]
     pending_words: tuple[str, ...]
     failed_words: tuple[str, ...]
+    #: A certificate id the connector can revoke by.
+    revoke_id: str
     #: Ids the connector refuses (ConfigError) before any request.
     bad_ids: tuple[str, ...]
     #: A text with the CA's credentials in it, for error bodies that echo them.
@@ -204,6 +206,7 @@ def _globalsign(fake_time: FakeTime) -> AnyConnector:
 CONTRACTS = [
     ConnectorContract(
         ca="digicert",
+        revoke_id="88001",
         connector=_digicert,
         base_url="https://dc.test/services/v2",
         order_id="99001",
@@ -226,6 +229,7 @@ CONTRACTS = [
     ),
     ConnectorContract(
         ca="sectigo",
+        revoke_id="7",
         connector=_sectigo,
         base_url="https://scm.test/api",
         order_id="55001",
@@ -256,6 +260,7 @@ CONTRACTS = [
     ),
     ConnectorContract(
         ca="entrust",
+        revoke_id="01",
         connector=_entrust,
         base_url="https://cagw.example/cagw",
         order_id="ENR-1",
@@ -285,6 +290,7 @@ CONTRACTS = [
     ),
     ConnectorContract(
         ca="globalsign",
+        revoke_id="0A",
         connector=_globalsign,
         base_url="https://emea.api.hvca.globalsign.com:8443/v2",
         order_id="0A",

@@ -150,6 +150,48 @@ async def test_unusable_ids_are_refused_before_any_request(
     assert not ca.calls
 
 
+# -- get_order_status (zero real time) and revoke -----------------------------------------
+
+
+async def test_pending_after_the_max_wait_is_a_pending_value_not_an_error(
+    contract: ConnectorContract,
+    ca: respx.MockRouter,
+    connector: AnyConnector,
+    fake_time: FakeTime,
+) -> None:
+    word = contract.pending_words[0]
+    route = _status(contract, ca).respond(200, json=contract.status_body(word))
+    result = await connector.get_order_status(contract.order_id)
+    assert result.state is OrderState.PENDING
+    assert result.certificate is None
+    assert result.message == f"{contract.noun} {contract.order_id} is {word}"
+    assert result.last_error is None
+    assert fake_time.now == pytest.approx(60.0)
+    assert route.call_count == len(fake_time.sleeps) + 1
+
+
+async def test_a_rejection_while_polling_is_a_failed_value_not_an_error(
+    contract: ConnectorContract, ca: respx.MockRouter, connector: AnyConnector
+) -> None:
+    pending, failed = contract.pending_words[0], contract.failed_words[0]
+    _status(contract, ca).mock(
+        side_effect=[
+            httpx.Response(200, json=contract.status_body(word)) for word in (pending, failed)
+        ]
+    )
+    result = await connector.get_order_status(contract.order_id)
+    assert result.state is OrderState.FAILED
+    assert result.message == f"{contract.noun} {contract.order_id} is {failed}"
+
+
+async def test_revoke_refuses_a_reason_that_is_not_rfc5280(
+    contract: ConnectorContract, ca: respx.MockRouter, connector: AnyConnector
+) -> None:
+    with pytest.raises(certpoll.ConfigError, match="RevocationReason"):
+        await connector.revoke(contract.revoke_id, reason=7)  # type: ignore[arg-type]
+    assert not ca.calls
+
+
 # -- settings, secrets, lifecycle ----------------------------------------------------------
 
 

@@ -446,20 +446,6 @@ async def test_get_order_status_pending_then_issued(
     assert fake_time.now < 600
 
 
-async def test_get_order_status_still_pending(
-    ca: respx.MockRouter, dc: DigiCert, fake_time: FakeTime
-) -> None:
-    """Pending after the poll's max wait is a PENDING value, not an error."""
-    route = ca.get(ORDER).mock(return_value=status("needs_approval"))
-    result = await dc.get_order_status("99001")
-    assert result.state is OrderState.PENDING
-    assert result.certificate is None
-    assert result.message == "order 99001 is needs_approval"
-    assert result.last_error is None
-    assert fake_time.now == pytest.approx(60.0)
-    assert route.call_count == len(fake_time.sleeps) + 1
-
-
 async def test_get_order_status_keeps_the_last_transient_error(
     ca: respx.MockRouter, dc: DigiCert
 ) -> None:
@@ -469,14 +455,6 @@ async def test_get_order_status_keeps_the_last_transient_error(
     assert isinstance(result.last_error, TransientError)
     assert result.last_error.status_code == 503
     assert_no_secrets(result, result.last_error)
-
-
-async def test_get_order_status_rejected(ca: respx.MockRouter, dc: DigiCert) -> None:
-    """A rejection is a FAILED value, not an error."""
-    ca.get(ORDER).mock(side_effect=[status("pending"), status("rejected")])
-    result = await dc.get_order_status("99001")
-    assert result.state is OrderState.FAILED
-    assert result.message == "order 99001 is rejected"
 
 
 @pytest.mark.parametrize(
@@ -600,11 +578,6 @@ async def test_revoke_raises_the_triaged_error(
     assert type(info.value) is error
     assert route.call_count == 1
     assert_no_secrets(info.value)
-
-
-async def test_revoke_refuses_a_reason_that_is_not_rfc5280(dc: DigiCert) -> None:
-    with pytest.raises(ConfigError, match="RevocationReason"):
-        await dc.revoke("88001", reason=7)  # type: ignore[arg-type]
 
 
 # -- settings, secrets, lifecycle ---------------------------------------------------------

@@ -440,23 +440,6 @@ async def test_get_order_status_polls_until_issued(
     assert len(fake_time.sleeps) == 2
 
 
-async def test_get_order_status_still_pending_after_max_wait(
-    entrust: certpoll.Entrust, mock: respx.MockRouter, fake_time: FakeTime
-) -> None:
-    mock.get(status_url()).respond(200, json={"status": "PENDING"})
-    status = await entrust.get_order_status("ENR-1")
-    assert status.state is certpoll.OrderState.PENDING
-    assert status.message == "enrollment ENR-1 is PENDING"
-    assert status.certificate is None
-    assert fake_time.now == pytest.approx(60.0)
-
-
-async def test_get_order_status_rejected(entrust: certpoll.Entrust, mock: respx.MockRouter) -> None:
-    mock.get(status_url()).respond(200, json={"status": "REJECTED"})
-    status = await entrust.get_order_status("ENR-1")
-    assert status.state is certpoll.OrderState.FAILED
-
-
 async def test_get_order_status_403_raises(
     entrust: certpoll.Entrust, mock: respx.MockRouter
 ) -> None:
@@ -529,11 +512,6 @@ async def test_revoke_refused_raises(
     mock.post(f"{BASE}/v1/certificate-authorities/CA-1/certificates/01/actions").respond(code)
     with pytest.raises(kind):
         await entrust.revoke("01")
-
-
-async def test_revoke_refuses_a_non_reason(entrust: certpoll.Entrust) -> None:
-    with pytest.raises(certpoll.ConfigError):
-        await entrust.revoke("01", reason=7)  # type: ignore[arg-type]
 
 
 # -- lifecycle and settings ---------------------------------------------------------------

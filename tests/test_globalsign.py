@@ -574,11 +574,6 @@ async def test_revoke_refused_raises(
         await gs.revoke("0A")
 
 
-async def test_revoke_refuses_a_non_reason(gs: certpoll.GlobalSign) -> None:
-    with pytest.raises(certpoll.ConfigError):
-        await gs.revoke("0A", reason=7)  # type: ignore[arg-type]
-
-
 # -- settings -----------------------------------------------------------------------------
 
 ENV = {

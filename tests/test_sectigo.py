@@ -400,27 +400,6 @@ async def test_get_order_status_issued(ca: respx.MockRouter, scm: Sectigo) -> No
     assert result.certificate.pem == LEAF
 
 
-async def test_get_order_status_pending(
-    ca: respx.MockRouter, scm: Sectigo, fake_time: FakeTime
-) -> None:
-    """Pending after the poll's max wait is a PENDING value, not an error."""
-    route = ca.get(STATUS).mock(return_value=status("Applied"))
-    result = await scm.get_order_status("55001")
-    assert result.state is OrderState.PENDING
-    assert result.certificate is None
-    assert result.message == "enrollment 55001 is Applied"
-    assert fake_time.now == pytest.approx(60.0)
-    assert route.call_count == len(fake_time.sleeps) + 1
-
-
-async def test_get_order_status_rejected(ca: respx.MockRouter, scm: Sectigo) -> None:
-    """A rejection is a FAILED value, not an error."""
-    ca.get(STATUS).mock(side_effect=[status("Applied"), status("Rejected")])
-    result = await scm.get_order_status("55001")
-    assert result.state is OrderState.FAILED
-    assert result.message == "enrollment 55001 is Rejected"
-
-
 async def test_get_order_status_collect_not_ready(
     ca: respx.MockRouter, scm: Sectigo, fake_time: FakeTime
 ) -> None:
@@ -538,11 +517,6 @@ async def test_revoke_with_a_comment(ca: respx.MockRouter, scm: Sectigo) -> None
 async def test_revoke_refuses_a_comment_scm_cannot_take(scm: Sectigo, comment: str) -> None:
     with pytest.raises(ConfigError, match="512"):
         await scm.revoke("7", comment=comment)
-
-
-async def test_revoke_refuses_a_reason_that_is_not_rfc5280(scm: Sectigo) -> None:
-    with pytest.raises(ConfigError, match="RevocationReason"):
-        await scm.revoke("7", reason=8)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
