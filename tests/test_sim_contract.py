@@ -25,7 +25,7 @@ from certpoll.testing import (
     Profile,
     SimulatedCA,
 )
-from certpoll.testing._server import _marked
+from certpoll.testing._http import with_client_cert
 from tests.certs import make_csr
 from tests.helpers import (
     DIGICERT_API_KEY,
@@ -536,13 +536,13 @@ async def test_entrust_profile_is_checked_when_configured(fake_time: FakeTime) -
 
 
 async def test_mtls_routes_refuse_a_peer_without_client_certificate(sim: SimulatedCA) -> None:
-    transport = httpx.ASGITransport(app=_marked(sim, False))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=with_client_cert(sim, False))  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://sim") as http:
         url = "/entrust/cagw/v1/certificate-authorities/CA1/enrollments/ENR-1"
         assert (await http.get(url)).status_code == 403
         assert (await http.post("/globalsign/v2/login", json={})).status_code == 403
         assert (await dc_status(http, 1)).status_code == 404
-    transport = httpx.ASGITransport(app=_marked(sim, True))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=with_client_cert(sim, True))  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://sim") as http:
         assert (await http.get(url)).status_code == 404
 

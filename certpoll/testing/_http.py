@@ -7,11 +7,12 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 from urllib.parse import parse_qsl
 
 __all__ = [
     "CLIENT_CERT_SCOPE_KEY",
+    "ASGIApp",
     "MAX_BODY_BYTES",
     "ErrorCode",
     "Handler",
@@ -28,6 +29,7 @@ __all__ = [
     "route_pattern",
     "same",
     "str_list",
+    "with_client_cert",
 ]
 
 Scope = dict[str, object]
@@ -114,6 +116,26 @@ def route_pattern(template: str) -> re.Pattern[str]:
         return f"(?P<{name}>{'[0-9]+' if digits else '[^/]+'})"
 
     return re.compile(re.sub(r"\{(\w+)\}", group, template) + "$")
+
+
+class ASGIApp(Protocol):
+    """Anything callable as an ASGI application."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+
+def with_client_cert(app: ASGIApp, client_cert: bool | None) -> ASGIApp:
+    """``app`` told whether the TLS peer presented a verified client certificate.
+
+    None tells it nothing (a plain-HTTP listener, where the transport is trusted).
+    """
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if client_cert is not None and scope.get("type") == "http":
+            scope = {**scope, CLIENT_CERT_SCOPE_KEY: client_cert}
+        await app(scope, receive, send)
+
+    return wrapped
 
 
 def same(given: str, expected: str) -> bool:
