@@ -1,11 +1,10 @@
 """certpoll.DigiCert against a strict respx mock of CertCentral.
 
-Ported from certctl's DigiCert checklist (certctl-behaviour.md 4.1): digicert_test.go 5-16,
-digicert_failure_test.go 1-6 and digicert_redact_test.go. Not ported: the ValidateConfig
-tests (1-4 and the failure-suite preamble; certpoll has no live config probe: bad settings
-are a ConfigError, see the settings tests) and the CRL/OCSP/CA-cert/renewal-info stubs of
-digicert_stubs_test.go (certpoll has no such methods). RenewCertificate (11) is a new order,
-which is ``issue``.
+Only what is DigiCert's own: immediate issuance on the order's 201, the download by
+certificate id, the product type, revocation and settings. What every connector promises
+(status words, triage of the status request, bad ids) is tests/test_connector_contract.py.
+certpoll has no live configuration probe (bad settings are a ConfigError when built) and no
+CRL/OCSP methods; a renewal is a new order, which is ``issue``.
 """
 
 from __future__ import annotations
@@ -38,6 +37,7 @@ from certpoll import (
     TransientError,
 )
 from tests.certs import make_chain, make_csr, make_order
+from tests.connector_contract import TRIAGE, Answer, check_triage, mock_answer
 from tests.helpers import DIGICERT_API_KEY, FakeTime, assert_no_secrets
 
 BASE = "https://dc.test/services/v2"
@@ -98,7 +98,7 @@ def status(word: str) -> httpx.Response:
 
 
 async def test_issue_immediate_success(ca: respx.MockRouter, dc: DigiCert) -> None:
-    """Checklist 5: issued at once with a certificate id: the bundle is downloaded."""
+    """Issued at once with a certificate id: the bundle is downloaded."""
     submit = ca.post("/order/certificate/ssl_basic").respond(
         201, json={"id": 99001, "status": "issued", "certificate_id": 88001}
     )
@@ -215,7 +215,7 @@ async def test_issue_201_unreadable_chain_keeps_the_order(
 
 
 async def test_issue_pending_with_other_product(ca: respx.MockRouter) -> None:
-    """Checklist 6: product ssl_ev_basic, pending: the order id only, no download."""
+    """Product ssl_ev_basic, pending: the order id only, no download."""
     ca.post("/order/certificate/ssl_ev_basic").respond(201, json={"id": 99002, "status": "pending"})
     async with DigiCert(settings(product_type="ssl_ev_basic")) as dc:
         order = await dc.issue(request(sans=()))
@@ -250,7 +250,7 @@ async def test_issue_without_a_certificate_is_pending(
 async def test_issue_rejected_at_once_is_failed(
     ca: respx.MockRouter, dc: DigiCert, word: str
 ) -> None:
-    """The reference reports these as pending (its bug 14)."""
+    """A rejection at submit is FAILED at once (certctl reports it as pending)."""
     ca.post("/order/certificate/ssl_basic").respond(201, json={"id": 99004, "status": word})
     order = await dc.issue(request())
     assert order.state is OrderState.FAILED
@@ -279,7 +279,7 @@ async def test_issue_keeps_the_order_when_the_immediate_download_fails(
 @pytest.mark.parametrize(
     ("answer", "error"),
     [
-        (httpx.Response(400, text=ECHO), PermanentError),  # checklist 7
+        (httpx.Response(400, text=ECHO), PermanentError),  # a refused download
         (httpx.Response(401, text=ECHO), AuthenticationError),
         (httpx.Response(403), AuthenticationError),
         (httpx.Response(422), PermanentError),
@@ -330,7 +330,7 @@ async def test_product_type_is_one_escaped_path_segment(ca: respx.MockRouter) ->
 
 
 async def test_default_product_type_is_ssl_basic(ca: respx.MockRouter) -> None:
-    """Checklist 16."""
+    """Without a product type the order is for ssl_basic."""
     ca.post("/order/certificate/ssl_basic").respond(201, json={"id": 1})
     assert (
         DigiCertSettings(api_key=SecretStr(DIGICERT_API_KEY), org_id=1).product_type == "ssl_basic"
@@ -339,24 +339,6 @@ async def test_default_product_type_is_ssl_basic(ca: respx.MockRouter) -> None:
 
 
 # -- poll_once: status words ---------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "word", ["pending", "processing", "needs_approval", "waiting_pickup", "reissue_pending"]
-)
-async def test_pending_words(ca: respx.MockRouter, dc: DigiCert, word: str) -> None:
-    ca.get(ORDER).mock(return_value=status(word))
-    assert await dc.poll_once("99001") == Pending(detail=f"order 99001 is {word}")
-
-
-@pytest.mark.parametrize("word", ["rejected", "denied", "canceled", "revoked", "expired"])
-async def test_failed_words(ca: respx.MockRouter, dc: DigiCert, word: str) -> None:
-    ca.get(ORDER).mock(return_value=status(word))
-    outcome = await dc.poll_once("99001")
-    assert isinstance(outcome, Done)
-    assert outcome.value.state is OrderState.FAILED
-    assert outcome.value.message == f"order 99001 is {word}"
-    assert outcome.value.certificate is None
 
 
 async def test_issued_downloads_by_certificate_id(ca: respx.MockRouter, dc: DigiCert) -> None:
@@ -383,7 +365,7 @@ async def test_issued_downloads_by_certificate_id(ca: respx.MockRouter, dc: Digi
 async def test_issued_without_certificate_id_is_a_parse_error(
     ca: respx.MockRouter, dc: DigiCert, body: dict[str, object]
 ) -> None:
-    """Failure checklist 3."""
+    """An issued order without a usable certificate id cannot be downloaded."""
     ca.get(ORDER).respond(200, json=body)
     outcome = await dc.poll_once("99001")
     assert isinstance(outcome, Failed)
@@ -391,116 +373,23 @@ async def test_issued_without_certificate_id_is_a_parse_error(
     assert "no certificate id" in str(outcome.error)
 
 
-async def test_unknown_word_is_pending_and_warned_once(
-    ca: respx.MockRouter, dc: DigiCert, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Failure checklist 4 (frobnicating)."""
-    ca.get(ORDER).mock(
-        side_effect=[status("frobnicating-dc"), status("frobnicating-dc"), status("dc-other")]
-    )
-    first = await dc.poll_once("99001")
-    await dc.poll_once("99001")
-    await dc.poll_once("99001")
-    assert isinstance(first, Pending)
-    assert first.error is None
-    assert first.detail is not None
-    assert "frobnicating-dc" in first.detail
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert sum("frobnicating-dc" in w for w in warnings) == 1
-    assert sum("dc-other" in w for w in warnings) == 1
-
-
 # -- poll_once: triage of the status request and of the download --------------------------
-
-TRIAGE = [
-    pytest.param(httpx.Response(401, text=ECHO), Failed, AuthenticationError, None, id="401"),
-    pytest.param(httpx.Response(403, text=ECHO), Failed, AuthenticationError, None, id="403"),
-    pytest.param(httpx.Response(404), Failed, OrderNotFound, None, id="404"),
-    pytest.param(httpx.Response(400, text=ECHO), Failed, PermanentError, None, id="400"),
-    pytest.param(httpx.Response(409), Failed, PermanentError, None, id="409"),
-    pytest.param(httpx.Response(302), Failed, PermanentError, None, id="302"),
-    pytest.param(
-        httpx.Response(
-            429,
-            headers={"Retry-After": "30"},
-            json={"errors": [{"code": "request_limit_exceeded"}]},
-        ),
-        Pending,
-        RateLimited,
-        30.0,
-        id="429-retry-after",
-    ),
-    pytest.param(httpx.Response(429), Pending, RateLimited, None, id="429"),
-    pytest.param(httpx.Response(500, text=ECHO), Pending, TransientError, None, id="500"),
-    pytest.param(httpx.Response(503), Pending, TransientError, None, id="503"),
-    pytest.param(httpx.Response(408), Pending, TransientError, None, id="408"),
-    pytest.param(httpx.ConnectError("refused"), Pending, TransientError, None, id="connect"),
-    pytest.param(httpx.ReadTimeout("slow"), Pending, TransientError, None, id="timeout"),
-    pytest.param(
-        httpx.RemoteProtocolError("peer closed"), Pending, TransientError, None, id="lost"
-    ),
-]
-
-
-def _mock(route: respx.Route, answer: httpx.Response | Exception) -> None:
-    if isinstance(answer, Exception):
-        route.mock(side_effect=answer)
-    else:
-        route.mock(return_value=answer)
-
-
-def _check(outcome: object, kind: type, error: type[Exception], retry_after: float | None) -> None:
-    assert isinstance(outcome, kind)
-    assert isinstance(outcome, Pending | Failed)
-    assert type(outcome.error) is error
-    assert getattr(outcome.error, "ca", None) == "digicert"
-    assert getattr(outcome.error, "order_id", None) == "99001"
-    if isinstance(outcome, Pending):
-        assert outcome.retry_after == retry_after
-    assert_no_secrets(outcome, outcome.error)
-
-
-@pytest.mark.parametrize(("answer", "kind", "error", "retry_after"), TRIAGE)
-async def test_status_request_triage(
-    ca: respx.MockRouter,
-    dc: DigiCert,
-    answer: httpx.Response | Exception,
-    kind: type,
-    error: type[Exception],
-    retry_after: float | None,
-) -> None:
-    """Failure checklist 1 (404) and the whole table of spec section 3."""
-    _mock(ca.get(ORDER), answer)
-    _check(await dc.poll_once("99001"), kind, error, retry_after)
 
 
 @pytest.mark.parametrize(("answer", "kind", "error", "retry_after"), TRIAGE)
 async def test_download_triage(
     ca: respx.MockRouter,
     dc: DigiCert,
-    answer: httpx.Response | Exception,
+    answer: Answer,
     kind: type,
     error: type[Exception],
     retry_after: float | None,
 ) -> None:
-    """Checklist 14 and failure checklist 5: a 5xx download is transient here, not permanent."""
+    """The download is triaged like the status request: a 5xx is transient, not permanent."""
     ca.get(ORDER).mock(return_value=issued())
-    _mock(ca.get(DOWNLOAD), answer)
-    _check(await dc.poll_once("99001"), kind, error, retry_after)
-
-
-@pytest.mark.parametrize(
-    "body",
-    [b"{not json", b"[]", b'{"id": 1}', b'{"status": 7}', b"\xff\xfe", b"null"],
-)
-async def test_unparsable_status_is_a_parse_error(
-    ca: respx.MockRouter, dc: DigiCert, body: bytes
-) -> None:
-    """Failure checklist 2."""
-    ca.get(ORDER).respond(200, content=body)
+    mock_answer(ca.get(DOWNLOAD), answer, echo=ECHO)
     outcome = await dc.poll_once("99001")
-    assert isinstance(outcome, Failed)
-    assert isinstance(outcome.error, ResponseParseError)
+    check_triage(outcome, kind, error, retry_after, ca="digicert", order_id="99001")
 
 
 @pytest.mark.parametrize(
@@ -510,7 +399,7 @@ async def test_unparsable_status_is_a_parse_error(
 async def test_unparsable_download_is_a_parse_error(
     ca: respx.MockRouter, dc: DigiCert, body: str
 ) -> None:
-    """Failure checklist 6."""
+    """A download that holds no readable certificate is a parse error."""
     ca.get(ORDER).mock(return_value=issued())
     ca.get(DOWNLOAD).respond(200, text=body)
     outcome = await dc.poll_once("99001")
@@ -519,7 +408,7 @@ async def test_unparsable_download_is_a_parse_error(
 
 
 async def test_a_201_status_answer_is_read_like_a_200(ca: respx.MockRouter, dc: DigiCert) -> None:
-    """The reference fails any 2xx but 200 (its bug 8); every 2xx is read."""
+    """Every 2xx status answer is read (certctl fails any 2xx but 200)."""
     ca.get(ORDER).respond(203, json={"status": "pending"})
     assert isinstance(await dc.poll_once("99001"), Pending)
 
@@ -528,7 +417,7 @@ async def test_a_201_status_answer_is_read_like_a_200(ca: respx.MockRouter, dc: 
 
 
 async def test_get_order_status_issued(ca: respx.MockRouter, dc: DigiCert) -> None:
-    """Checklist 8."""
+    """Polling returns the issued certificate."""
     ca.get(ORDER).mock(return_value=issued())
     ca.get(DOWNLOAD).respond(200, text=BUNDLE)
     result = await dc.get_order_status("99001")
@@ -557,20 +446,6 @@ async def test_get_order_status_pending_then_issued(
     assert fake_time.now < 600
 
 
-async def test_get_order_status_still_pending(
-    ca: respx.MockRouter, dc: DigiCert, fake_time: FakeTime
-) -> None:
-    """Checklist 9: pending after PollMaxWait is a PENDING value, not an error."""
-    route = ca.get(ORDER).mock(return_value=status("needs_approval"))
-    result = await dc.get_order_status("99001")
-    assert result.state is OrderState.PENDING
-    assert result.certificate is None
-    assert result.message == "order 99001 is needs_approval"
-    assert result.last_error is None
-    assert fake_time.now == pytest.approx(60.0)
-    assert route.call_count == len(fake_time.sleeps) + 1
-
-
 async def test_get_order_status_keeps_the_last_transient_error(
     ca: respx.MockRouter, dc: DigiCert
 ) -> None:
@@ -580,14 +455,6 @@ async def test_get_order_status_keeps_the_last_transient_error(
     assert isinstance(result.last_error, TransientError)
     assert result.last_error.status_code == 503
     assert_no_secrets(result, result.last_error)
-
-
-async def test_get_order_status_rejected(ca: respx.MockRouter, dc: DigiCert) -> None:
-    """Checklist 10: a rejection is a FAILED value, not an error."""
-    ca.get(ORDER).mock(side_effect=[status("pending"), status("rejected")])
-    result = await dc.get_order_status("99001")
-    assert result.state is OrderState.FAILED
-    assert result.message == "order 99001 is rejected"
 
 
 @pytest.mark.parametrize(
@@ -666,7 +533,7 @@ def certificate() -> certpoll.Certificate:
 async def test_revoke_uses_the_certificate_id_and_maps_the_reason(
     ca: respx.MockRouter, dc: DigiCert, reason: RevocationReason, name: str
 ) -> None:
-    """Checklist 12, with the reference's bug 5 fixed: the certificate id, not the serial."""
+    """Revocation addresses the certificate id (not the serial) and maps the reason."""
     route = ca.put("/certificate/88001/revoke").respond(204)
     await dc.revoke(certificate(), reason=reason)
     sent = route.calls.last.request
@@ -693,7 +560,7 @@ async def test_revoke_by_id_with_a_comment(ca: respx.MockRouter, dc: DigiCert) -
 @pytest.mark.parametrize(
     ("answer", "error"),
     [
-        (httpx.Response(400, text=ECHO), PermanentError),  # checklist 13
+        (httpx.Response(400, text=ECHO), PermanentError),  # a refused revocation
         (httpx.Response(403), AuthenticationError),
         (httpx.Response(404), OrderNotFound),
         (httpx.Response(429), RateLimited),
@@ -705,17 +572,12 @@ async def test_revoke_raises_the_triaged_error(
     ca: respx.MockRouter, dc: DigiCert, answer: httpx.Response | Exception, error: type[Exception]
 ) -> None:
     route = ca.put("/certificate/88001/revoke")
-    _mock(route, answer)
+    mock_answer(route, answer)
     with pytest.raises(error) as info:
         await dc.revoke(certificate(), reason=RevocationReason.KEY_COMPROMISE)
     assert type(info.value) is error
     assert route.call_count == 1
     assert_no_secrets(info.value)
-
-
-async def test_revoke_refuses_a_reason_that_is_not_rfc5280(dc: DigiCert) -> None:
-    with pytest.raises(ConfigError, match="RevocationReason"):
-        await dc.revoke("88001", reason=7)  # type: ignore[arg-type]
 
 
 # -- settings, secrets, lifecycle ---------------------------------------------------------
@@ -770,12 +632,7 @@ def test_zero_max_wait_means_the_default(monkeypatch: pytest.MonkeyPatch) -> Non
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
-        ("CERTPOLL_DIGICERT_POLL_MAX_WAIT_SECONDS", "ten"),
-        ("CERTPOLL_DIGICERT_POLL_MAX_WAIT_SECONDS", "-1"),
-        ("CERTCTL_DIGICERT_POLL_MAX_WAIT_SECONDS", "ten"),
-        ("CERTPOLL_DIGICERT_POLL_INITIAL_WAIT_SECONDS", "-5"),
         ("CERTPOLL_DIGICERT_ORG_ID", "acme"),
-        ("CERTPOLL_DIGICERT_POLL_JITTER", "2"),
     ],
 )
 def test_bad_values_name_the_variable(
@@ -787,34 +644,3 @@ def test_bad_values_name_the_variable(
     with pytest.raises(ConfigError, match=variable) as info:
         DigiCertSettings()
     assert_no_secrets(info.value)
-
-
-def test_missing_api_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CERTPOLL_DIGICERT_ORG_ID", "1")
-    with pytest.raises(ConfigError, match="CERTPOLL_DIGICERT_API_KEY") as info:
-        DigiCertSettings()
-    assert "CERTCTL_DIGICERT_API_KEY" in str(info.value)
-
-
-def test_no_secret_in_reprs() -> None:
-    """digicert_redact_test.go: the key never shows."""
-    s = settings()
-    dc = DigiCert(s)
-    assert_no_secrets(s, dc, s.model_dump_json())
-    assert DIGICERT_API_KEY not in repr(s.model_dump())
-    assert repr(dc) == f"DigiCert(base_url={BASE!r})"
-
-
-async def test_a_shared_client_is_not_closed() -> None:
-    async with httpx.AsyncClient() as http:
-        async with DigiCert(settings(), http=http) as dc:
-            assert dc.http is http
-        assert not http.is_closed
-    async with DigiCert(settings()) as owned:
-        pass
-    assert owned.http.is_closed
-
-
-def test_exported() -> None:
-    assert certpoll.DigiCert is DigiCert
-    assert "DigiCert" in certpoll.__all__

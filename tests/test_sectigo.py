@@ -1,11 +1,9 @@
 """certpoll.Sectigo against a strict respx mock of SCM.
 
-Ported from certctl's Sectigo checklist (certctl-behaviour.md 4.2): sectigo_test.go 7-20 and
-sectigo_failure_test.go 1-7. Not ported: the ValidateConfig tests (1-6 and the failure-suite
-preamble; certpoll has no live config probe: bad settings are a ConfigError, see the
-settings tests) and the CRL/OCSP/CA-cert/renewal-info stubs (certpoll has no such methods).
-RenewCertificate (14) is a new enrollment, which is ``issue``. Where the reference has a bug
-(certctl-behaviour.md 8), the test pins certpoll's fixed behaviour and says so.
+Only what is Sectigo's own: the three login headers, the enroll body, the collect and its
+"not ready yet" codes, revocation and settings. What every connector promises (status words,
+triage of the status request, bad ids) is tests/test_connector_contract.py. Where certctl's
+Sectigo connector behaves otherwise, the test pins certpoll's behaviour and says so.
 """
 
 from __future__ import annotations
@@ -39,6 +37,7 @@ from certpoll import (
     TransientError,
 )
 from tests.certs import make_chain, make_csr
+from tests.connector_contract import TRIAGE, Answer, check_triage, mock_answer
 from tests.helpers import SECTIGO_LOGIN, SECTIGO_PASSWORD, FakeTime, assert_no_secrets
 
 BASE = "https://scm.test/api"
@@ -101,13 +100,6 @@ def scm(fake_time: FakeTime) -> Sectigo:
     return Sectigo(settings(), poller=fake_time.poller(max_wait=60.0))
 
 
-def _mock(route: respx.Route, answer: httpx.Response | Exception) -> None:
-    if isinstance(answer, Exception):
-        route.mock(side_effect=answer)
-    else:
-        route.mock(return_value=answer)
-
-
 def _assert_auth(router: respx.MockRouter) -> None:
     assert router.calls.call_count >= 1
     for call in router.calls:
@@ -119,7 +111,7 @@ def _assert_auth(router: respx.MockRouter) -> None:
 
 
 async def test_issue_immediate_success(ca: respx.MockRouter, scm: Sectigo) -> None:
-    """Checklist 7 and 19: enroll, status Issued, collect; all three headers on every call."""
+    """Enroll, status Issued, collect; all three login headers on every call."""
     enroll = ca.post("/ssl/v1/enroll").respond(200, json={"sslId": 55001, "renewId": "ren-abc"})
     ca.get(STATUS).mock(return_value=status("Issued"))
     collect = ca.get(COLLECT, params={"format": "pemia"}).respond(200, text=BUNDLE)
@@ -136,7 +128,7 @@ async def test_issue_immediate_success(ca: respx.MockRouter, scm: Sectigo) -> No
         "orgId": 1234,
         "csr": CSR,
         "certType": 567,
-        "term": 365,  # checklist 18: the default term
+        "term": 365,  # the default term
         "subjAltNames": "api.example.com,cdn.example.com",
         "comments": "requested through certpoll",
     }
@@ -148,7 +140,7 @@ async def test_issue_immediate_success(ca: respx.MockRouter, scm: Sectigo) -> No
 
 
 async def test_issue_pending(ca: respx.MockRouter, scm: Sectigo) -> None:
-    """Checklist 8."""
+    """An enrollment not issued yet comes back PENDING with its sslId."""
     ca.post("/ssl/v1/enroll").respond(201, json={"sslId": 55002})
     ca.get("/ssl/v1/55002").respond(200, json={"status": "Applied"})
     order = await scm.issue(request(sans=()))
@@ -175,7 +167,7 @@ async def test_issue_sends_term_and_external_requester(ca: respx.MockRouter) -> 
 async def test_issue_rejected_at_once_is_failed(
     ca: respx.MockRouter, scm: Sectigo, word: str
 ) -> None:
-    """The reference reports a rejection at submit as pending (its bug 14)."""
+    """A rejection at submit is FAILED at once (certctl reports it as pending)."""
     ca.post("/ssl/v1/enroll").respond(200, json={"sslId": 55001})
     ca.get(STATUS).mock(return_value=status(word))
     order = await scm.issue(request())
@@ -202,7 +194,7 @@ async def test_issue_keeps_the_order_when_the_first_look_fails(
     error: type[Exception] | None,
 ) -> None:
     ca.post("/ssl/v1/enroll").respond(200, json={"sslId": 55001})
-    _mock(ca.get(STATUS), answer)
+    mock_answer(ca.get(STATUS), answer)
     if collect is not None:
         ca.get(COLLECT).mock(return_value=collect)
     order = await scm.issue(request())
@@ -240,9 +232,9 @@ async def test_issue_keeps_the_order_when_the_first_look_fails(
 async def test_issue_is_never_retried(
     ca: respx.MockRouter, scm: Sectigo, answer: httpx.Response | Exception, error: type[Exception]
 ) -> None:
-    """Checklist 9 (400 is an error) and the SubmissionUncertain rules."""
+    """A refused enrollment (400) is an error; an ambiguous one is SubmissionUncertain."""
     route = ca.post("/ssl/v1/enroll")
-    _mock(route, answer)
+    mock_answer(route, answer)
     with pytest.raises(error) as info:
         await scm.issue(request())
     assert type(info.value) is error
@@ -260,40 +252,6 @@ async def test_issue_refuses_sans_scm_cannot_take(scm: Sectigo, sans: tuple[str,
 
 
 # -- poll_once: status words ---------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "word", ["Requested", "Approved", "SAApproved", "Applied", "Init", "Pending", "Not Enrolled"]
-)
-async def test_pending_words(ca: respx.MockRouter, scm: Sectigo, word: str) -> None:
-    ca.get(STATUS).mock(return_value=status(word))
-    assert await scm.poll_once("55001") == Pending(detail=f"enrollment 55001 is {word}")
-
-
-@pytest.mark.parametrize(
-    "word", ["Declined", "Rejected", "Revoked", "Expired", "Invalid", "Replaced"]
-)
-async def test_failed_words(ca: respx.MockRouter, scm: Sectigo, word: str) -> None:
-    """Failure checklist 4 (the failed half)."""
-    ca.get(STATUS).mock(return_value=status(word))
-    outcome = await scm.poll_once("55001")
-    assert isinstance(outcome, Done)
-    assert outcome.value.state is OrderState.FAILED
-    assert outcome.value.message == f"enrollment 55001 is {word}"
-
-
-async def test_unknown_word_is_pending_and_warned_once(
-    ca: respx.MockRouter, scm: Sectigo, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Failure checklist 4 (WeirdNewStatus); matching is exact: "issued" is not "Issued"."""
-    ca.get(STATUS).mock(
-        side_effect=[status("WeirdNewStatus"), status("WeirdNewStatus"), status("issued")]
-    )
-    outcomes = [await scm.poll_once("55001") for _ in range(3)]
-    assert all(isinstance(o, Pending) and o.error is None for o in outcomes)
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert sum("WeirdNewStatus" in w for w in warnings) == 1
-    assert sum("'issued'" in w for w in warnings) == 1
 
 
 @pytest.mark.parametrize("word", ["Issued", "Enrolled - Pending Download", "Downloaded"])
@@ -353,7 +311,7 @@ async def test_a_bundle_without_one_leaf_is_a_parse_error(
 async def test_collect_not_ready_is_pending(
     ca: respx.MockRouter, scm: Sectigo, code: object
 ) -> None:
-    """Failure checklist 5, narrowed: only the documented "try later" codes."""
+    """Only the documented "try later" collect codes are pending."""
     ca.get(STATUS).mock(return_value=status("Issued"))
     ca.get(COLLECT).mock(return_value=not_ready(code))
     outcome = await scm.poll_once("55001")
@@ -378,7 +336,7 @@ async def test_collect_not_ready_is_pending(
 async def test_any_other_collect_400_is_permanent(
     ca: respx.MockRouter, scm: Sectigo, answer: httpx.Response
 ) -> None:
-    """The reference polls every collect 400 until MaxWait (its bug 10)."""
+    """Any other collect 400 is permanent (certctl polls every one until its max wait)."""
     ca.get(STATUS).mock(return_value=status("Issued"))
     ca.get(COLLECT).mock(return_value=answer)
     outcome = await scm.poll_once("55001")
@@ -389,77 +347,21 @@ async def test_any_other_collect_400_is_permanent(
 
 # -- poll_once: triage of the status request and of the collect ----------------------------
 
-TRIAGE = [
-    pytest.param(httpx.Response(401, text=ECHO), Failed, AuthenticationError, None, id="401"),
-    pytest.param(httpx.Response(403, text=ECHO), Failed, AuthenticationError, None, id="403"),
-    pytest.param(httpx.Response(404), Failed, OrderNotFound, None, id="404"),
-    pytest.param(httpx.Response(400, text=ECHO), Failed, PermanentError, None, id="400"),
-    pytest.param(httpx.Response(405), Failed, PermanentError, None, id="405"),
-    pytest.param(httpx.Response(409), Failed, PermanentError, None, id="409"),
-    pytest.param(httpx.Response(422), Failed, PermanentError, None, id="422"),
-    pytest.param(
-        httpx.Response(
-            429,
-            headers={
-                "Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT",
-                "Date": "Wed, 21 Oct 2015 07:27:00 GMT",
-            },
-        ),
-        Pending,
-        RateLimited,
-        60.0,
-        id="429-retry-after-date",
-    ),
-    pytest.param(
-        httpx.Response(429, headers={"Retry-After": "12"}), Pending, RateLimited, 12.0, id="429"
-    ),
-    pytest.param(httpx.Response(500, text=ECHO), Pending, TransientError, None, id="500"),
-    pytest.param(httpx.Response(503), Pending, TransientError, None, id="503"),
-    pytest.param(httpx.Response(408), Pending, TransientError, None, id="408"),
-    pytest.param(httpx.ConnectError("refused"), Pending, TransientError, None, id="connect"),
-    pytest.param(httpx.ReadTimeout("slow"), Pending, TransientError, None, id="timeout"),
-    pytest.param(httpx.ReadError("reset"), Pending, TransientError, None, id="reset"),
-]
-
-
-def _check(outcome: object, kind: type, error: type[Exception], retry_after: float | None) -> None:
-    assert isinstance(outcome, kind)
-    assert isinstance(outcome, Pending | Failed)
-    assert type(outcome.error) is error
-    assert getattr(outcome.error, "ca", None) == "sectigo"
-    assert getattr(outcome.error, "order_id", None) == "55001"
-    if isinstance(outcome, Pending):
-        assert outcome.retry_after == retry_after
-    assert_no_secrets(outcome, outcome.error)
-
-
-@pytest.mark.parametrize(("answer", "kind", "error", "retry_after"), TRIAGE)
-async def test_status_request_triage(
-    ca: respx.MockRouter,
-    scm: Sectigo,
-    answer: httpx.Response | Exception,
-    kind: type,
-    error: type[Exception],
-    retry_after: float | None,
-) -> None:
-    """Failure checklist 2 (404), and the uniform table (the reference retries 405/409/422)."""
-    _mock(ca.get(STATUS), answer)
-    _check(await scm.poll_once("55001"), kind, error, retry_after)
-
 
 @pytest.mark.parametrize(("answer", "kind", "error", "retry_after"), TRIAGE)
 async def test_collect_triage(
     ca: respx.MockRouter,
     scm: Sectigo,
-    answer: httpx.Response | Exception,
+    answer: Answer,
     kind: type,
     error: type[Exception],
     retry_after: float | None,
 ) -> None:
-    """Failure checklist 6: a collect 500 is transient here (the reference: permanent)."""
+    """The collect is triaged like the status request: a 500 is transient."""
     ca.get(STATUS).mock(return_value=status("Issued"))
-    _mock(ca.get(COLLECT), answer)
-    _check(await scm.poll_once("55001"), kind, error, retry_after)
+    mock_answer(ca.get(COLLECT), answer, echo=ECHO)
+    outcome = await scm.poll_once("55001")
+    check_triage(outcome, kind, error, retry_after, ca="sectigo", order_id="55001")
 
 
 async def test_status_400_with_a_not_ready_code_is_permanent(
@@ -472,25 +374,12 @@ async def test_status_400_with_a_not_ready_code_is_permanent(
 
 
 @pytest.mark.parametrize(
-    "body", [b"{oops", b"[]", b'{"sslId": 55001}', b'{"status": null}', b"null"]
-)
-async def test_unparsable_status_is_a_parse_error(
-    ca: respx.MockRouter, scm: Sectigo, body: bytes
-) -> None:
-    """Failure checklist 3 (the reference reads JSON null as an unknown, pending status)."""
-    ca.get(STATUS).respond(200, content=body)
-    outcome = await scm.poll_once("55001")
-    assert isinstance(outcome, Failed)
-    assert isinstance(outcome.error, ResponseParseError)
-
-
-@pytest.mark.parametrize(
     "body", ["", "not pem at all", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"]
 )
 async def test_unparsable_collect_is_a_parse_error(
     ca: respx.MockRouter, scm: Sectigo, body: str
 ) -> None:
-    """Failure checklist 7."""
+    """A collect that holds no readable certificate is a parse error."""
     ca.get(STATUS).mock(return_value=status("Issued"))
     ca.get(COLLECT).respond(200, text=body)
     outcome = await scm.poll_once("55001")
@@ -502,7 +391,7 @@ async def test_unparsable_collect_is_a_parse_error(
 
 
 async def test_get_order_status_issued(ca: respx.MockRouter, scm: Sectigo) -> None:
-    """Checklist 10."""
+    """Polling returns the collected certificate."""
     ca.get(STATUS).mock(return_value=status("Issued"))
     ca.get(COLLECT).respond(200, text=BUNDLE)
     result = await scm.get_order_status("55001")
@@ -511,31 +400,10 @@ async def test_get_order_status_issued(ca: respx.MockRouter, scm: Sectigo) -> No
     assert result.certificate.pem == LEAF
 
 
-async def test_get_order_status_pending(
-    ca: respx.MockRouter, scm: Sectigo, fake_time: FakeTime
-) -> None:
-    """Checklist 11."""
-    route = ca.get(STATUS).mock(return_value=status("Applied"))
-    result = await scm.get_order_status("55001")
-    assert result.state is OrderState.PENDING
-    assert result.certificate is None
-    assert result.message == "enrollment 55001 is Applied"
-    assert fake_time.now == pytest.approx(60.0)
-    assert route.call_count == len(fake_time.sleeps) + 1
-
-
-async def test_get_order_status_rejected(ca: respx.MockRouter, scm: Sectigo) -> None:
-    """Checklist 12."""
-    ca.get(STATUS).mock(side_effect=[status("Applied"), status("Rejected")])
-    result = await scm.get_order_status("55001")
-    assert result.state is OrderState.FAILED
-    assert result.message == "enrollment 55001 is Rejected"
-
-
 async def test_get_order_status_collect_not_ready(
     ca: respx.MockRouter, scm: Sectigo, fake_time: FakeTime
 ) -> None:
-    """Checklist 13: Issued, collect -183 until PollMaxWait: pending with SCM's words."""
+    """Issued, but collect says -183 until the max wait: pending, with SCM's words."""
     ca.get(STATUS).mock(return_value=status("Issued"))
     ca.get(COLLECT).mock(return_value=not_ready())
     result = await scm.get_order_status("55001")
@@ -585,7 +453,7 @@ async def test_get_order_status_keeps_the_last_transient_error(
 
 @pytest.mark.parametrize("bad", BAD_IDS)
 async def test_bad_ssl_ids_are_refused_before_any_request(scm: Sectigo, bad: str) -> None:
-    """Failure checklist 1, strict: the reference reads "12abc" as 12 (its bug 11)."""
+    """An sslId is a plain positive decimal: "12abc" is refused, not read as 12."""
     with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
         with pytest.raises(ConfigError, match="Sectigo sslId"):
             await scm.poll_once(bad)
@@ -626,7 +494,7 @@ def certificate() -> certpoll.Certificate:
 async def test_revoke_by_ssl_id_with_the_reason_code(
     ca: respx.MockRouter, scm: Sectigo, reason: RevocationReason, code: int
 ) -> None:
-    """Checklists 15 and 20, with the reference's bug 5 fixed: the sslId, not the serial."""
+    """Revocation addresses the sslId (not the serial) with the RFC 5280 reason code."""
     route = ca.post("/ssl/v1/revoke/55001").respond(204)
     await scm.revoke(certificate(), reason=reason)
     sent = route.calls.last.request
@@ -651,11 +519,6 @@ async def test_revoke_refuses_a_comment_scm_cannot_take(scm: Sectigo, comment: s
         await scm.revoke("7", comment=comment)
 
 
-async def test_revoke_refuses_a_reason_that_is_not_rfc5280(scm: Sectigo) -> None:
-    with pytest.raises(ConfigError, match="RevocationReason"):
-        await scm.revoke("7", reason=8)  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize(
     ("answer", "error"),
     [
@@ -670,9 +533,9 @@ async def test_revoke_refuses_a_reason_that_is_not_rfc5280(scm: Sectigo) -> None
 async def test_revoke_raises_the_triaged_error(
     ca: respx.MockRouter, scm: Sectigo, answer: httpx.Response | Exception, error: type[Exception]
 ) -> None:
-    """Checklist 16."""
+    """A refused revocation raises the triaged error."""
     route = ca.post("/ssl/v1/revoke/55001")
-    _mock(route, answer)
+    mock_answer(route, answer)
     with pytest.raises(error) as info:
         await scm.revoke(certificate())
     assert type(info.value) is error
@@ -738,12 +601,7 @@ def test_settings_from_certctl_variables_and_certpoll_wins(
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
-        ("CERTPOLL_SECTIGO_POLL_MAX_WAIT_SECONDS", "ten"),
-        ("CERTPOLL_SECTIGO_POLL_MAX_WAIT_SECONDS", "-3"),
-        ("CERTCTL_SECTIGO_POLL_MAX_WAIT_SECONDS", "-3"),
         ("CERTPOLL_SECTIGO_TERM", "0"),
-        ("CERTPOLL_SECTIGO_POLL_JITTER", "1.5"),
-        ("CERTPOLL_SECTIGO_ATTEMPT_TIMEOUT_SECONDS", "0"),
     ],
 )
 def test_bad_values_name_the_variable(
@@ -757,7 +615,7 @@ def test_bad_values_name_the_variable(
 
 @pytest.mark.parametrize("field", ["customer_uri", "login", "password", "org_id", "cert_type"])
 def test_missing_required_field_names_the_variable(field: str) -> None:
-    """Checklist-port of ValidateConfig_Missing*: a ConfigError naming the variable."""
+    """A missing required setting is a ConfigError naming its variable."""
     values: dict[str, object] = {
         "customer_uri": "o",
         "login": SECTIGO_LOGIN,
@@ -769,15 +627,3 @@ def test_missing_required_field_names_the_variable(field: str) -> None:
     with pytest.raises(ConfigError, match=f"CERTPOLL_SECTIGO_{field.upper()}") as info:
         SectigoSettings(**values)  # type: ignore[arg-type]
     assert_no_secrets(info.value)
-
-
-def test_no_secret_in_reprs() -> None:
-    s = settings()
-    scm = Sectigo(s)
-    assert_no_secrets(s, scm, s.model_dump_json(), s.model_dump())
-    assert repr(scm) == f"Sectigo(base_url={BASE!r})"
-
-
-def test_exported() -> None:
-    assert certpoll.Sectigo is Sectigo
-    assert "Sectigo" in certpoll.__all__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import subprocess
@@ -24,7 +25,7 @@ from certpoll.testing import (
     Profile,
     SimulatedCA,
 )
-from certpoll.testing._server import _marked
+from certpoll.testing._http import with_client_cert
 from tests.certs import make_csr
 from tests.helpers import (
     DIGICERT_API_KEY,
@@ -535,13 +536,13 @@ async def test_entrust_profile_is_checked_when_configured(fake_time: FakeTime) -
 
 
 async def test_mtls_routes_refuse_a_peer_without_client_certificate(sim: SimulatedCA) -> None:
-    transport = httpx.ASGITransport(app=_marked(sim, False))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=with_client_cert(sim, False))  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://sim") as http:
         url = "/entrust/cagw/v1/certificate-authorities/CA1/enrollments/ENR-1"
         assert (await http.get(url)).status_code == 403
         assert (await http.post("/globalsign/v2/login", json={})).status_code == 403
         assert (await dc_status(http, 1)).status_code == 404
-    transport = httpx.ASGITransport(app=_marked(sim, True))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=with_client_cert(sim, True))  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://sim") as http:
         assert (await http.get(url)).status_code == 404
 
@@ -799,15 +800,14 @@ async def test_speed_compresses_time(fake_time: FakeTime) -> None:
         assert (await dc_status(http, order_id)).json()["status"] == "issued"
 
 
+@pytest.mark.looptime
 async def test_default_clock_is_the_running_loop() -> None:
-    import asyncio
-
-    sim = SimulatedCA()
-    first = sim.now()
-    assert first == 0.0
-    await asyncio.sleep(0)
-    assert sim.now() >= 0.0
+    """Without ``clock=`` the simulator reads the loop's time: a virtual 90 s pass for it too."""
+    sim = SimulatedCA(speed=2.0)
+    assert sim.now() == 0.0
     assert sim.epoch is not None
+    await asyncio.sleep(90)
+    assert sim.now() == pytest.approx(180.0)
 
 
 async def test_big_bodies_and_lifespan(sim: SimulatedCA, http: httpx.AsyncClient) -> None:

@@ -29,6 +29,7 @@ from .._models import (
 )
 from .._outcomes import Done, Failed, Pending
 from .._settings import DigiCertSettings
+from .._wire import DIGICERT, path
 
 __all__ = ["REVOCATION_REASONS", "DigiCert"]
 
@@ -79,7 +80,7 @@ class DigiCert(Connector[DigiCertSettings]):
     order_noun: ClassVar[str] = "order"
     pending_words: ClassVar[frozenset[str]] = PENDING_STATUSES
     failed_words: ClassVar[frozenset[str]] = FAILED_STATUSES
-    issued_word: ClassVar[str] = "issued"
+    issued_word: ClassVar[str] = DIGICERT.ISSUED
     missing_route_words: ClassVar[tuple[str, ...]] = (
         *Connector.missing_route_words,
         "not_found|route",
@@ -98,7 +99,7 @@ class DigiCert(Connector[DigiCertSettings]):
         self, method: str, *segments: str, body: Mapping[str, object] | None = None
     ) -> httpx.Request:
         headers = {
-            "X-DC-DEVKEY": self.settings.api_key.get_secret_value(),
+            DIGICERT.API_KEY_HEADER: self.settings.api_key.get_secret_value(),
             "Accept": "application/json",
         }
         return self.http.build_request(method, self.url(*segments), headers=headers, json=body)
@@ -122,7 +123,7 @@ class DigiCert(Connector[DigiCertSettings]):
             "order_validity": {"years": 1},
         }
         response = await self._submit(
-            self._request("POST", "order", "certificate", product, body=body),
+            self._request("POST", path(DIGICERT.SUBMIT, product_type=product), body=body),
             certificate_request=request,
         )
         try:
@@ -186,7 +187,7 @@ class DigiCert(Connector[DigiCertSettings]):
         """Look at the order once and, when it is issued, download the certificate."""
         order_id = self.check_order_id(order_id)
         sent = await self._send(
-            self._request("GET", "order", "certificate", order_id), order_id=order_id
+            self._request("GET", path(DIGICERT.STATUS, order_id=order_id)), order_id=order_id
         )
         if not isinstance(sent, httpx.Response):
             return sent
@@ -213,9 +214,7 @@ class DigiCert(Connector[DigiCertSettings]):
     async def _download(
         self, order_id: str, certificate_id: int
     ) -> Done[OrderStatus] | Failed | Pending:
-        request = self._request(
-            "GET", "certificate", str(certificate_id), "download", "format", "pem_all"
-        )
+        request = self._request("GET", path(DIGICERT.DOWNLOAD, certificate_id=str(certificate_id)))
         sent = await self._send(request, order_id=order_id)
         if not isinstance(sent, httpx.Response):
             return sent
@@ -261,7 +260,7 @@ class DigiCert(Connector[DigiCertSettings]):
             "comments": comment if comment is not None else f"revoked through certpoll: {name}",
         }
         sent = await self._send(
-            self._request("PUT", "certificate", certificate_id, "revoke", body=body)
+            self._request("PUT", path(DIGICERT.REVOKE, certificate_id=certificate_id), body=body)
         )
         if not isinstance(sent, httpx.Response):
             raise self._raise_for(sent)

@@ -42,6 +42,7 @@ from .._models import (
 from .._mtls import mtls_mounts
 from .._outcomes import Done, Failed, Pending
 from .._settings import EntrustSettings
+from .._wire import ENTRUST, path
 
 __all__ = ["REVOCATION_REASONS", "Entrust", "hex_serial"]
 
@@ -142,7 +143,7 @@ class Entrust(Connector[EntrustSettings]):
     order_noun: ClassVar[str] = "enrollment"
     pending_words: ClassVar[frozenset[str]] = PENDING_STATUSES
     failed_words: ClassVar[frozenset[str]] = FAILED_STATUSES
-    issued_word: ClassVar[str] = "ISSUED"
+    issued_word: ClassVar[str] = ENTRUST.ISSUED
 
     @staticmethod
     def _status_word(status: str) -> str:
@@ -159,9 +160,9 @@ class Entrust(Connector[EntrustSettings]):
             timeout=self.settings.attempt_timeout_seconds, mounts=mtls_mounts(self.settings)
         )
 
-    def _ca_url(self, *segments: str) -> str:
+    def _ca_url(self, template: str, **segments: str) -> str:
         ca_id = path_segment(self.settings.ca_id, what="Entrust CA id")
-        return self.url("v1", "certificate-authorities", ca_id, *segments)
+        return self.url(path(template, ca_id=ca_id, **segments))
 
     def _request(
         self, method: str, url: str, body: Mapping[str, object] | None = None
@@ -187,7 +188,7 @@ class Entrust(Connector[EntrustSettings]):
         if request.sans:
             body["subjectAltNames"] = [{"type": "dNSName", "value": san} for san in request.sans]
         response = await self._submit(
-            self._request("POST", self._ca_url("enrollments"), body),
+            self._request("POST", self._ca_url(ENTRUST.ENROLL), body),
             certificate_request=request,
         )
         try:
@@ -216,10 +217,12 @@ class Entrust(Connector[EntrustSettings]):
         order_id = self.check_order_id(order_id)
         segment = path_segment(order_id, what="Entrust order id")
         by_serial = _HEX_SERIAL.fullmatch(order_id) is not None
-        where = "certificates" if by_serial else "enrollments"
-        sent = await self._send(
-            self._request("GET", self._ca_url(where, segment)), order_id=order_id
+        url = (
+            self._ca_url(ENTRUST.CERTIFICATE, serial=segment)
+            if by_serial
+            else self._ca_url(ENTRUST.STATUS, tracking_id=segment)
         )
+        sent = await self._send(self._request("GET", url), order_id=order_id)
         if not isinstance(sent, httpx.Response):
             return sent
         try:
@@ -332,7 +335,7 @@ class Entrust(Connector[EntrustSettings]):
             }
         }
         sent = await self._send(
-            self._request("POST", self._ca_url("certificates", serial, "actions"), body)
+            self._request("POST", self._ca_url(ENTRUST.ACTIONS, serial=serial), body)
         )
         if not isinstance(sent, httpx.Response):
             raise self._raise_for(sent)

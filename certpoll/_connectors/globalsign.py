@@ -43,6 +43,7 @@ from .._outcomes import Done, Failed, Pending
 from .._poller import Poller
 from .._settings import GlobalSignSettings
 from .._triage import Triage
+from .._wire import GLOBALSIGN, path
 
 __all__ = ["REVOCATION_REASONS", "GlobalSign"]
 
@@ -174,14 +175,14 @@ class GlobalSign(Connector[GlobalSignSettings]):
     async def _login(self) -> _Token | Pending | Failed:
         started = self._clock()
         body = {
-            "api_key": self.settings.api_key.get_secret_value(),
-            "api_secret": self.settings.api_secret.get_secret_value(),
+            GLOBALSIGN.API_KEY: self.settings.api_key.get_secret_value(),
+            GLOBALSIGN.API_SECRET: self.settings.api_secret.get_secret_value(),
         }
-        sent = await self._send(self._build("POST", self.url("login"), body=body))
+        sent = await self._send(self._build("POST", self.url(path(GLOBALSIGN.LOGIN)), body=body))
         if not isinstance(sent, httpx.Response):
             return sent
         try:
-            value = self._json(sent, order_id=None).get("access_token")
+            value = self._json(sent, order_id=None).get(GLOBALSIGN.ACCESS_TOKEN)
             if not isinstance(value, str) or not value.strip():
                 raise self._parse_error("the login answer has no access_token", sent, None)
         except ResponseParseError as exc:
@@ -266,7 +267,7 @@ class GlobalSign(Connector[GlobalSignSettings]):
             raise self._raise_for(token)
         try:
             return await self._submit(
-                self._build("POST", self.url("certificates"), body=body, token=token),
+                self._build("POST", self.url(path(GLOBALSIGN.SUBMIT)), body=body, token=token),
                 certificate_request=request,
             )
         except AuthenticationError as exc:
@@ -295,7 +296,8 @@ class GlobalSign(Connector[GlobalSignSettings]):
     async def poll_once(self, order_id: str) -> Done[OrderStatus] | Pending | Failed:
         """Look at the certificate once: 202 is pending, 200 carries the verdict."""
         order_id = self.check_order_id(order_id)
-        url = self.url("certificates", path_segment(order_id, what="GlobalSign serial number"))
+        serial = path_segment(order_id, what="GlobalSign serial number")
+        url = self.url(path(GLOBALSIGN.CERTIFICATE, serial=serial))
         sent = await self._authorised("GET", url, order_id=order_id)
         if not isinstance(sent, httpx.Response):
             return sent
@@ -353,7 +355,9 @@ class GlobalSign(Connector[GlobalSignSettings]):
         except ValueError as exc:
             raise ConfigError(f"{reason!r} is not a RevocationReason") from exc
         body = {"revocation_reason": name, "revocation_time": int(time.time())}
-        sent = await self._authorised("PATCH", self.url("certificates", serial), body=body)
+        sent = await self._authorised(
+            "PATCH", self.url(path(GLOBALSIGN.CERTIFICATE, serial=serial)), body=body
+        )
         if not isinstance(sent, httpx.Response):
             raise self._raise_for(sent)
 

@@ -32,6 +32,7 @@ from .._models import (
 from .._outcomes import Done, Failed, Pending
 from .._settings import SectigoSettings
 from .._triage import Triage
+from .._wire import SECTIGO, path
 
 __all__ = ["COLLECT_NOT_READY_CODES", "Sectigo"]
 
@@ -44,7 +45,7 @@ PENDING_STATUSES = frozenset(
 FAILED_STATUSES = frozenset({"Declined", "Rejected", "Revoked", "Expired", "Invalid", "Replaced"})
 #: Statuses SCM gives an issued certificate besides ``Issued``: issued with a key pair SCM
 #: made, not yet downloaded, and the same once downloaded. Both can be collected.
-ISSUED_STATUSES = frozenset({"Issued", "Enrolled - Pending Download", "Downloaded"})
+ISSUED_STATUSES = frozenset({SECTIGO.ISSUED, "Enrolled - Pending Download", "Downloaded"})
 #: The collect format whose order SCM documents: the certificate, then its issuers.
 COLLECT_FORMAT = "pemia"
 #: SCM error codes of a collect that mean "try later": -1400 being processed, -109 not
@@ -54,7 +55,7 @@ COLLECT_NOT_READY_CODES = frozenset({-1400, -109, -183, -195, -140, -130})
 #: The RFC 5280 reason codes SCM accepts; any other is sent as 0 (unspecified).
 ACCEPTED_REASON_CODES = frozenset({0, 1, 3, 4, 5})
 
-_COLLECT_PATH = "/ssl/v1/collect/"
+_COLLECT_PATH = "/" + path(SECTIGO.COLLECT, ssl_id="")
 _CODE = re.compile(r"-?[0-9]{1,9}")
 _MAX_REASON_CHARS = 512
 
@@ -101,12 +102,12 @@ class Sectigo(Connector[SectigoSettings]):
     order_noun: ClassVar[str] = "enrollment"
     pending_words: ClassVar[frozenset[str]] = PENDING_STATUSES
     failed_words: ClassVar[frozenset[str]] = FAILED_STATUSES
-    issued_word: ClassVar[str] = "Issued"
+    issued_word: ClassVar[str] = SECTIGO.ISSUED
 
     @staticmethod
     def _status_word(status: str) -> str:
         """Every word SCM uses for an issued certificate reads as ``Issued``."""
-        return "Issued" if status in ISSUED_STATUSES else status
+        return SECTIGO.ISSUED if status in ISSUED_STATUSES else status
 
     @property
     def base_url(self) -> str:
@@ -128,9 +129,9 @@ class Sectigo(Connector[SectigoSettings]):
         params: Mapping[str, str] | None = None,
     ) -> httpx.Request:
         headers = {
-            "customerUri": self.settings.customer_uri,
-            "login": self.settings.login.get_secret_value(),
-            "password": self.settings.password.get_secret_value(),
+            SECTIGO.CUSTOMER_URI_HEADER: self.settings.customer_uri,
+            SECTIGO.LOGIN_HEADER: self.settings.login.get_secret_value(),
+            SECTIGO.PASSWORD_HEADER: self.settings.password.get_secret_value(),
             "Accept": "application/json",
         }
         return self.http.build_request(
@@ -159,7 +160,7 @@ class Sectigo(Connector[SectigoSettings]):
         if self.settings.external_requester:
             body["externalRequester"] = self.settings.external_requester
         response = await self._submit(
-            self._request("POST", "ssl", "v1", "enroll", body=body),
+            self._request("POST", path(SECTIGO.ENROLL), body=body),
             certificate_request=request,
         )
         try:
@@ -175,7 +176,9 @@ class Sectigo(Connector[SectigoSettings]):
     async def poll_once(self, order_id: str) -> Done[OrderStatus] | Pending | Failed:
         """Look at the enrollment once and, when it is issued, collect the certificate."""
         order_id = self.check_order_id(order_id)
-        sent = await self._send(self._request("GET", "ssl", "v1", order_id), order_id=order_id)
+        sent = await self._send(
+            self._request("GET", path(SECTIGO.STATUS, ssl_id=order_id)), order_id=order_id
+        )
         if not isinstance(sent, httpx.Response):
             return sent
         try:
@@ -192,7 +195,7 @@ class Sectigo(Connector[SectigoSettings]):
 
     async def _collect(self, order_id: str) -> Done[OrderStatus] | Pending | Failed:
         request = self._request(
-            "GET", "ssl", "v1", "collect", order_id, params={"format": COLLECT_FORMAT}
+            "GET", path(SECTIGO.COLLECT, ssl_id=order_id), params={"format": COLLECT_FORMAT}
         )
         sent = await self._send(request, order_id=order_id)
         if not isinstance(sent, httpx.Response):
@@ -234,6 +237,8 @@ class Sectigo(Connector[SectigoSettings]):
         if not text.strip() or len(text) > _MAX_REASON_CHARS:
             raise ConfigError(f"comment must be 1 to {_MAX_REASON_CHARS} characters")
         body = {"reasonCode": code, "reason": text}
-        sent = await self._send(self._request("POST", "ssl", "v1", "revoke", ssl_id, body=body))
+        sent = await self._send(
+            self._request("POST", path(SECTIGO.REVOKE, ssl_id=ssl_id), body=body)
+        )
         if not isinstance(sent, httpx.Response):
             raise self._raise_for(sent)

@@ -9,16 +9,16 @@ the whole CA with :class:`Fault` windows, and mixes with :class:`Profile`.
 This package is not imported by ``import certpoll``. See docs/testing.md.
 """
 
+from .._wire import DIGICERT as DIGICERT
+from .._wire import ENTRUST as ENTRUST
+from .._wire import GLOBALSIGN as GLOBALSIGN
+from .._wire import MOUNTS as MOUNTS
+from .._wire import SECTIGO as SECTIGO
 from ._app import BaseURLs as BaseURLs
-from ._app import Credentials as Credentials
-from ._app import OrderInfo as OrderInfo
 from ._app import SimulatedCA as SimulatedCA
 from ._clock import VirtualClock as VirtualClock
-from ._contract import DIGICERT as DIGICERT
-from ._contract import ENTRUST as ENTRUST
-from ._contract import GLOBALSIGN as GLOBALSIGN
-from ._contract import MOUNTS as MOUNTS
-from ._contract import SECTIGO as SECTIGO
+from ._orders import Credentials as Credentials
+from ._orders import OrderInfo as OrderInfo
 from ._pki import TestPKI as TestPKI
 from ._scenario import BodyFault as BodyFault
 from ._scenario import Fault as Fault
@@ -40,7 +40,7 @@ __all__ = [
     "VirtualClock",
     "serve",
     "ServedCA",
-    # The wire contract shared with the connectors.
+    # The wire contract the connectors build their requests from (certpoll._wire).
     "MOUNTS",
     "DIGICERT",
     "SECTIGO",

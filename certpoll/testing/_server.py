@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
 
 import httpx
 from cryptography import x509
@@ -25,17 +24,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .._errors import ConfigError
-from ._app import CLIENT_CERT_SCOPE_KEY, BaseURLs, Receive, Scope, Send, SimulatedCA
-from ._contract import MOUNTS
+from .._wire import MOUNTS
+from ._app import BaseURLs, SimulatedCA
+from ._http import ASGIApp, with_client_cert
 from ._pki import Authority, pem
 
 __all__ = ["ServedCA", "serve"]
 
 _LOOPBACK = frozenset({"127.0.0.1", "::1"})
-
-
-class _ASGIApp(Protocol):
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,12 +86,12 @@ async def serve(
         files = _write_tls_files(Path(directory)) if tls else None
         async with contextlib.AsyncExitStack() as stack:
             first = await stack.enter_async_context(
-                _running(_marked(sim, False if tls else None), host, files, mtls=False)
+                _running(with_client_cert(sim, False if tls else None), host, files, mtls=False)
             )
             second = first
             if files is not None:
                 second = await stack.enter_async_context(
-                    _running(_marked(sim, True), host, files, mtls=True)
+                    _running(with_client_cert(sim, True), host, files, mtls=True)
                 )
             yield ServedCA(
                 base_urls=BaseURLs(
@@ -108,17 +104,6 @@ async def serve(
                 client_cert_path=None if files is None else files.client_cert,
                 client_key_path=None if files is None else files.client_key,
             )
-
-
-def _marked(app: SimulatedCA, client_cert: bool | None) -> _ASGIApp:
-    """``app`` told whether the TLS peer presented a verified client certificate."""
-
-    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
-        if client_cert is not None and scope.get("type") == "http":
-            scope = {**scope, CLIENT_CERT_SCOPE_KEY: client_cert}
-        await app(scope, receive, send)
-
-    return wrapped
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +158,7 @@ def _write_tls_files(directory: Path) -> _TLSFiles:
 
 @contextlib.asynccontextmanager
 async def _running(
-    app: _ASGIApp,
+    app: ASGIApp,
     host: str,
     files: _TLSFiles | None,
     *,

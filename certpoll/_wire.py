@@ -1,8 +1,9 @@
-"""The wire contract of the simulated CA: every path, header, field and word in one place.
+"""The wire contract: every path, header, field and word the connectors and the simulator share.
 
-The connectors and the simulator must agree on these; when a real CA's documentation and
-this file disagree, the documentation (and ``spec/certpoll.md`` section 2.1) wins and this
-file is fixed. Paths are relative to each CA's base URL; the simulator mounts each CA
+The connectors (``certpoll._connectors``) build their requests from these names and the
+simulated CA (``certpoll.testing``) answers them, so the two cannot drift apart. When a real
+CA's published API description and this file disagree, the CA wins and this file is fixed.
+Paths are relative to each CA's base URL (see :func:`path`); the simulator mounts each CA
 under its :data:`MOUNTS` prefix.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from .._models import CAName
+from ._models import CAName
 
 __all__ = [
     "DIGICERT",
@@ -18,7 +19,18 @@ __all__ = [
     "GLOBALSIGN",
     "MOUNTS",
     "SECTIGO",
+    "path",
 ]
+
+
+def path(template: str, **segments: str) -> str:
+    """``template`` filled with already-escaped ``segments``, without its leading slash.
+
+    >>> path(DIGICERT.STATUS, order_id="42")
+    'order/certificate/42'
+    """
+    return template.format(**segments).lstrip("/")
+
 
 #: Where each CA lives in the simulator; the base URL is ``origin + MOUNTS[ca]``.
 MOUNTS: Final[dict[CAName, str]] = {

@@ -1,0 +1,1 @@
+"""One module per simulated CA: its routes, authentication, error shape and answers."""
