@@ -54,10 +54,10 @@ if typing.TYPE_CHECKING:
     from ._connectors.globalsign import GlobalSign as GlobalSign
     from ._connectors.sectigo import Sectigo as Sectigo
     from ._fleet import OrderStream as OrderStream
-    from ._fleet import PendingOrder as PendingOrder
     from ._fleet import Progress as Progress
     from ._fleet import poll_many as poll_many
-    from ._fleet import resume as resume
+    from ._handles import PendingOrder as PendingOrder
+    from ._handles import resume as resume
     from ._mtls import MTLSTransport as MTLSTransport
     from ._mtls import mtls_mounts as mtls_mounts
     from ._settings import CASettings as CASettings
@@ -77,10 +77,10 @@ _LAZY: dict[str, str] = {
     "GlobalSign": "._connectors.globalsign",
     "Sectigo": "._connectors.sectigo",
     "OrderStream": "._fleet",
-    "PendingOrder": "._fleet",
+    "PendingOrder": "._handles",
     "Progress": "._fleet",
     "poll_many": "._fleet",
-    "resume": "._fleet",
+    "resume": "._handles",
     "MTLSTransport": "._mtls",
     "mtls_mounts": "._mtls",
     "CASettings": "._settings",

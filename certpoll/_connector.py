@@ -293,14 +293,34 @@ class Connector(abc.ABC, Generic[S]):
         )
         if isinstance(outcome, Done):
             return outcome.value
+        return self.still_pending(
+            order_id,
+            detail=outcome.detail,
+            last_error=outcome.last_error,
+            retry_after=outcome.retry_after,
+        )
+
+    def still_pending(
+        self,
+        order_id: str,
+        *,
+        detail: str | None = None,
+        last_error: Exception | None = None,
+        retry_after: float | None = None,
+    ) -> OrderStatus:
+        """The ``PENDING`` status of an order still pending after PollMaxWait.
+
+        ``detail`` is the CA's latest word on the order (a generic message without one);
+        :meth:`get_order_status`, :func:`~certpoll.resume` and :func:`~certpoll.poll_many`
+        all answer with it.
+        """
         return OrderStatus(
             ca=self.ca,
             order_id=order_id,
             state=OrderState.PENDING,
-            message=outcome.detail
-            or f"{self.order_noun} {order_id} still pending after PollMaxWait",
-            last_error=outcome.last_error,
-            retry_after=outcome.retry_after,
+            message=detail or f"{self.order_noun} {order_id} still pending after PollMaxWait",
+            last_error=last_error,
+            retry_after=retry_after,
         )
 
     def _issued(self, order_id: str, certificate: Certificate) -> Done[OrderStatus]:

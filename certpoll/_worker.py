@@ -38,7 +38,8 @@ from ._errors import (
     SubmissionUncertain,
     TransientError,
 )
-from ._fleet import OrderStream, PendingOrder, poll_many
+from ._fleet import OrderStream, poll_many
+from ._handles import PendingOrder
 from ._models import CAName, CertificateRequest, OrderState, OrderStatus
 
 __all__ = [
