@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Final, NoReturn
+from typing import IO, TYPE_CHECKING, Final, NoReturn, get_args
 from urllib.parse import quote
 
 from ._errors import AuthenticationError, CertpollError, ConfigError
@@ -33,7 +33,7 @@ from ._models import CAName, OrderState, OrderStatus
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from ._connector import Connector
+    from ._connectors._base import Connector
     from ._settings import CASettings
     from .testing import Credentials, SimulatedCA
 
@@ -52,7 +52,7 @@ EXIT_FAILED: Final = 2
 EXIT_PENDING: Final = 3
 #: 128 + SIGINT, as shells report a command stopped by Ctrl-C.
 EXIT_INTERRUPTED: Final = 130
-_CA_NAMES: Final = ("digicert", "sectigo", "entrust", "globalsign")
+_CA_NAMES: Final[tuple[CAName, ...]] = get_args(CAName)
 
 
 class UserError(Exception):
@@ -234,22 +234,12 @@ def _demo(args: argparse.Namespace) -> int:
 def _connector_for(
     ca_name: str, hooks: Sequence[Callable[[PollDetails], None]]
 ) -> Connector[CASettings]:
-    from ._connectors.digicert import DigiCert
-    from ._connectors.entrust import Entrust
-    from ._connectors.globalsign import GlobalSign
-    from ._connectors.sectigo import Sectigo
-    from ._settings import DigiCertSettings, EntrustSettings, GlobalSignSettings, SectigoSettings
+    from ._connectors.registry import connector_for, settings_type_for
 
-    connectors: dict[str, tuple[type[CASettings], type[Connector[CASettings]]]] = {
-        "digicert": (DigiCertSettings, DigiCert),  # type: ignore[dict-item]
-        "sectigo": (SectigoSettings, Sectigo),  # type: ignore[dict-item]
-        "entrust": (EntrustSettings, Entrust),  # type: ignore[dict-item]
-        "globalsign": (GlobalSignSettings, GlobalSign),  # type: ignore[dict-item]
-    }
     ca = ca_name.lower()
-    if ca not in connectors:
+    if ca not in _CA_NAMES:
         raise UserError(f"unknown CA {ca_name!r}", hint=f"the CA is one of: {', '.join(_CA_NAMES)}")
-    settings_cls, connector_cls = connectors[ca]
+    settings_cls = settings_type_for(ca)
     prefix = f"CERTPOLL_{settings_cls.env_name}_"
     try:
         settings = settings_cls()
@@ -259,7 +249,7 @@ def _connector_for(
         ) from exc
     try:
         # The attempts are shown (or not) by the command, never logged to stderr twice.
-        return connector_cls(settings, poller=settings.make_poller(hooks=hooks))
+        return connector_for(settings, poller=settings.make_poller(hooks=hooks))
     except ConfigError as exc:
         raise UserError(str(exc), hint=f"check the {prefix}* file settings") from exc
 

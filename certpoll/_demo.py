@@ -34,11 +34,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ._connector import Connector
-from ._connectors.digicert import DigiCert
-from ._connectors.entrust import Entrust
-from ._connectors.globalsign import GlobalSign
-from ._connectors.sectigo import Sectigo
+from ._connectors._base import Connector
+from ._connectors.registry import connector_for
 from ._errors import CertpollError, ConfigError
 from ._fleet import poll_many
 from ._models import CAName, CertificateRequest, OrderState
@@ -312,12 +309,6 @@ async def run_batch(
             attempt_timeout_seconds=DEMO_ATTEMPT_TIMEOUT,
         ),
     }
-    kinds: dict[CAName, type[Connector[CASettings]]] = {
-        "digicert": DigiCert,  # type: ignore[dict-item]
-        "sectigo": Sectigo,  # type: ignore[dict-item]
-        "entrust": Entrust,  # type: ignore[dict-item]
-        "globalsign": GlobalSign,  # type: ignore[dict-item]
-    }
     counts = _split(orders)
     tallies = tuple(Tally(ca=ca, orders=counts[ca]) for ca in CAS)
     done = asyncio.Event()
@@ -333,7 +324,7 @@ async def run_batch(
         connectors = [
             # The display replaces the per-attempt log lines: no hooks. The jitter is drawn
             # from the seed, so that the run replays.
-            kinds[ca](
+            connector_for(
                 settings[ca],
                 http=http,
                 poller=settings[ca].make_poller(hooks=(), rng=random.Random(f"{seed}:{ca}")),

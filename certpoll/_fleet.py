@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
-from ._connector import Connector
+from ._connectors._base import Connector
 from ._errors import AuthenticationError, CertpollError, ConfigError, EndpointNotFound
 from ._handles import PendingOrder, handle_at, utcnow
 from ._models import OrderState, OrderStatus

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final, TypeVar, get_args
 
-from ._connector import Connector
+from ._connectors._base import Connector
 from ._errors import ConfigError
 from ._models import CAName, OrderStatus
 from ._outcomes import Done

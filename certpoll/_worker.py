@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any, Final, Literal
 
 from ._backends.store import OrderStore, StoredOrder, StoredState
-from ._connector import Connector
+from ._connectors._base import Connector
 from ._errors import (
     CertpollError,
     ConfigError,

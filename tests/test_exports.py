@@ -26,6 +26,9 @@ EXPECTED = {
     "OrderStatus",
     "RevocationReason",
     # Connectors
+    "Connector",
+    "connector_for",
+    "UpstreamGate",
     "DigiCert",
     "Sectigo",
     "Entrust",

@@ -22,7 +22,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import certpoll
-from certpoll import _connector
+from certpoll._connectors import _base as _connector
 from certpoll._mtls import MTLSTransport
 from certpoll.testing import VirtualClock
 from tests.helpers import (

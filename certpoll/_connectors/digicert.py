@@ -18,7 +18,6 @@ from typing import ClassVar, final
 import httpx
 
 from .._certs import certificate_from_pem, csr_public_key
-from .._connector import Connector, decimal_id, path_segment
 from .._errors import ConfigError, ResponseParseError
 from .._models import (
     CAName,
@@ -29,6 +28,7 @@ from .._models import (
 )
 from .._outcomes import Done, Failed, Pending
 from .._settings import DigiCertSettings
+from ._base import Connector, decimal_id, path_segment
 
 __all__ = ["REVOCATION_REASONS", "DigiCert"]
 

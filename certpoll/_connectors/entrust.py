@@ -30,7 +30,6 @@ from typing import ClassVar, final
 import httpx
 
 from .._certs import csr_public_key, issued_certificate, read_certificates
-from .._connector import Connector, path_segment
 from .._errors import ConfigError, ResponseParseError
 from .._models import (
     CAName,
@@ -42,6 +41,7 @@ from .._models import (
 from .._mtls import mtls_mounts
 from .._outcomes import Done, Failed, Pending
 from .._settings import EntrustSettings
+from ._base import Connector, path_segment
 
 __all__ = ["REVOCATION_REASONS", "Entrust", "hex_serial"]
 

@@ -28,7 +28,6 @@ from urllib.parse import unquote
 import httpx
 
 from .._certs import certificate_from_pem
-from .._connector import Connector, path_segment
 from .._errors import AuthenticationError, ConfigError, ResponseParseError
 from .._gate import UpstreamGate
 from .._models import (
@@ -43,6 +42,7 @@ from .._outcomes import Done, Failed, Pending
 from .._poller import Poller
 from .._settings import GlobalSignSettings
 from .._triage import Triage
+from ._base import Connector, path_segment
 
 __all__ = ["REVOCATION_REASONS", "GlobalSign"]
 
@@ -339,13 +339,17 @@ class GlobalSign(Connector[GlobalSignSettings]):
         certificate: Certificate | str,
         *,
         reason: RevocationReason = RevocationReason.UNSPECIFIED,
+        comment: str | None = None,
     ) -> None:
         """Revoke a certificate by its HVCA serial number (``PATCH /certificates/{serial}``).
 
         ``certificate`` is a :class:`Certificate` (its ``ca_certificate_id``) or the serial.
         The reason goes as ``revocation_reason`` with the current time as
-        ``revocation_time``. A refusal raises the triaged error.
+        ``revocation_time``. HVCA records no free text, so ``comment`` is ignored (it is
+        accepted so that every connector's ``revoke`` takes the same arguments). A refusal
+        raises the triaged error.
         """
+        del comment  # HVCA's revocation has no field for it
         raw = certificate.ca_certificate_id if isinstance(certificate, Certificate) else certificate
         serial = path_segment(raw, what="GlobalSign serial number")
         try:

@@ -20,7 +20,6 @@ from typing import ClassVar, final
 import httpx
 
 from .._certs import certificate_from_pem
-from .._connector import Connector, decimal_id
 from .._errors import ConfigError, ResponseParseError
 from .._models import (
     CAName,
@@ -32,6 +31,7 @@ from .._models import (
 from .._outcomes import Done, Failed, Pending
 from .._settings import SectigoSettings
 from .._triage import Triage
+from ._base import Connector, decimal_id
 
 __all__ = ["COLLECT_NOT_READY_CODES", "Sectigo"]
 

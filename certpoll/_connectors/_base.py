@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
-from ._errors import (
+from .._errors import (
     CertpollError,
     ConfigError,
     PermanentError,
@@ -30,8 +30,8 @@ from ._errors import (
     SubmissionUncertain,
     TransientError,
 )
-from ._gate import UpstreamGate, connector_gate
-from ._models import (
+from .._gate import UpstreamGate, connector_gate
+from .._models import (
     CAName,
     Certificate,
     CertificateRequest,
@@ -39,17 +39,18 @@ from ._models import (
     OrderStatus,
     RevocationReason,
 )
-from ._outcomes import Done, Failed, Pending
-from ._poller import Poller, attempt_deadline
-from ._redaction import Redactor
-from ._settings import CASettings
-from ._triage import Triage
+from .._outcomes import Done, Failed, Pending
+from .._poller import Poller, attempt_deadline
+from .._redaction import Redactor
+from .._settings import CASettings
+from .._triage import Triage
 
 __all__ = ["Connector", "decimal_id", "path_segment"]
 
 logger = logging.getLogger("certpoll")
 
-S = TypeVar("S", bound=CASettings)
+#: Covariant: a DigiCert (a Connector[DigiCertSettings]) is a Connector[CASettings].
+S = TypeVar("S", bound=CASettings, covariant=True)
 
 #: Reading stops here: no certificate answer is anywhere near this size.
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
@@ -270,8 +271,13 @@ class Connector(abc.ABC, Generic[S]):
         certificate: Certificate | str,
         *,
         reason: RevocationReason = RevocationReason.UNSPECIFIED,
+        comment: str | None = None,
     ) -> None:
-        """Revoke a certificate, given as a :class:`Certificate` or its ``ca_certificate_id``."""
+        """Revoke a certificate, given as a :class:`Certificate` or its ``ca_certificate_id``.
+
+        ``comment`` is the free text the CA records with the request (default: the reason);
+        a CA that takes none (GlobalSign) ignores it.
+        """
 
     def check_order_id(self, order_id: str) -> str:
         """The order id as this CA accepts it; a :class:`ConfigError` before any request."""
