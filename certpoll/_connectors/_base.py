@@ -671,7 +671,7 @@ class Connector(abc.ABC, Generic[S]):
             body_excerpt=self.triage.excerpt(response),
         )
 
-    def _raise_for(self, outcome: Pending | Failed) -> Exception:
+    def _error_for(self, outcome: Pending | Failed) -> Exception:
         """The error to raise for a non-2xx outcome of a request outside a poll (``revoke``)."""
         if outcome.error is not None:
             return outcome.error

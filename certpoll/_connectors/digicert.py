@@ -264,4 +264,4 @@ class DigiCert(Connector[DigiCertSettings]):
             self._request("PUT", "certificate", certificate_id, "revoke", body=body)
         )
         if not isinstance(sent, httpx.Response):
-            raise self._raise_for(sent)
+            raise self._error_for(sent)

@@ -335,4 +335,4 @@ class Entrust(Connector[EntrustSettings]):
             self._request("POST", self._ca_url("certificates", serial, "actions"), body)
         )
         if not isinstance(sent, httpx.Response):
-            raise self._raise_for(sent)
+            raise self._error_for(sent)

@@ -177,7 +177,7 @@ class GlobalSign(Connector[GlobalSignSettings]):
             "api_key": self.settings.api_key.get_secret_value(),
             "api_secret": self.settings.api_secret.get_secret_value(),
         }
-        sent = await self._send(self._build("POST", self.url("login"), body=body))
+        sent = await self._send(self._request("POST", self.url("login"), body=body))
         if not isinstance(sent, httpx.Response):
             return sent
         try:
@@ -194,7 +194,7 @@ class GlobalSign(Connector[GlobalSignSettings]):
         if self._token is not None and self._token.value == value:
             self._token = None
 
-    def _build(
+    def _request(
         self,
         method: str,
         url: str,
@@ -226,7 +226,7 @@ class GlobalSign(Connector[GlobalSignSettings]):
             if not isinstance(token, str):
                 return token
             sent = await self._send(
-                self._build(method, url, body=body, token=token), order_id=order_id
+                self._request(method, url, body=body, token=token), order_id=order_id
             )
             if not _is_401(sent):
                 return sent
@@ -263,10 +263,10 @@ class GlobalSign(Connector[GlobalSignSettings]):
     ) -> httpx.Response:
         token = await self._bearer()
         if not isinstance(token, str):
-            raise self._raise_for(token)
+            raise self._error_for(token)
         try:
             return await self._submit(
-                self._build("POST", self.url("certificates"), body=body, token=token),
+                self._request("POST", self.url("certificates"), body=body, token=token),
                 certificate_request=request,
             )
         except AuthenticationError as exc:
@@ -359,7 +359,7 @@ class GlobalSign(Connector[GlobalSignSettings]):
         body = {"revocation_reason": name, "revocation_time": int(time.time())}
         sent = await self._authorised("PATCH", self.url("certificates", serial), body=body)
         if not isinstance(sent, httpx.Response):
-            raise self._raise_for(sent)
+            raise self._error_for(sent)
 
 
 def _still_issuing(response: httpx.Response) -> str | None:

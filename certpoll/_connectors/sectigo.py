@@ -236,4 +236,4 @@ class Sectigo(Connector[SectigoSettings]):
         body = {"reasonCode": code, "reason": text}
         sent = await self._send(self._request("POST", "ssl", "v1", "revoke", ssl_id, body=body))
         if not isinstance(sent, httpx.Response):
-            raise self._raise_for(sent)
+            raise self._error_for(sent)
