@@ -33,7 +33,7 @@ from ._connectors._base import Connector
 from ._errors import AuthenticationError, CertpollError, ConfigError, EndpointNotFound
 from ._handles import PendingOrder, handle_at, utcnow
 from ._models import OrderState, OrderStatus
-from ._outcomes import Done, Failed, Pending
+from ._outcomes import Done, Failed, Pending, StillPending
 from ._poller import CLOCK_SLACK, AttemptReporter
 from ._settings import CASettings
 
@@ -422,11 +422,15 @@ class OrderStream:
             order.due = loop_now + (later if retry_after is None else retry_after)
             self._finish(
                 order,
-                self._connector.still_pending(
+                self._connector.final_status(
                     order.order_id,
-                    detail=order.detail,
-                    last_error=order.last_error,
-                    retry_after=retry_after,
+                    StillPending(
+                        attempts=order.attempts,
+                        elapsed=elapsed,
+                        last_error=order.last_error,
+                        detail=order.detail,
+                        retry_after=retry_after,
+                    ),
                 ),
             )
             return None

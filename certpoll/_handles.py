@@ -15,7 +15,6 @@ from typing import Final, TypeVar, get_args
 from ._connectors._base import Connector
 from ._errors import ConfigError
 from ._models import CAName, OrderStatus
-from ._outcomes import Done
 from ._settings import CASettings
 
 __all__ = ["PendingOrder", "handle_at", "resume", "utcnow"]
@@ -169,11 +168,4 @@ async def resume(
         first_wait=max(0.0, (handle.next_poll_at - wall).total_seconds()),
         max_wait=budget,
     )
-    if isinstance(outcome, Done):
-        return outcome.value
-    return connector.still_pending(
-        order_id,
-        detail=outcome.detail,
-        last_error=outcome.last_error,
-        retry_after=outcome.retry_after,
-    )
+    return connector.final_status(order_id, outcome)

@@ -4,6 +4,7 @@
 names stay importable from :mod:`certpoll` itself.
 """
 
+from . import _instrumentation, _integrations
 from ._instrumentation import AttemptOutcome as AttemptOutcome
 from ._instrumentation import PollDetails as PollDetails
 from ._instrumentation import PollHook as PollHook
@@ -14,14 +15,4 @@ from ._integrations import opentelemetry_hook as opentelemetry_hook
 from ._integrations import prometheus_hook as prometheus_hook
 from ._integrations import structlog_hook as structlog_hook
 
-__all__ = [
-    "AttemptOutcome",
-    "PollDetails",
-    "PollHook",
-    "get_poll_hooks",
-    "logging_hook",
-    "opentelemetry_hook",
-    "prometheus_hook",
-    "set_poll_hooks",
-    "structlog_hook",
-]
+__all__ = [*_instrumentation.__all__, *_integrations.__all__]

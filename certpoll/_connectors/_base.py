@@ -39,7 +39,7 @@ from .._models import (
     OrderStatus,
     RevocationReason,
 )
-from .._outcomes import Done, Failed, Pending
+from .._outcomes import Done, Failed, Pending, StillPending
 from .._poller import Poller, attempt_deadline
 from .._redaction import Redactor
 from .._settings import CASettings
@@ -297,36 +297,26 @@ class Connector(abc.ABC, Generic[S]):
         outcome = await self.poller.poll(
             lambda: self.poll_once(order_id), ca=self.ca, order_id=order_id
         )
+        return self.final_status(order_id, outcome)
+
+    def final_status(self, order_id: str, outcome: Done[OrderStatus] | StillPending) -> OrderStatus:
+        """The :class:`OrderStatus` a finished poll of ``order_id`` answers with.
+
+        A :class:`Done` carries it; a :class:`StillPending` becomes ``PENDING`` with the CA's
+        latest word as the message (a generic one without it), ``last_error`` and
+        ``retry_after``. :meth:`get_order_status`, :func:`~certpoll.resume` and
+        :func:`~certpoll.poll_many` all answer through it.
+        """
         if isinstance(outcome, Done):
             return outcome.value
-        return self.still_pending(
-            order_id,
-            detail=outcome.detail,
-            last_error=outcome.last_error,
-            retry_after=outcome.retry_after,
-        )
-
-    def still_pending(
-        self,
-        order_id: str,
-        *,
-        detail: str | None = None,
-        last_error: Exception | None = None,
-        retry_after: float | None = None,
-    ) -> OrderStatus:
-        """The ``PENDING`` status of an order still pending after PollMaxWait.
-
-        ``detail`` is the CA's latest word on the order (a generic message without one);
-        :meth:`get_order_status`, :func:`~certpoll.resume` and :func:`~certpoll.poll_many`
-        all answer with it.
-        """
         return OrderStatus(
             ca=self.ca,
             order_id=order_id,
             state=OrderState.PENDING,
-            message=detail or f"{self.order_noun} {order_id} still pending after PollMaxWait",
-            last_error=last_error,
-            retry_after=retry_after,
+            message=outcome.detail
+            or f"{self.order_noun} {order_id} still pending after PollMaxWait",
+            last_error=outcome.last_error,
+            retry_after=outcome.retry_after,
         )
 
     def _issued(self, order_id: str, certificate: Certificate) -> Done[OrderStatus]:
