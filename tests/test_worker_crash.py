@@ -32,7 +32,7 @@ KILLS = 4
 LEASE = 0.5
 
 CHILD = """
-import asyncio, signal, sys
+import asyncio, os, pathlib, signal, sys
 import certpoll
 from tests.certs import make_csr
 
@@ -52,9 +52,10 @@ async def main(url, base_url, first, last):
                     await certpoll.submit_order(dc, store, request, key=f"o{index}")
                 except certpoll.SubmissionUncertain:
                     pass  # a kill left it uncertain: never sent again
-            print("submitted", flush=True)
             worker = certpoll.Worker(store, [dc], lease=float(sys.argv[6]), claim_interval=0.05)
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, worker.stop)
+            # From here on SIGTERM is a clean stop: say so to the test.
+            pathlib.Path(sys.argv[7], f"working-{os.getpid()}").touch()
             await worker.run()
     finally:
         await store.aclose()
@@ -80,7 +81,7 @@ async def test_killed_workers_never_order_twice_nor_lose_an_order(tmp_path: Path
             first = index * share
             return await asyncio.create_subprocess_exec(
                 *[sys.executable, "-c", CHILD, url, served.base_urls.digicert],
-                *[str(first), str(first + share), DIGICERT_API_KEY, str(LEASE)],
+                *[str(first), str(first + share), DIGICERT_API_KEY, str(LEASE), str(tmp_path)],
                 env=env,
                 stdout=asyncio.subprocess.DEVNULL,
             )
@@ -92,6 +93,13 @@ async def test_killed_workers_never_order_twice_nor_lose_an_order(tmp_path: Path
             children[victim].send_signal(signal.SIGKILL)
             await children[victim].wait()
             children[victim] = await start(victim)
+        for child in children:
+            # A process restarted late may still be submitting its share: wait until every
+            # one works (and so has submitted and takes SIGTERM as a clean stop).
+            for _ in range(600):
+                if (tmp_path / f"working-{child.pid}").exists():
+                    break
+                await asyncio.sleep(0.1)
         store = open_store(url)
         try:
             for _ in range(600):  # at most a minute for the survivors to settle everything
