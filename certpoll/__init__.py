@@ -1,6 +1,7 @@
 """certpoll: get certificates out of CAs that issue asynchronously, without hammering them.
 
-Everything public is re-exported here; the modules behind it are private. The connectors,
+Everything public is re-exported here (the hook names also in :mod:`certpoll.instrumentation`);
+the modules behind it are private. The connectors,
 their settings (pydantic), ``poll_many`` and the mTLS transport are imported on first use,
 so that ``import certpoll`` for a plain :class:`Poller` costs little more than httpx.
 """
@@ -8,6 +9,7 @@ so that ``import certpoll`` for a plain :class:`Poller` costs little more than h
 import importlib
 import typing
 
+from . import instrumentation as instrumentation
 from ._errors import AttemptTimeout as AttemptTimeout
 from ._errors import AuthenticationError as AuthenticationError
 from ._errors import CertpollError as CertpollError
@@ -49,15 +51,18 @@ if typing.TYPE_CHECKING:
     from ._backends.store import StoredOrder as StoredOrder
     from ._backends.store import StoredState as StoredState
     from ._backends.store import open_store as open_store
+    from ._connectors._base import Connector as Connector
     from ._connectors.digicert import DigiCert as DigiCert
     from ._connectors.entrust import Entrust as Entrust
     from ._connectors.globalsign import GlobalSign as GlobalSign
+    from ._connectors.registry import connector_for as connector_for
     from ._connectors.sectigo import Sectigo as Sectigo
     from ._fleet import OrderStream as OrderStream
-    from ._fleet import PendingOrder as PendingOrder
     from ._fleet import Progress as Progress
     from ._fleet import poll_many as poll_many
-    from ._fleet import resume as resume
+    from ._gate import UpstreamGate as UpstreamGate
+    from ._handles import PendingOrder as PendingOrder
+    from ._handles import resume as resume
     from ._mtls import MTLSTransport as MTLSTransport
     from ._mtls import mtls_mounts as mtls_mounts
     from ._settings import CASettings as CASettings
@@ -72,15 +77,18 @@ if typing.TYPE_CHECKING:
 
 #: Public names imported on first use, and their modules.
 _LAZY: dict[str, str] = {
+    "Connector": "._connectors._base",
+    "connector_for": "._connectors.registry",
+    "UpstreamGate": "._gate",
     "DigiCert": "._connectors.digicert",
     "Entrust": "._connectors.entrust",
     "GlobalSign": "._connectors.globalsign",
     "Sectigo": "._connectors.sectigo",
     "OrderStream": "._fleet",
-    "PendingOrder": "._fleet",
+    "PendingOrder": "._handles",
     "Progress": "._fleet",
     "poll_many": "._fleet",
-    "resume": "._fleet",
+    "resume": "._handles",
     "MTLSTransport": "._mtls",
     "mtls_mounts": "._mtls",
     "CASettings": "._settings",
@@ -116,6 +124,9 @@ __all__ = [
     "OrderStatus",
     "RevocationReason",
     # Connectors
+    "Connector",
+    "connector_for",
+    "UpstreamGate",
     "DigiCert",
     "Sectigo",
     "Entrust",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import json
 import math
@@ -22,9 +23,10 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Final, NoReturn
+from typing import IO, TYPE_CHECKING, Final, NoReturn, get_args
 from urllib.parse import quote
 
+from ._display import has_rich, live_view, order_lines
 from ._errors import AuthenticationError, CertpollError, ConfigError
 from ._instrumentation import PollDetails
 from ._models import CAName, OrderState, OrderStatus
@@ -32,7 +34,7 @@ from ._models import CAName, OrderState, OrderStatus
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from ._connector import Connector
+    from ._connectors._base import Connector
     from ._settings import CASettings
     from .testing import Credentials, SimulatedCA
 
@@ -51,7 +53,7 @@ EXIT_FAILED: Final = 2
 EXIT_PENDING: Final = 3
 #: 128 + SIGINT, as shells report a command stopped by Ctrl-C.
 EXIT_INTERRUPTED: Final = 130
-_CA_NAMES: Final = ("digicert", "sectigo", "entrust", "globalsign")
+_CA_NAMES: Final[tuple[CAName, ...]] = get_args(CAName)
 
 
 class UserError(Exception):
@@ -233,34 +235,24 @@ def _demo(args: argparse.Namespace) -> int:
 def _connector_for(
     ca_name: str, hooks: Sequence[Callable[[PollDetails], None]]
 ) -> Connector[CASettings]:
-    from ._connectors.digicert import DigiCert
-    from ._connectors.entrust import Entrust
-    from ._connectors.globalsign import GlobalSign
-    from ._connectors.sectigo import Sectigo
-    from ._settings import DigiCertSettings, EntrustSettings, GlobalSignSettings, SectigoSettings
+    from ._connectors.registry import connector_for, settings_type_for
 
-    connectors: dict[str, tuple[type[CASettings], type[Connector[CASettings]]]] = {
-        "digicert": (DigiCertSettings, DigiCert),  # type: ignore[dict-item]
-        "sectigo": (SectigoSettings, Sectigo),  # type: ignore[dict-item]
-        "entrust": (EntrustSettings, Entrust),  # type: ignore[dict-item]
-        "globalsign": (GlobalSignSettings, GlobalSign),  # type: ignore[dict-item]
-    }
     ca = ca_name.lower()
-    if ca not in connectors:
+    if ca not in _CA_NAMES:
         raise UserError(f"unknown CA {ca_name!r}", hint=f"the CA is one of: {', '.join(_CA_NAMES)}")
-    settings_cls, connector_cls = connectors[ca]
-    prefix = f"CERTPOLL_{settings_cls.env_name}_"
+    settings_cls = settings_type_for(ca)
+    variables = settings_cls.env_var("*")
     try:
         settings = settings_cls()
     except ConfigError as exc:
         raise UserError(
-            str(exc), hint=f"set the {prefix}* environment variables (see docs/cli.md)"
+            str(exc), hint=f"set the {variables} environment variables (see docs/cli.md)"
         ) from exc
     try:
         # The attempts are shown (or not) by the command, never logged to stderr twice.
-        return connector_cls(settings, poller=settings.make_poller(hooks=hooks))
+        return connector_for(settings, poller=settings.make_poller(hooks=hooks))
     except ConfigError as exc:
-        raise UserError(str(exc), hint=f"check the {prefix}* file settings") from exc
+        raise UserError(str(exc), hint=f"check the {variables} file settings") from exc
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -269,7 +261,7 @@ def _status(args: argparse.Namespace) -> int:
     display = _Display(
         order_ids,
         json_out=args.json,
-        live=not (args.json or args.plain) and sys.stdout.isatty() and _has_rich(),
+        live=not (args.json or args.plain) and sys.stdout.isatty() and has_rich(),
         show_attempts=show_attempts,
     )
     connector = _connector_for(args.ca, [display.attempt])
@@ -298,7 +290,7 @@ def _status(args: argparse.Namespace) -> int:
     except AuthenticationError as exc:
         raise UserError(
             str(exc),
-            hint=f"check the credential in CERTPOLL_{connector.settings.env_name}_* settings",
+            hint=f"check the credential in {connector.settings.env_var('*')} settings",
         ) from exc
     except CertpollError as exc:
         raise UserError(str(exc), hint="check the settings and the CA's address") from exc
@@ -357,14 +349,6 @@ def _write(out: Path, statuses: Sequence[OrderStatus]) -> dict[str, list[str]]:
             ) from exc
         files[status.order_id] = [str(leaf), str(chain)]
     return files
-
-
-def _has_rich() -> bool:
-    try:
-        import rich  # noqa: F401
-    except ModuleNotFoundError:  # pragma: no cover - rich is installed with the cli extra
-        return False
-    return True
 
 
 def _causes(error: BaseException) -> Iterator[BaseException]:
@@ -442,24 +426,6 @@ def _describe_attempt(details: PollDetails) -> str:
     return line
 
 
-def _live_table(rows: Sequence[tuple[str, str]]) -> Table:
-    """The live view: one line per order whatever the terminal's width.
-
-    A line too long for the terminal (a 48-digit serial) is cut here; the whole line is
-    printed when the command ends.
-    """
-    from rich.table import Table
-
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(
-        no_wrap=True, min_width=max((len(order_id) for order_id, _ in rows), default=0)
-    )
-    table.add_column(no_wrap=True, overflow="ellipsis")
-    for row in rows:
-        table.add_row(*row)
-    return table
-
-
 class _Display:
     """One line per order: live (rich) while polling, or printed as each order settles.
 
@@ -484,16 +450,13 @@ class _Display:
     def start(self) -> None:
         if not self._live_wanted:
             return
-        from rich.console import Console
-        from rich.live import Live
 
         def render() -> Table:
-            return _live_table([(order_id, self._lines[order_id]) for order_id in self._order_ids])
+            return order_lines([(order_id, self._lines[order_id]) for order_id in self._order_ids])
 
-        live = Live(render(), console=Console(file=self._out), auto_refresh=False, transient=True)
-        live.start()
-        self._refresh = lambda: live.update(render(), refresh=True)
-        self._stop = live.stop
+        shown = contextlib.ExitStack()
+        self._refresh = shown.enter_context(live_view(render, self._out))
+        self._stop = shown.close
 
     def attempt(self, details: PollDetails, /) -> None:
         """A poll hook: remember the attempt's error, and print the attempt when asked."""
@@ -622,31 +585,60 @@ def _client_key_pair(directory: Path) -> tuple[Path, Path]:
 
 
 def _announce(origin: str, creds: Credentials, client: tuple[Path, Path], stream: IO[str]) -> None:
+    from ._settings import DigiCertSettings, EntrustSettings, GlobalSignSettings, SectigoSettings
     from .testing import MOUNTS
 
     cert, key = client
+    settings_of: list[tuple[type[CASettings], dict[str, object]]] = [
+        (
+            DigiCertSettings,
+            {
+                "base_url": f"{origin}{MOUNTS['digicert']}",
+                "api_key": creds.digicert_api_key,
+                "org_id": creds.digicert_org_id,
+            },
+        ),
+        (
+            SectigoSettings,
+            {
+                "base_url": f"{origin}{MOUNTS['sectigo']}",
+                "customer_uri": creds.sectigo_customer_uri,
+                "login": creds.sectigo_login,
+                "password": creds.sectigo_password,
+                "org_id": creds.sectigo_org_id,
+                "cert_type": creds.sectigo_cert_type,
+            },
+        ),
+        (
+            EntrustSettings,
+            {
+                "api_url": f"{origin}{MOUNTS['entrust']}",
+                "ca_id": creds.entrust_ca_id,
+                "client_cert_path": cert,
+                "client_key_path": key,
+            },
+        ),
+        (
+            GlobalSignSettings,
+            {
+                "api_url": f"{origin}{MOUNTS['globalsign']}",
+                "api_key": creds.globalsign_api_key,
+                "api_secret": creds.globalsign_api_secret,
+                "client_cert_path": cert,
+                "client_key_path": key,
+            },
+        ),
+    ]
+    exports = [
+        (settings.env_var(field), value)
+        for settings, values in settings_of
+        for field, value in values.items()
+    ]
     lines = [
         f"certpoll simulated CA on {origin} (plain HTTP; Ctrl-C stops it)",
         "# the simulator's own test accounts, not secrets; paste these lines in the shell",
         "# that runs certpoll or your application:",
-        f"export CERTPOLL_DIGICERT_BASE_URL={origin}{MOUNTS['digicert']}",
-        f"export CERTPOLL_DIGICERT_API_KEY={creds.digicert_api_key}",
-        f"export CERTPOLL_DIGICERT_ORG_ID={creds.digicert_org_id}",
-        f"export CERTPOLL_SECTIGO_BASE_URL={origin}{MOUNTS['sectigo']}",
-        f"export CERTPOLL_SECTIGO_CUSTOMER_URI={creds.sectigo_customer_uri}",
-        f"export CERTPOLL_SECTIGO_LOGIN={creds.sectigo_login}",
-        f"export CERTPOLL_SECTIGO_PASSWORD={creds.sectigo_password}",
-        f"export CERTPOLL_SECTIGO_ORG_ID={creds.sectigo_org_id}",
-        f"export CERTPOLL_SECTIGO_CERT_TYPE={creds.sectigo_cert_type}",
-        f"export CERTPOLL_ENTRUST_API_URL={origin}{MOUNTS['entrust']}",
-        f"export CERTPOLL_ENTRUST_CA_ID={creds.entrust_ca_id}",
-        f"export CERTPOLL_ENTRUST_CLIENT_CERT_PATH={cert}",
-        f"export CERTPOLL_ENTRUST_CLIENT_KEY_PATH={key}",
-        f"export CERTPOLL_GLOBALSIGN_API_URL={origin}{MOUNTS['globalsign']}",
-        f"export CERTPOLL_GLOBALSIGN_API_KEY={creds.globalsign_api_key}",
-        f"export CERTPOLL_GLOBALSIGN_API_SECRET={creds.globalsign_api_secret}",
-        f"export CERTPOLL_GLOBALSIGN_CLIENT_CERT_PATH={cert}",
-        f"export CERTPOLL_GLOBALSIGN_CLIENT_KEY_PATH={key}",
+        *(f"export {name}={value}" for name, value in exports),
         "# the client key pair is deleted when the simulator stops",
     ]
     print("\n".join(lines), file=stream, flush=True)

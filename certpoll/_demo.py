@@ -27,18 +27,16 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, TYPE_CHECKING, Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ._connector import Connector
-from ._connectors.digicert import DigiCert
-from ._connectors.entrust import Entrust
-from ._connectors.globalsign import GlobalSign
-from ._connectors.sectigo import Sectigo
+from ._connectors._base import Connector
+from ._connectors.registry import connector_for
+from ._display import has_rich, live_view, plain_table, rich_table
 from ._errors import CertpollError, ConfigError
 from ._fleet import poll_many
 from ._models import CAName, CertificateRequest, OrderState
@@ -49,6 +47,9 @@ from ._settings import (
     GlobalSignSettings,
     SectigoSettings,
 )
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 __all__ = [
     "CAS",
@@ -312,12 +313,6 @@ async def run_batch(
             attempt_timeout_seconds=DEMO_ATTEMPT_TIMEOUT,
         ),
     }
-    kinds: dict[CAName, type[Connector[CASettings]]] = {
-        "digicert": DigiCert,  # type: ignore[dict-item]
-        "sectigo": Sectigo,  # type: ignore[dict-item]
-        "entrust": Entrust,  # type: ignore[dict-item]
-        "globalsign": GlobalSign,  # type: ignore[dict-item]
-    }
     counts = _split(orders)
     tallies = tuple(Tally(ca=ca, orders=counts[ca]) for ca in CAS)
     done = asyncio.Event()
@@ -333,7 +328,7 @@ async def run_batch(
         connectors = [
             # The display replaces the per-attempt log lines: no hooks. The jitter is drawn
             # from the seed, so that the run replays.
-            kinds[ca](
+            connector_for(
                 settings[ca],
                 http=http,
                 poller=settings[ca].make_poller(hooks=(), rng=random.Random(f"{seed}:{ca}")),
@@ -390,24 +385,12 @@ def _rows(tallies: Sequence[Tally], *, final: bool) -> list[tuple[str, ...]]:
     return rows
 
 
-def _plain_table(rows: Sequence[tuple[str, ...]]) -> str:
-    table = [_COLUMNS, *rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(_COLUMNS))]
-    lines = [
-        "  ".join(
-            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
-        )
-        for row in table
-    ]
-    return "\n".join(lines)
-
-
 def render_summary(result: DemoResult) -> str:
     """The summary table as plain text, with the times and what the CA saw."""
     minutes = result.simulated_seconds / 60
     return "\n".join(
         [
-            _plain_table(_rows(result.tallies, final=True)),
+            plain_table(_COLUMNS, _rows(result.tallies, final=True)),
             "",
             "pending: still pending at PollMaxWait (an hour, simulated), resumable later; "
             "refused: the CA refused the submission",
@@ -447,7 +430,7 @@ def run_demo(
     stream = sys.stdout if out is None else out
     loop_speed = float(speed)
     compressed_loop(loop_speed).close()  # validate before printing anything
-    use_rich = _rich_available() and stream.isatty() if live is None else live
+    use_rich = has_rich() and stream.isatty() if live is None else live
     print(
         f"certpoll demo: {orders} renewals over {', '.join(CAS)} against the simulated CA "
         f"(realistic profile, seed {seed}); time runs {loop_speed:g}x faster",
@@ -473,35 +456,19 @@ def run_demo(
     return result
 
 
-def _rich_available() -> bool:
-    try:
-        import rich  # noqa: F401
-    except ModuleNotFoundError:  # pragma: no cover - rich is installed with the cli extra
-        return False
-    return True
-
-
 async def _run_rich(*, orders: int, seed: int, speed: float, out: IO[str]) -> DemoResult:
-    from rich.console import Console
-    from rich.live import Live
-    from rich.table import Table
+    latest: list[Sequence[Tally]] = [()]
 
-    def table(tallies: Sequence[Tally]) -> Table:
-        view = Table(title="certpoll demo: renewals in flight")
-        for name in _COLUMNS:
-            view.add_column(name, justify="left" if name == "CA" else "right")
-        for row in _rows(tallies, final=False):
-            view.add_row(*row)
-        return view
+    def on_tick(tallies: Sequence[Tally]) -> None:
+        latest[0] = tallies
+        redraw()
 
-    console = Console(file=out)
-    with Live(console=console, auto_refresh=False, transient=True) as live:
-        return await run_batch(
-            orders=orders,
-            seed=seed,
-            on_tick=lambda tallies: live.update(table(tallies), refresh=True),
-            tick=_REFRESH * speed,
-        )
+    def render() -> Table:
+        rows = _rows(latest[0], final=False)
+        return rich_table(_COLUMNS, rows, title="certpoll demo: renewals in flight")
+
+    with live_view(render, out) as redraw:
+        return await run_batch(orders=orders, seed=seed, on_tick=on_tick, tick=_REFRESH * speed)
 
 
 def demo_orders_from_env(default: int = DEFAULT_ORDERS) -> int:

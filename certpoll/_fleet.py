@@ -1,4 +1,4 @@
-"""Many orders at once: :func:`poll_many`, resumable :class:`PendingOrder` handles, progress.
+"""Many orders at once: :func:`poll_many`, its :class:`OrderStream` and progress.
 
 One scheduler per :func:`poll_many` call, no task per order: a heap of next-poll times and
 at most ``concurrency`` attempts in flight, each one a short-lived task. A pending order costs
@@ -22,118 +22,27 @@ import contextlib
 import functools
 import heapq
 import itertools
-import json
 import math
 import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Self, TypeVar, get_args
+from typing import Any, Self, TypeVar
 
-from ._connector import Connector
+from ._connectors._base import Connector
 from ._errors import AuthenticationError, CertpollError, ConfigError, EndpointNotFound
-from ._models import CAName, OrderState, OrderStatus
-from ._outcomes import Done, Failed, Pending
+from ._handles import PendingOrder, handle_at, utcnow
+from ._models import OrderState, OrderStatus
+from ._outcomes import Done, Failed, Pending, StillPending
 from ._poller import CLOCK_SLACK, AttemptReporter
 from ._settings import CASettings
 
-__all__ = ["OrderStream", "PendingOrder", "Progress", "poll_many", "resume"]
+__all__ = ["OrderStream", "Progress", "poll_many"]
 
 S = TypeVar("S", bound=CASettings)
 
-_CA_NAMES: Final = frozenset(get_args(CAName))
-_HANDLE_FIELDS: Final = ("ca", "order_id", "attempts", "next_poll_at", "deadline")
 #: Without a finished order, progress is reported at most this often (seconds).
 _HEARTBEAT = 1.0
-
-
-def _utcnow() -> datetime:
-    """The wall clock, read only to convert between handles and the loop's clock."""
-    return datetime.now(UTC)
-
-
-def _utc(value: object, name: str) -> datetime:
-    if not isinstance(value, datetime):
-        raise ConfigError(f"{name} must be a datetime, not {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ConfigError(f"{name} must be timezone-aware (UTC), not naive: {value!r}")
-    return value.astimezone(UTC)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PendingOrder:
-    """A pending order, small and serialisable, to persist and resume polling later.
-
-    ``attempts`` counts the attempts made so far (the schedule continues after them);
-    ``next_poll_at`` is when the next attempt is due and ``deadline`` when the poll gives up,
-    both aware UTC datetimes. Get handles from :meth:`OrderStream.pending`, store them with
-    :meth:`to_json`, and hand them back to :func:`poll_many` or :func:`resume`.
-    """
-
-    ca: CAName
-    order_id: str
-    attempts: int
-    next_poll_at: datetime
-    deadline: datetime
-
-    def __post_init__(self) -> None:
-        if self.ca not in _CA_NAMES:
-            raise ConfigError(f"ca must be one of {sorted(_CA_NAMES)}, not {self.ca!r}")
-        order_id: object = self.order_id
-        if not isinstance(order_id, str) or not order_id:
-            raise ConfigError(f"order_id must be a non-empty string, not {self.order_id!r}")
-        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
-            raise ConfigError(f"attempts must be an integer, not {self.attempts!r}")
-        if self.attempts < 0:
-            raise ConfigError(f"attempts must be 0 or more, not {self.attempts}")
-        object.__setattr__(self, "next_poll_at", _utc(self.next_poll_at, "next_poll_at"))
-        object.__setattr__(self, "deadline", _utc(self.deadline, "deadline"))
-
-    def to_json(self) -> str:
-        """The handle as a JSON object; times in ISO 8601 with their UTC offset."""
-        return json.dumps(
-            {
-                "ca": self.ca,
-                "order_id": self.order_id,
-                "attempts": self.attempts,
-                "next_poll_at": self.next_poll_at.isoformat(),
-                "deadline": self.deadline.isoformat(),
-            },
-            separators=(",", ":"),
-        )
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> PendingOrder:
-        """A handle from :meth:`to_json`'s output; :class:`ConfigError` if it is not one.
-
-        Keys other than the five of a handle are ignored.
-        """
-        try:
-            data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ConfigError("a pending order handle must be JSON") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"a pending order handle is a JSON object, not {type(data).__name__}")
-        missing = [key for key in _HANDLE_FIELDS if key not in data]
-        if missing:
-            raise ConfigError(f"the pending order handle lacks {', '.join(missing)}")
-        times = {}
-        for key in ("next_poll_at", "deadline"):
-            value = data[key]
-            if not isinstance(value, str):
-                raise ConfigError(f"{key} must be an ISO 8601 string, not {value!r}")
-            try:
-                times[key] = datetime.fromisoformat(value)
-            except ValueError as exc:
-                raise ConfigError(f"{key} is not an ISO 8601 time: {value[:64]!r}") from exc
-        return cls(
-            ca=data["ca"],
-            order_id=data["order_id"],
-            attempts=data["attempts"],
-            next_poll_at=times["next_poll_at"],
-            deadline=times["deadline"],
-        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -384,7 +293,7 @@ class OrderStream:
     def _start(self) -> None:
         self._started = True
         now = self._poller.now()
-        wall = _utcnow()
+        wall = utcnow()
         poller = self._connector.poller
         fresh_budget = poller.max_wait if self._max_wait is None else self._max_wait
         for item in self._given:
@@ -513,12 +422,15 @@ class OrderStream:
             order.due = loop_now + (later if retry_after is None else retry_after)
             self._finish(
                 order,
-                _pending_status(
-                    self._connector,
+                self._connector.final_status(
                     order.order_id,
-                    detail=order.detail,
-                    last_error=order.last_error,
-                    retry_after=retry_after,
+                    StillPending(
+                        attempts=order.attempts,
+                        elapsed=elapsed,
+                        last_error=order.last_error,
+                        detail=order.detail,
+                        retry_after=retry_after,
+                    ),
                 ),
             )
             return None
@@ -575,28 +487,19 @@ class OrderStream:
 
     def _handles(self, orders: list[_Order]) -> tuple[PendingOrder, ...]:
         now = self._poller.now()
-        wall = _utcnow()
+        wall = utcnow()
         ca = self._connector.ca
         return tuple(
-            PendingOrder(
+            handle_at(
+                wall,
                 ca=ca,
                 order_id=order.order_id,
                 attempts=order.attempts,
-                next_poll_at=wall + _seconds(order.due - now),
-                deadline=wall + _seconds(order.deadline - now),
+                due_in=order.due - now,
+                deadline_in=order.deadline - now,
             )
             for order in orders
         )
-
-
-#: A time this far away (about 3,000 years) is as far as a handle goes: datetimes end, and
-#: neither a deadline of math.inf nor a huge Retry-After may overflow one.
-_MAX_SECONDS: Final = 1e11
-
-
-def _seconds(value: float) -> timedelta:
-    """``value`` seconds from now as a timedelta, in [0, _MAX_SECONDS]."""
-    return timedelta(seconds=min(max(0.0, value), _MAX_SECONDS))
 
 
 def _stops_the_stream(error: BaseException) -> bool:
@@ -636,60 +539,4 @@ def poll_many(
     """
     return OrderStream(
         connector, orders, concurrency=concurrency, on_progress=on_progress, max_wait=max_wait
-    )
-
-
-async def resume(
-    connector: Connector[S], handle: PendingOrder, *, max_wait: float | None = None
-) -> OrderStatus:
-    """Poll one order from its handle, continuing its schedule, like ``get_order_status``.
-
-    The next attempt comes at ``handle.next_poll_at`` (at once if that has passed) and waits
-    grow from where they stopped. The poll ends at ``handle.deadline``, or after ``max_wait``
-    seconds when given, or after a fresh PollMaxWait when the deadline has already passed.
-    """
-    if handle.ca != connector.ca:
-        raise ConfigError(
-            f"the handle of order {handle.order_id!r} is for {handle.ca}, not {connector.ca}"
-        )
-    order_id = connector.check_order_id(handle.order_id)
-    poller = connector.poller
-    wall = _utcnow()
-    left = (handle.deadline - wall).total_seconds()
-    budget = max_wait if max_wait is not None else (left if left > 0 else poller.max_wait)
-    outcome = await poller.poll(
-        lambda: connector.poll_once(order_id),
-        ca=connector.ca,
-        order_id=order_id,
-        prior_attempts=handle.attempts,
-        first_wait=max(0.0, (handle.next_poll_at - wall).total_seconds()),
-        max_wait=budget,
-    )
-    if isinstance(outcome, Done):
-        return outcome.value
-    return _pending_status(
-        connector,
-        order_id,
-        detail=outcome.detail,
-        last_error=outcome.last_error,
-        retry_after=outcome.retry_after,
-    )
-
-
-def _pending_status(
-    connector: Connector[Any],
-    order_id: str,
-    *,
-    detail: str | None,
-    last_error: Exception | None,
-    retry_after: float | None,
-) -> OrderStatus:
-    """What ``get_order_status`` returns for an order still pending after PollMaxWait."""
-    return OrderStatus(
-        ca=connector.ca,
-        order_id=order_id,
-        state=OrderState.PENDING,
-        message=detail or f"{connector.order_noun} {order_id} still pending after PollMaxWait",
-        last_error=last_error,
-        retry_after=retry_after,
     )

@@ -77,7 +77,7 @@ def parse_retry_after(
     was received (aware; default: the current UTC time), for dates. The result is at most
     ``cap`` seconds (``math.inf`` spells out "no cap"). Garbage is logged and ignored.
     """
-    return _parse_retry_after(value, now=now, cap=cap, redact=_no_secrets)
+    return _parse_retry_after(value, now=now, cap=cap, redact=_unredacted)
 
 
 def _parse_retry_after(
@@ -121,7 +121,8 @@ def _retry_after_of(
     return _parse_retry_after(value, now=now, cap=cap, redact=redact)
 
 
-def _no_secrets(text: str) -> str:
+def _unredacted(text: str) -> str:
+    """``text`` as it is: the default for a caller whose texts hold no secret."""
     return text
 
 
@@ -141,7 +142,7 @@ class Triage:
     pending_status_codes: frozenset[int] = frozenset()
     not_ready: Callable[[httpx.Response], str | None] | None = None
     missing_route: Callable[[httpx.Response], str | None] | None = None
-    redact: Callable[[str], str] = field(default=_no_secrets)
+    redact: Callable[[str], str] = field(default=_unredacted)
     retry_after_cap: float = DEFAULT_RETRY_AFTER_CAP
 
     def excerpt(self, response: httpx.Response) -> str:

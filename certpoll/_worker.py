@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any, Final, Literal
 
 from ._backends.store import OrderStore, StoredOrder, StoredState
-from ._connector import Connector
+from ._connectors._base import Connector
 from ._errors import (
     CertpollError,
     ConfigError,
@@ -39,7 +39,8 @@ from ._errors import (
     SubmissionUncertain,
     TransientError,
 )
-from ._fleet import OrderStream, PendingOrder, poll_many
+from ._fleet import OrderStream, poll_many
+from ._handles import PendingOrder
 from ._models import CAName, CertificateRequest, OrderState, OrderStatus
 
 __all__ = [

@@ -34,20 +34,8 @@ SETTINGS: dict[certpoll.CAName, type[certpoll.CASettings]] = {
     "globalsign": certpoll.GlobalSignSettings,
 }
 
-Connector = certpoll.DigiCert | certpoll.Sectigo | certpoll.Entrust | certpoll.GlobalSign
-
-
-def make_connector(settings: certpoll.CASettings, http: httpx.AsyncClient) -> Connector:
-    """The connector for ``settings``, on the shared client."""
-    if isinstance(settings, certpoll.DigiCertSettings):
-        return certpoll.DigiCert(settings, http=http)
-    if isinstance(settings, certpoll.SectigoSettings):
-        return certpoll.Sectigo(settings, http=http)
-    if isinstance(settings, certpoll.EntrustSettings):
-        return certpoll.Entrust(settings, http=http)
-    if isinstance(settings, certpoll.GlobalSignSettings):
-        return certpoll.GlobalSign(settings, http=http)
-    raise TypeError(f"no connector for {type(settings).__name__}")
+#: Any of the four connectors (certpoll.connector_for picks the one the settings are for).
+Connector = certpoll.Connector[certpoll.CASettings]
 
 
 def as_json(status: certpoll.OrderStatus) -> dict[str, object]:
@@ -191,7 +179,7 @@ def create_app(
             client = http()
         async with client:
             connectors: dict[str, Connector] = {
-                ca: make_connector(s, client) for ca, s in chosen.items()
+                ca: certpoll.connector_for(s, http=client) for ca, s in chosen.items()
             }
             app[BOOK] = OrderBook(connectors)
             try:

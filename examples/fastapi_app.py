@@ -46,20 +46,8 @@ SETTINGS: dict[certpoll.CAName, type[certpoll.CASettings]] = {
     "globalsign": certpoll.GlobalSignSettings,
 }
 
-Connector = certpoll.DigiCert | certpoll.Sectigo | certpoll.Entrust | certpoll.GlobalSign
-
-
-def make_connector(settings: certpoll.CASettings, http: httpx.AsyncClient) -> Connector:
-    """The connector for ``settings``, on the shared client."""
-    if isinstance(settings, certpoll.DigiCertSettings):
-        return certpoll.DigiCert(settings, http=http)
-    if isinstance(settings, certpoll.SectigoSettings):
-        return certpoll.Sectigo(settings, http=http)
-    if isinstance(settings, certpoll.EntrustSettings):
-        return certpoll.Entrust(settings, http=http)
-    if isinstance(settings, certpoll.GlobalSignSettings):
-        return certpoll.GlobalSign(settings, http=http)
-    raise TypeError(f"no connector for {type(settings).__name__}")
+#: Any of the four connectors (certpoll.connector_for picks the one the settings are for).
+Connector = certpoll.Connector[certpoll.CASettings]
 
 
 class OrderIn(BaseModel):
@@ -173,7 +161,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         chosen = settings_from_env() if settings is None else settings
         async with default_client(chosen) if http is None else http() as client:
-            connectors = {ca: make_connector(s, client) for ca, s in chosen.items()}
+            connectors = {ca: certpoll.connector_for(s, http=client) for ca, s in chosen.items()}
             book = OrderBook(connectors)
             app.state.book = book
             try:

@@ -29,7 +29,7 @@ from pydantic import SecretStr
 
 import certpoll
 from certpoll._certs import MAX_CERTIFICATES, certificate_from_pem
-from certpoll._connector import Connector
+from certpoll._connectors._base import Connector
 from certpoll._connectors.entrust import hex_serial
 from certpoll.testing import TestPKI
 from tests.certs import default_ca, make_chain, make_order

@@ -20,7 +20,7 @@ import pytest
 from rich.console import Console
 
 import certpoll
-from certpoll import Certificate, ConfigError, OrderState, OrderStatus, _cli, _demo
+from certpoll import Certificate, ConfigError, OrderState, OrderStatus, _cli, _demo, _display
 from certpoll.testing import SimulatedCA
 from tests.certs import make_csr
 
@@ -92,7 +92,7 @@ async def test_the_live_table_keeps_one_line_per_order_at_80_columns() -> None:
     issued = dataclasses.replace(ISSUED, certificate=certificate)
     out = io.StringIO()
     Console(file=out, width=80).print(
-        _cli._live_table([(order_id, _cli._describe(issued)) for order_id in order_ids])
+        _display.order_lines([(order_id, _cli._describe(issued)) for order_id in order_ids])
     )
     lines = out.getvalue().splitlines()
     assert len(lines) == len(order_ids)

@@ -1,4 +1,4 @@
-"""What every connector inherits from ``certpoll._connector.Connector``."""
+"""What every connector inherits from ``certpoll.Connector``."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 import certpoll
-from certpoll import _connector
-from certpoll._connector import Connector, path_segment
+from certpoll._connectors import _base as _connector
+from certpoll._connectors._base import Connector, path_segment
 from certpoll._triage import Triage
 from certpoll.testing import SimulatedCA
 from tests.certs import make_csr
@@ -69,6 +69,7 @@ class Plain(Connector[certpoll.DigiCertSettings]):
         certificate: certpoll.Certificate | str,
         *,
         reason: certpoll.RevocationReason = certpoll.RevocationReason.UNSPECIFIED,
+        comment: str | None = None,
     ) -> None:
         raise NotImplementedError
 

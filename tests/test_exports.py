@@ -24,7 +24,8 @@ def declared_re_exports(package: types.ModuleType) -> set[str]:
     return {
         alias.name
         for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom) and node.level > 0
+        # ``from . import instrumentation``: a namespace module, not a name of the package.
+        if isinstance(node, ast.ImportFrom) and node.level > 0 and node.module is not None
         for alias in node.names
         if alias.asname == alias.name
     }

@@ -38,8 +38,8 @@ from certpoll import (
     poll_many,
     resume,
 )
-from certpoll._fleet import _utcnow as REAL_UTCNOW
 from certpoll._gate import UpstreamGate
+from certpoll._handles import utcnow as REAL_UTCNOW
 from certpoll.testing import VirtualClock
 from tests.certs import make_chain
 from tests.helpers import DIGICERT_API_KEY
@@ -64,7 +64,9 @@ def wall_now() -> datetime:
 
 @pytest.fixture(autouse=True)
 def _wall_follows_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("certpoll._fleet._utcnow", wall_now)
+    # Both the stream and resume() read the wall clock.
+    monkeypatch.setattr("certpoll._fleet.utcnow", wall_now)
+    monkeypatch.setattr("certpoll._handles.utcnow", wall_now)
 
 
 @dataclass

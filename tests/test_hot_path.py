@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import certpoll
-from certpoll import _connector
 from certpoll._certs import certificate_from_pem
+from certpoll._connectors import _base as _connector
 from certpoll._instrumentation import AttemptOutcome, logger, logging_hook, reads_attempt
 from certpoll.testing import TestPKI
 

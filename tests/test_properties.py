@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import certpoll
-from certpoll._connector import Connector, path_segment
+from certpoll._connectors._base import Connector, path_segment
 from certpoll._gate import UpstreamGate
 from certpoll._triage import Triage, parse_retry_after
 from tests.helpers import (

@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 import certpoll
-from certpoll import _connector
-from certpoll._connector import Connector
+from certpoll._connectors import _base as _connector
+from certpoll._connectors._base import Connector
 from certpoll.testing import Credentials, SimulatedCA
 from tests.certs import make_csr
 from tests.helpers import (

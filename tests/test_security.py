@@ -22,7 +22,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import certpoll
-from certpoll import _connector
+from certpoll._connectors import _base as _connector
 from certpoll._mtls import MTLSTransport
 from certpoll.testing import VirtualClock
 from tests.helpers import (
@@ -400,6 +400,10 @@ def test_a_pin_and_verification_off_contradict_each_other() -> None:
 #: Printable ASCII without "~" (the padding) and without whitespace (stripped on load).
 SECRET_CHARS = "".join(chr(c) for c in range(33, 127) if chr(c) != "~")
 secret_text = st.text(alphabet=SECRET_CHARS, min_size=8, max_size=30)
+#: What a Sectigo settings repr says whatever its credentials: the names and other values.
+SETTINGS_WORDS = repr(
+    certpoll.SectigoSettings(customer_uri="c", login="~", password="~", org_id=1, cert_type=1)
+)
 
 
 def spelled(secret: str, how: str, login: str, password: str) -> str:
@@ -506,8 +510,10 @@ def test_no_credential_survives_in_any_error_repr_log_or_cause(
         base, extra = password
         login, password = (base, base + extra) if login_first else (base + extra, base)
     assume(login != password)
-    # A credential spelt only with letters could be a word of certpoll's own messages.
+    # A credential spelt only with letters could be a word of certpoll's own messages, and
+    # one that begins like a setting's name ("gate_url") is in every settings repr anyway.
     assume(not login.isalpha() and not password.isalpha())
+    assume(login[:8] not in SETTINGS_WORDS and password[:8] not in SETTINGS_WORDS)
     settings_ = certpoll.SectigoSettings(
         customer_uri="c",
         login=login + around,

@@ -18,7 +18,6 @@ from typing import ClassVar, final
 import httpx
 
 from .._certs import certificate_from_pem, csr_public_key
-from .._connector import Connector, decimal_id, path_segment
 from .._errors import ConfigError, ResponseParseError
 from .._models import (
     CAName,
@@ -30,6 +29,7 @@ from .._models import (
 from .._outcomes import Done, Failed, Pending
 from .._settings import DigiCertSettings
 from .._wire import DIGICERT, path
+from ._base import Connector, decimal_id, path_segment
 
 __all__ = ["REVOCATION_REASONS", "DigiCert"]
 
@@ -263,4 +263,4 @@ class DigiCert(Connector[DigiCertSettings]):
             self._request("PUT", path(DIGICERT.REVOKE, certificate_id=certificate_id), body=body)
         )
         if not isinstance(sent, httpx.Response):
-            raise self._raise_for(sent)
+            raise self._error_for(sent)

@@ -30,7 +30,6 @@ from typing import ClassVar, final
 import httpx
 
 from .._certs import csr_public_key, issued_certificate, read_certificates
-from .._connector import Connector, path_segment
 from .._errors import ConfigError, ResponseParseError
 from .._models import (
     CAName,
@@ -43,6 +42,7 @@ from .._mtls import mtls_mounts
 from .._outcomes import Done, Failed, Pending
 from .._settings import EntrustSettings
 from .._wire import ENTRUST, path
+from ._base import Connector, path_segment
 
 __all__ = ["REVOCATION_REASONS", "Entrust", "hex_serial"]
 
@@ -338,4 +338,4 @@ class Entrust(Connector[EntrustSettings]):
             self._request("POST", self._ca_url(ENTRUST.ACTIONS, serial=serial), body)
         )
         if not isinstance(sent, httpx.Response):
-            raise self._raise_for(sent)
+            raise self._error_for(sent)

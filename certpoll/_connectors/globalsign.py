@@ -28,7 +28,6 @@ from urllib.parse import unquote
 import httpx
 
 from .._certs import certificate_from_pem
-from .._connector import Connector, path_segment
 from .._errors import AuthenticationError, ConfigError, ResponseParseError
 from .._gate import UpstreamGate
 from .._models import (
@@ -44,6 +43,7 @@ from .._poller import Poller
 from .._settings import GlobalSignSettings
 from .._triage import Triage
 from .._wire import GLOBALSIGN, path
+from ._base import Connector, path_segment
 
 __all__ = ["REVOCATION_REASONS", "GlobalSign"]
 
@@ -178,7 +178,7 @@ class GlobalSign(Connector[GlobalSignSettings]):
             GLOBALSIGN.API_KEY: self.settings.api_key.get_secret_value(),
             GLOBALSIGN.API_SECRET: self.settings.api_secret.get_secret_value(),
         }
-        sent = await self._send(self._build("POST", self.url(path(GLOBALSIGN.LOGIN)), body=body))
+        sent = await self._send(self._request("POST", self.url(path(GLOBALSIGN.LOGIN)), body=body))
         if not isinstance(sent, httpx.Response):
             return sent
         try:
@@ -195,7 +195,7 @@ class GlobalSign(Connector[GlobalSignSettings]):
         if self._token is not None and self._token.value == value:
             self._token = None
 
-    def _build(
+    def _request(
         self,
         method: str,
         url: str,
@@ -227,7 +227,7 @@ class GlobalSign(Connector[GlobalSignSettings]):
             if not isinstance(token, str):
                 return token
             sent = await self._send(
-                self._build(method, url, body=body, token=token), order_id=order_id
+                self._request(method, url, body=body, token=token), order_id=order_id
             )
             if not _is_401(sent):
                 return sent
@@ -264,10 +264,10 @@ class GlobalSign(Connector[GlobalSignSettings]):
     ) -> httpx.Response:
         token = await self._bearer()
         if not isinstance(token, str):
-            raise self._raise_for(token)
+            raise self._error_for(token)
         try:
             return await self._submit(
-                self._build("POST", self.url(path(GLOBALSIGN.SUBMIT)), body=body, token=token),
+                self._request("POST", self.url(path(GLOBALSIGN.SUBMIT)), body=body, token=token),
                 certificate_request=request,
             )
         except AuthenticationError as exc:
@@ -341,13 +341,17 @@ class GlobalSign(Connector[GlobalSignSettings]):
         certificate: Certificate | str,
         *,
         reason: RevocationReason = RevocationReason.UNSPECIFIED,
+        comment: str | None = None,
     ) -> None:
         """Revoke a certificate by its HVCA serial number (``PATCH /certificates/{serial}``).
 
         ``certificate`` is a :class:`Certificate` (its ``ca_certificate_id``) or the serial.
         The reason goes as ``revocation_reason`` with the current time as
-        ``revocation_time``. A refusal raises the triaged error.
+        ``revocation_time``. HVCA records no free text, so ``comment`` is ignored (it is
+        accepted so that every connector's ``revoke`` takes the same arguments). A refusal
+        raises the triaged error.
         """
+        del comment  # HVCA's revocation has no field for it
         raw = certificate.ca_certificate_id if isinstance(certificate, Certificate) else certificate
         serial = path_segment(raw, what="GlobalSign serial number")
         try:
@@ -359,7 +363,7 @@ class GlobalSign(Connector[GlobalSignSettings]):
             "PATCH", self.url(path(GLOBALSIGN.CERTIFICATE, serial=serial)), body=body
         )
         if not isinstance(sent, httpx.Response):
-            raise self._raise_for(sent)
+            raise self._error_for(sent)
 
 
 def _still_issuing(response: httpx.Response) -> str | None:

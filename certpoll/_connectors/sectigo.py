@@ -20,7 +20,6 @@ from typing import ClassVar, final
 import httpx
 
 from .._certs import certificate_from_pem
-from .._connector import Connector, decimal_id
 from .._errors import ConfigError, ResponseParseError
 from .._models import (
     CAName,
@@ -33,6 +32,7 @@ from .._outcomes import Done, Failed, Pending
 from .._settings import SectigoSettings
 from .._triage import Triage
 from .._wire import SECTIGO, path
+from ._base import Connector, decimal_id
 
 __all__ = ["COLLECT_NOT_READY_CODES", "Sectigo"]
 
@@ -241,4 +241,4 @@ class Sectigo(Connector[SectigoSettings]):
             self._request("POST", path(SECTIGO.REVOKE, ssl_id=ssl_id), body=body)
         )
         if not isinstance(sent, httpx.Response):
-            raise self._raise_for(sent)
+            raise self._error_for(sent)

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
-from ._errors import (
+from .._errors import (
     CertpollError,
     ConfigError,
     PermanentError,
@@ -30,8 +30,8 @@ from ._errors import (
     SubmissionUncertain,
     TransientError,
 )
-from ._gate import UpstreamGate, connector_gate
-from ._models import (
+from .._gate import UpstreamGate, connector_gate
+from .._models import (
     CAName,
     Certificate,
     CertificateRequest,
@@ -39,17 +39,18 @@ from ._models import (
     OrderStatus,
     RevocationReason,
 )
-from ._outcomes import Done, Failed, Pending
-from ._poller import Poller, attempt_deadline
-from ._redaction import Redactor
-from ._settings import CASettings
-from ._triage import Triage
+from .._outcomes import Done, Failed, Pending, StillPending
+from .._poller import Poller, attempt_deadline
+from .._redaction import Redactor
+from .._settings import CASettings
+from .._triage import Triage
 
 __all__ = ["Connector", "decimal_id", "path_segment"]
 
 logger = logging.getLogger("certpoll")
 
-S = TypeVar("S", bound=CASettings)
+#: Covariant: a DigiCert (a Connector[DigiCertSettings]) is a Connector[CASettings].
+S = TypeVar("S", bound=CASettings, covariant=True)
 
 #: Reading stops here: no certificate answer is anywhere near this size.
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
@@ -281,8 +282,13 @@ class Connector(abc.ABC, Generic[S]):
         certificate: Certificate | str,
         *,
         reason: RevocationReason = RevocationReason.UNSPECIFIED,
+        comment: str | None = None,
     ) -> None:
-        """Revoke a certificate, given as a :class:`Certificate` or its ``ca_certificate_id``."""
+        """Revoke a certificate, given as a :class:`Certificate` or its ``ca_certificate_id``.
+
+        ``comment`` is the free text the CA records with the request (default: the reason);
+        a CA that takes none (GlobalSign) ignores it.
+        """
 
     def check_order_id(self, order_id: str) -> str:
         """The order id as this CA accepts it; a :class:`ConfigError` before any request."""
@@ -302,6 +308,16 @@ class Connector(abc.ABC, Generic[S]):
         outcome = await self.poller.poll(
             lambda: self.poll_once(order_id), ca=self.ca, order_id=order_id
         )
+        return self.final_status(order_id, outcome)
+
+    def final_status(self, order_id: str, outcome: Done[OrderStatus] | StillPending) -> OrderStatus:
+        """The :class:`OrderStatus` a finished poll of ``order_id`` answers with.
+
+        A :class:`Done` carries it; a :class:`StillPending` becomes ``PENDING`` with the CA's
+        latest word as the message (a generic one without it), ``last_error`` and
+        ``retry_after``. :meth:`get_order_status`, :func:`~certpoll.resume` and
+        :func:`~certpoll.poll_many` all answer through it.
+        """
         if isinstance(outcome, Done):
             return outcome.value
         return OrderStatus(
@@ -671,7 +687,7 @@ class Connector(abc.ABC, Generic[S]):
             body_excerpt=self.triage.excerpt(response),
         )
 
-    def _raise_for(self, outcome: Pending | Failed) -> Exception:
+    def _error_for(self, outcome: Pending | Failed) -> Exception:
         """The error to raise for a non-2xx outcome of a request outside a poll (``revoke``)."""
         if outcome.error is not None:
             return outcome.error
