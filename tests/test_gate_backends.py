@@ -193,11 +193,18 @@ async def test_pacing_lets_half_the_fastest_window_go_at_once_then_spaces_the_re
     started = rig.start()
     for _ in range(2):
         await rig.admitted(gate, rules)  # the burst: at once
-    wait = await rig.waits(gate, rules)
-    rig.assert_wait(wait, 0.05, started)
-    await rig.sleep(wait.seconds)
-    await rig.admitted(gate, rules)
-    assert (await rig.waits(gate, rules)).seconds <= 0.05 + TOL
+    decision = await gate.admit(KEY, rules)
+    if isinstance(decision, Admitted):
+        # Real time ran past the spacing since the burst (a loaded machine): the next
+        # token was due, and that is all the gate may say.
+        assert rig.clock() - started >= rules.spacing - TOL
+    else:
+        rig.assert_wait(decision, rules.spacing, started)
+        await rig.sleep(decision.seconds)
+        await rig.admitted(gate, rules)
+    decision = await gate.admit(KEY, rules)
+    # The one after is at most a spacing away (or due already, on a slow machine).
+    assert isinstance(decision, Admitted) or decision.seconds <= rules.spacing + TOL
 
 
 def test_a_lull_is_made_up_for_up_to_the_burst() -> None:
