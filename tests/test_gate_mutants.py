@@ -18,11 +18,11 @@ import asyncio
 
 import pytest
 
-from certpoll import GateClosed
+from certpoll import DigiCertSettings, GateClosed
 from certpoll._backends.gate_memory import MemoryGate
-from certpoll._gate import UpstreamGate
+from certpoll._gate import UpstreamGate, connector_gate
 from certpoll._poller import CLOCK_SLACK
-from tests.helpers import FakeTime
+from tests.helpers import DIGICERT_API_KEY, FakeTime
 
 #: Every clock here starts at this time: waits must not depend on it.
 START = 1_000_000.0
@@ -83,6 +83,7 @@ async def test_a_probe_held_again_keeps_the_gate_closed() -> None:
     await gate.hold(2.0)
     async with gate.admit() as admission:
         admission.hold(3.0, rate_limited=True)
+        assert admission.held is True
     assert gate.cooling_down is True
     assert gate.opens_in() == pytest.approx(3.0)
     async with gate.admit() as admission:
@@ -151,10 +152,14 @@ async def test_a_wait_for_the_probes_answer_ends_at_the_deadline() -> None:
 # -- the deadline's slack: both edges ----------------------------------------------------------
 
 
-async def test_a_wait_that_ends_within_the_slack_after_the_deadline_is_waited_out() -> None:
+@pytest.mark.parametrize("slack", [CLOCK_SLACK / 2, CLOCK_SLACK])
+async def test_a_wait_that_ends_within_the_slack_after_the_deadline_is_waited_out(
+    slack: float,
+) -> None:
     gate, clock = fake_time_gate()
     await gate.hold(1.0)
-    async with gate.admit(deadline=START + 1.0 - CLOCK_SLACK / 2) as admission:
+    # The hold ends at the deadline plus ``slack``: exactly CLOCK_SLACK is still within.
+    async with gate.admit(deadline=START + 1.0 - slack) as admission:
         assert admission.probe
     assert clock.sleeps == [pytest.approx(1.0)]
 
@@ -377,3 +382,18 @@ async def test_a_request_behind_another_processes_probe_looks_once_more_at_its_d
         assert closed.value.retry_after == 0.0
     await probe
     assert mine.waiting == 0
+
+
+# -- the connector's gate ----------------------------------------------------------------------
+
+
+async def test_a_connectors_gate_and_its_backend_run_on_the_clock_it_is_given() -> None:
+    settings = DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=1, rate_limits=[(1, 10.0)])
+    clock = FakeTime(now=START)
+    gate = connector_gate(settings, ca="digicert", clock=clock.clock, sleep=clock.sleep)
+    for _ in range(2):
+        async with gate.admit():
+            pass
+    assert gate.now() == clock.now
+    assert clock.sleeps == [pytest.approx(10.1, abs=1e-4)]  # the window and the margin
+    assert now() == START  # the loop's clock never moved
