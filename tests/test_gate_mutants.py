@@ -3,7 +3,13 @@
 Written against the survivors of ``make mutate`` (docs/testing-internals.md): the loop clock
 starts far from 0, so a time measured from the wrong origin shows; a request cancelled just
 as it became the head of the queue, or while it waits behind the head, leaves the queue
-working; holds shorter than a second hold; a refusal says when and why.
+working; holds shorter than a second hold; the deadline's slack has two edges; a refusal
+says when and why; a probe's good answer reopens the gate.
+
+The gate here runs on its default backend (``memory://``), which takes the gate's clock: the
+loop's virtual time (looptime), or a :class:`~tests.helpers.FakeTime` handed to the gate.
+With ``rate_limits=[(1, 1.0)]`` a request counts until its answer, then for the window and
+the 0.1 s margin: the next one goes 1.1 s after the previous one's answer.
 """
 
 from __future__ import annotations
@@ -12,10 +18,11 @@ import asyncio
 
 import pytest
 
-from certpoll import GateClosed
-from certpoll._gate import UpstreamGate
+from certpoll import DigiCertSettings, GateClosed
+from certpoll._backends.gate_memory import MemoryGate
+from certpoll._gate import UpstreamGate, connector_gate
 from certpoll._poller import CLOCK_SLACK
-from tests.helpers import FakeTime
+from tests.helpers import DIGICERT_API_KEY, FakeTime
 
 #: Every clock here starts at this time: waits must not depend on it.
 START = 1_000_000.0
@@ -27,31 +34,32 @@ def now() -> float:
     return asyncio.get_running_loop().time()
 
 
-def later_gate() -> UpstreamGate:
+def fake_time_gate() -> tuple[UpstreamGate, FakeTime]:
+    """A gate (and its backend) on a clock that only moves when the gate sleeps."""
     clock = FakeTime(now=START)
-    return UpstreamGate(clock=clock.clock, sleep=clock.sleep)
+    return UpstreamGate(clock=clock.clock, sleep=clock.sleep), clock
 
 
 # -- holds and how long until the gate opens ----------------------------------------------------
 
 
 async def test_an_open_gate_opens_in_zero_seconds() -> None:
-    gate = later_gate()
+    gate, _ = fake_time_gate()
     assert gate.opens_in() == 0.0
     assert gate.cooling_down is False
 
 
 @pytest.mark.parametrize("seconds", [0.5, 10.0])
 async def test_a_hold_of_any_length_holds_that_long(seconds: float) -> None:
-    gate = later_gate()
-    gate.hold(seconds)
+    gate, _ = fake_time_gate()
+    await gate.hold(seconds)
     assert gate.opens_in() == pytest.approx(seconds)
     assert gate.cooling_down is True
 
 
 async def test_a_sub_second_hold_admits_the_probe_when_it_ends() -> None:
     gate = UpstreamGate()
-    gate.hold(0.25)
+    await gate.hold(0.25)
     async with gate.admit() as admission:
         assert admission.probe
         assert now() == pytest.approx(START + 0.25)
@@ -59,19 +67,44 @@ async def test_a_sub_second_hold_admits_the_probe_when_it_ends() -> None:
 
 async def test_after_a_good_probe_the_gate_is_open_again() -> None:
     gate = UpstreamGate()
-    gate.hold(2.0)
-    async with gate.admit():
-        pass
+    await gate.hold(2.0)
+    async with gate.admit() as admission:
+        assert admission.probe
+        assert gate.cooling_down is True  # until the probe's answer is in
     assert gate.cooling_down is False
     assert gate.opens_in() == 0.0
+    async with gate.admit() as admission:
+        assert admission.probe is False
+        assert now() == pytest.approx(START + 2.0)
+
+
+async def test_a_probe_held_again_keeps_the_gate_closed() -> None:
+    gate = UpstreamGate()
+    await gate.hold(2.0)
+    async with gate.admit() as admission:
+        admission.hold(3.0, rate_limited=True)
+        assert admission.held is True
+    assert gate.cooling_down is True
+    assert gate.opens_in() == pytest.approx(3.0)
+    async with gate.admit() as admission:
+        assert admission.probe
+        assert now() == pytest.approx(START + 5.0)
+
+
+async def test_an_ordinary_admission_is_no_probe_and_holds_nothing() -> None:
+    gate = UpstreamGate()
+    async with gate.admit() as admission:
+        assert admission.probe is False
+        assert admission.held is False
+    assert gate.cooling_down is False
 
 
 # -- what a refusal says ---------------------------------------------------------------------
 
 
 async def test_a_refusal_known_at_once_says_when_the_gate_opens() -> None:
-    gate = later_gate()
-    gate.hold(5.0)
+    gate, clock = fake_time_gate()
+    await gate.hold(5.0)
     with pytest.raises(GateClosed) as closed:
         async with gate.admit(deadline=START + 2.0):
             pytest.fail("admitted during the hold")
@@ -80,12 +113,14 @@ async def test_a_refusal_known_at_once_says_when_the_gate_opens() -> None:
         "its deadline (in 2.000 s); it opens in about 5.000 s"
     )
     assert closed.value.retry_after == pytest.approx(5.0)
+    assert clock.sleeps == []  # known at once
+    assert gate.requests_sent == 0
 
 
 @pytest.mark.parametrize("seconds", [0.0, 0.3])
 async def test_a_refusal_for_a_deadline_now_says_now(seconds: float) -> None:
-    gate = later_gate()
-    gate.hold(0.3)
+    gate, _ = fake_time_gate()
+    await gate.hold(0.3)
     with pytest.raises(GateClosed, match=r"before its deadline \(now\); it opens in about 0.300 s"):
         async with gate.admit(deadline=START - seconds):
             pytest.fail("admitted during the hold")
@@ -93,7 +128,7 @@ async def test_a_refusal_for_a_deadline_now_says_now(seconds: float) -> None:
 
 async def test_a_wait_for_the_probes_answer_ends_at_the_deadline() -> None:
     gate = UpstreamGate()
-    gate.hold(1.0)
+    await gate.hold(1.0)
     answered = asyncio.Event()
 
     async def slow_probe() -> None:
@@ -106,13 +141,75 @@ async def test_a_wait_for_the_probes_answer_ends_at_the_deadline() -> None:
     with pytest.raises(GateClosed) as closed:
         async with gate.admit(deadline=asked + 0.5):
             pytest.fail("admitted while the probe is out")
-    assert now() - asked == pytest.approx(0.5, abs=0.01)
+    assert now() - asked == pytest.approx(0.5, abs=2 * CLOCK_SLACK)
     assert closed.value.retry_after == 0.0  # it opens when the probe answers: not known
     answered.set()
     await probe
+    async with gate.admit(deadline=now()) as admission:
+        assert admission.probe is False
 
 
-# -- cancelled waiters -----------------------------------------------------------------------
+# -- the deadline's slack: both edges ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("slack", [CLOCK_SLACK / 2, CLOCK_SLACK])
+async def test_a_wait_that_ends_within_the_slack_after_the_deadline_is_waited_out(
+    slack: float,
+) -> None:
+    gate, clock = fake_time_gate()
+    await gate.hold(1.0)
+    # The hold ends at the deadline plus ``slack``: exactly CLOCK_SLACK is still within.
+    async with gate.admit(deadline=START + 1.0 - slack) as admission:
+        assert admission.probe
+    assert clock.sleeps == [pytest.approx(1.0)]
+
+
+async def test_a_wait_that_ends_past_the_slack_after_the_deadline_is_refused_at_once() -> None:
+    gate, clock = fake_time_gate()
+    await gate.hold(1.0)
+    with pytest.raises(GateClosed, match=r"it opens in about 1.000 s"):
+        async with gate.admit(deadline=START + 1.0 - 3 * CLOCK_SLACK / 2):
+            pytest.fail("admitted past the deadline")
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize(("slack", "queues"), [(0.5, True), (1.5, False)])
+async def test_a_request_behind_the_head_queues_only_if_the_gate_opens_within_the_slack(
+    slack: float, queues: bool
+) -> None:
+    """Behind a head, what the gate already knows (when it opens) decides at arrival."""
+    gate = UpstreamGate()
+    await gate.hold(1.0)
+    answered = asyncio.Event()
+
+    async def slow_probe() -> None:
+        async with gate.admit() as admission:
+            assert admission.probe
+            await answered.wait()
+
+    async def behind_the_head() -> None:
+        async with gate.admit(deadline=START + 1.0 - slack * CLOCK_SLACK):
+            pytest.fail("admitted while the probe is out")
+
+    head = asyncio.create_task(slow_probe())
+    await asyncio.sleep(0)  # the head sleeps out the hold
+    behind = asyncio.create_task(behind_the_head())
+    await asyncio.sleep(0)
+    assert behind.done() is not queues
+    if not queues:
+        assert isinstance(behind.exception(), GateClosed)
+        assert now() == START
+    # Queued, it becomes the head after the probe went, and waits for its answer: that
+    # answer does not come by the deadline.
+    with pytest.raises(GateClosed):
+        await behind
+    assert now() <= START + 1.0 + CLOCK_SLACK
+    answered.set()
+    await head
+    assert gate.waiting == 0
+
+
+# -- rate limits: order and deadlines ------------------------------------------------------------
 
 
 async def admit_at(gate: UpstreamGate, log: list[tuple[str, float]], name: str) -> None:
@@ -120,9 +217,81 @@ async def admit_at(gate: UpstreamGate, log: list[tuple[str, float]], name: str) 
         log.append((name, now()))
 
 
-def since_start(log: list[tuple[str, float]]) -> list[tuple[str, float]]:
-    """Who was admitted, and when, in seconds from the start, to the millisecond."""
-    return [(name, round(at - START, 3)) for name, at in log]
+def assert_admitted(log: list[tuple[str, float]], expected: list[tuple[str, float]]) -> None:
+    """Who was admitted, in order, and when, in seconds from the start (to a timer's
+    resolution)."""
+    assert [name for name, _ in log] == [name for name, _ in expected]
+    assert [at - START for _, at in log] == pytest.approx([at for _, at in expected], abs=5e-3)
+
+
+async def test_a_request_arriving_as_the_heads_wait_ends_queues_behind_it() -> None:
+    gate = UpstreamGate(rate_limits=[(1, 1.0)])
+    log: list[tuple[str, float]] = []
+    await admit_at(gate, log, "x")  # the next request waits 1.1 s
+
+    async def arrive_at_the_end_of_the_wait() -> None:
+        await asyncio.sleep(1.1)
+        await admit_at(gate, log, "b")
+
+    head = asyncio.create_task(admit_at(gate, log, "a"))
+    await asyncio.sleep(0)
+    await asyncio.gather(head, arrive_at_the_end_of_the_wait())
+    assert_admitted(log, [("x", 0.0), ("a", 1.1), ("b", 2.2)])
+
+
+async def test_a_waiter_made_head_keeps_a_newcomer_behind_it() -> None:
+    gate = UpstreamGate(rate_limits=[(1, 1.0)])
+    log: list[tuple[str, float]] = []
+    await admit_at(gate, log, "x")
+    tasks = [asyncio.create_task(admit_at(gate, log, name)) for name in "ab"]
+    await asyncio.sleep(1.5)  # A went at + 1.1; B, made the head, waits until + 2.2
+    tasks.append(asyncio.create_task(admit_at(gate, log, "c")))
+    await asyncio.sleep(0)
+    assert gate.waiting == 2  # B at the head, C queued behind it: one head only
+    await asyncio.gather(*tasks)
+    assert_admitted(log, [("x", 0.0), ("a", 1.1), ("b", 2.2), ("c", 3.3)])
+
+
+async def test_a_head_refused_by_its_deadline_says_how_far_the_deadline_was() -> None:
+    gate = UpstreamGate(rate_limits=[(1, 1.0)])
+    log: list[tuple[str, float]] = []
+    await admit_at(gate, log, "x")
+    first = asyncio.create_task(admit_at(gate, log, "a"))  # the head: in at START + 1.1
+    await asyncio.sleep(0)
+    # At arrival the gate opens at START + 1.1, before the deadline; behind A it opens at
+    # START + 2.2, after it: known once this request is the head, at START + 1.1.
+    with pytest.raises(GateClosed) as closed:
+        async with gate.admit(deadline=START + 1.5):
+            pytest.fail("admitted past the deadline")
+    assert now() == pytest.approx(START + 1.1, abs=1e-3)
+    assert "before its deadline (in 0.400 s); it opens in about 1.100 s" in str(closed.value)
+    assert closed.value.retry_after == pytest.approx(1.1, abs=1e-3)
+    await first
+    assert_admitted(log, [("x", 0.0), ("a", 1.1)])
+
+
+async def test_an_answer_meanwhile_does_not_hide_what_a_newcomer_is_refused_for() -> None:
+    gate = UpstreamGate(rate_limits=[(1, 1.0)])
+    answer = asyncio.Event()
+
+    async def in_flight() -> None:
+        async with gate.admit():
+            await answer.wait()
+
+    first = asyncio.create_task(in_flight())  # admitted at START, answers at + 0.5
+    await asyncio.sleep(0)
+    head = asyncio.create_task(admit_at(gate, [], "a"))  # waits at least 1.1 s
+    await asyncio.sleep(0.5)
+    answer.set()
+    await first  # the answer frees nothing now: the window counts from it
+    with pytest.raises(GateClosed):
+        async with gate.admit(deadline=START + 0.6):
+            pytest.fail("admitted past the deadline")
+    assert now() == START + 0.5  # known at once, not at the deadline
+    await head
+
+
+# -- cancelled waiters -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("follower", [True, False])
@@ -137,7 +306,7 @@ async def test_a_head_cancelled_before_it_runs_hands_its_turn_on(follower: bool)
             # B was made the head as A left the queue, and has not run yet.
             tasks["b"].cancel()
 
-    await admit_at(gate, log, "x")  # fills the window: the next request waits 1 s
+    await admit_at(gate, log, "x")  # the next request waits 1.1 s
     tasks["a"] = asyncio.create_task(first_then_cancel_next())
     tasks["b"] = asyncio.create_task(admit_at(gate, log, "b"))
     if follower:
@@ -145,8 +314,8 @@ async def test_a_head_cancelled_before_it_runs_hands_its_turn_on(follower: bool)
     async with asyncio.timeout(60):
         await asyncio.gather(*tasks.values(), return_exceptions=True)
     assert tasks["b"].cancelled()
-    expected = [("x", 0.0), ("a", 1.0), ("c", 2.0)] if follower else [("x", 0.0), ("a", 1.0)]
-    assert since_start(log) == expected
+    expected = [("x", 0.0), ("a", 1.1)] + ([("c", 2.2)] if follower else [])
+    assert_admitted(log, expected)
     assert gate.waiting == 0
     # The gate still serves whoever comes next, at once.
     await asyncio.sleep(5.0)
@@ -166,62 +335,78 @@ async def test_a_waiter_cancelled_behind_the_head_leaves_one_head() -> None:
     behind.cancel()
     await asyncio.sleep(0)
     assert behind.cancelled()
-    assert gate.waiting >= 2  # A and C still wait (a cancelled waiter leaves lazily)
+    # A (the head) and C still wait; the cancelled waiter leaves lazily. A second head
+    # promoted by the cancel would leave fewer.
+    assert gate.waiting >= 2
     await asyncio.gather(head, last)
-    assert since_start(log) == [("x", 0.0), ("a", 1.0), ("c", 2.0)]
+    assert_admitted(log, [("x", 0.0), ("a", 1.1), ("c", 2.2)])
     assert gate.waiting == 0
 
 
-async def test_a_head_whose_window_frees_at_its_deadline_within_the_slack_gets_in() -> None:
-    gate = UpstreamGate(rate_limits=[(1, 1.0)])
-    log: list[tuple[str, float]] = []
-    await admit_at(gate, log, "x")
-    # The window frees at START + 1, which is the deadline plus exactly CLOCK_SLACK.
-    async with gate.admit(deadline=START + 1.0 - CLOCK_SLACK):
-        log.append(("a", now()))
-    assert since_start(log) == [("x", 0.0), ("a", 1.0)]
+# -- another process's probe ---------------------------------------------------------------
 
 
-async def test_a_head_refused_by_its_deadline_says_how_far_the_deadline_was() -> None:
-    gate = UpstreamGate(rate_limits=[(1, 1.0)])
-    log: list[tuple[str, float]] = []
-    await admit_at(gate, log, "x")
-    first = asyncio.create_task(admit_at(gate, log, "a"))  # the head: in at START + 1
-    await asyncio.sleep(0)
-    # At arrival the window frees at START + 1, before the deadline; behind A it frees at
-    # START + 2, after it: known once this request is the head, at START + 1.
-    with pytest.raises(GateClosed) as closed:
-        async with gate.admit(deadline=START + 1.5):
-            pytest.fail("admitted past the deadline")
-    assert now() == START + 1.0
-    assert "before its deadline (in 0.500 s); it opens in about 1.000 s" in str(closed.value)
-    await first
+def two_processes() -> tuple[UpstreamGate, UpstreamGate]:
+    """Two gates on one backend, as two processes on one credential would be."""
+    shared = MemoryGate()
+    return UpstreamGate(backend=shared), UpstreamGate(backend=shared)
 
 
-async def test_a_hold_ends_within_the_slack() -> None:
-    clock = FakeTime(now=START)
-    gate = UpstreamGate(clock=clock.clock, sleep=clock.sleep)
-    gate.hold(1.0)
-    clock.now = START + 1.0 - CLOCK_SLACK  # the end of the hold, less the slack
+async def probe_for(gate: UpstreamGate, seconds: float) -> None:
+    """Send the probe, whose answer takes ``seconds``."""
     async with gate.admit() as admission:
-        assert admission.probe is True
-    assert clock.sleeps == []
+        assert admission.probe
+        await asyncio.sleep(seconds)
 
 
-async def test_an_ordinary_admission_is_no_probe_and_holds_nothing() -> None:
-    gate = UpstreamGate()
-    async with gate.admit() as admission:
-        assert admission.probe is False
-        assert admission.held is False
+async def test_a_request_behind_another_processes_probe_looks_again_until_it_answered() -> None:
+    mine, theirs = two_processes()
+    await mine.hold(0.5)
+    await probe_for(mine, 0.0)  # this process's probe, answered: none of ours is out now
+    await theirs.hold(0.5)
+    probe = asyncio.create_task(probe_for(theirs, 2.0))  # out at START + 1, answered at + 3
+    await asyncio.sleep(1.0)
+    async with asyncio.timeout(60):  # not this process's probe: no answer wakes it
+        async with mine.admit() as admission:
+            assert admission.probe is False
+            admitted = now()
+    assert START + 3.0 <= admitted <= START + 3.0 + 0.25  # rechecked every 0.25 s
+    await probe
 
 
-async def test_a_window_that_frees_within_the_slack_admits_at_once() -> None:
+@pytest.mark.parametrize(("answer", "admitted"), [(1.05, True), (1.2, False)])
+async def test_a_request_behind_another_processes_probe_looks_once_more_at_its_deadline(
+    answer: float, admitted: bool
+) -> None:
+    mine, theirs = two_processes()
+    await theirs.hold(1.0)
+    probe = asyncio.create_task(probe_for(theirs, answer))  # out at START + 1
+    await asyncio.sleep(1.5)
+    deadline = START + 2.1  # rechecks at + 1.75 and + 2.0, then the last look at + 2.1
+    if admitted:
+        async with mine.admit(deadline=deadline):
+            assert now() == pytest.approx(deadline, abs=1e-3)
+    else:
+        with pytest.raises(GateClosed) as closed:
+            async with mine.admit(deadline=deadline):
+                pytest.fail("admitted while the other process's probe is out")
+        assert now() == pytest.approx(deadline, abs=1e-3)
+        assert "before its deadline (now); it opens in about 0.000 s" in str(closed.value)
+        assert closed.value.retry_after == 0.0
+    await probe
+    assert mine.waiting == 0
+
+
+# -- the connector's gate ----------------------------------------------------------------------
+
+
+async def test_a_connectors_gate_and_its_backend_run_on_the_clock_it_is_given() -> None:
+    settings = DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=1, rate_limits=[(1, 10.0)])
     clock = FakeTime(now=START)
-    gate = UpstreamGate(rate_limits=[(1, 1.0)], clock=clock.clock, sleep=clock.sleep)
-    async with gate.admit():
-        pass
-    clock.now = START + 1.0 - CLOCK_SLACK / 2
-    async with gate.admit():
-        pass
-    assert clock.sleeps == []
-    assert gate.requests_sent == 2
+    gate = connector_gate(settings, ca="digicert", clock=clock.clock, sleep=clock.sleep)
+    for _ in range(2):
+        async with gate.admit():
+            pass
+    assert gate.now() == clock.now
+    assert clock.sleeps == [pytest.approx(10.1, abs=1e-4)]  # the window and the margin
+    assert now() == START  # the loop's clock never moved
