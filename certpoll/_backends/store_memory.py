@@ -36,6 +36,18 @@ __all__ = ["MemoryOrderStore"]
 _Row = dict[str, object]
 
 
+def _accepted(row: _Row, *, order_id: str, deadline_in: float, now: float) -> StoredOrder:
+    """``row`` as an order the CA accepted: pending, due at once, polled for ``deadline_in``."""
+    row.update(
+        state=StoredState.PENDING.value,
+        order_id=order_id,
+        due_at=now,
+        deadline=now + deadline_in,
+        updated_at=now,
+    )
+    return record_from_row(row)
+
+
 class MemoryOrderStore:
     """An :class:`~certpoll.OrderStore` in memory; ``clock`` gives seconds since the epoch."""
 
@@ -99,14 +111,7 @@ class MemoryOrderStore:
         check_order_id(order_id)
         deadline_in = check_seconds(deadline_in, "deadline_in")
         row = self._held(claimed, StoredState.INTENT, "recording the order id")
-        now = self._clock()
-        row.update(
-            state=StoredState.PENDING.value,
-            order_id=order_id,
-            due_at=now,
-            deadline=now + deadline_in,
-        )
-        return record_from_row(row)
+        return _accepted(row, order_id=order_id, deadline_in=deadline_in, now=self._clock())
 
     async def record_uncertain(self, claimed: StoredOrder, *, error: str) -> StoredOrder:
         """See :meth:`certpoll.OrderStore.record_uncertain`."""
@@ -137,15 +142,7 @@ class MemoryOrderStore:
         if order_id is None:
             del self._rows[key]
             return None
-        now = self._clock()
-        row.update(
-            state=StoredState.PENDING.value,
-            order_id=order_id,
-            due_at=now,
-            deadline=now + deadline_in,
-            updated_at=now,
-        )
-        return record_from_row(row)
+        return _accepted(row, order_id=order_id, deadline_in=deadline_in, now=self._clock())
 
     async def claim(
         self, *, owner: str, cas: Iterable[CAName], limit: int, lease: float
