@@ -85,14 +85,30 @@ def _settings(sim: SimulatedCA) -> dict[certpoll.CAName, certpoll.CASettings]:
     }
 
 
+class _HandClock:
+    """The simulator's time, moved only by the test: no order issues before the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def sim() -> SimulatedCA:
-    sim = SimulatedCA(credentials=CREDENTIALS, speed=1000)
-    sim.script_next(OrderScript(issue_after=40), count=1000)  # 40 ms of real time
+def hand_clock() -> _HandClock:
+    return _HandClock()
+
+
+@pytest.fixture
+def sim(hand_clock: _HandClock) -> SimulatedCA:
+    # On real time, a loaded machine let an order issue before its submission answered.
+    sim = SimulatedCA(credentials=CREDENTIALS, clock=hand_clock)
+    sim.script_next(OrderScript(issue_after=40), count=1000)
     return sim
 
 
-async def _exercise(client: httpx.AsyncClient, sim: SimulatedCA) -> None:
+async def _exercise(client: httpx.AsyncClient, sim: SimulatedCA, clock: _HandClock) -> None:
     """Many concurrent orders, background polls settle them, reads and listing agree."""
 
     async def post(ca: str, name: str) -> dict[str, str]:
@@ -113,6 +129,8 @@ async def _exercise(client: httpx.AsyncClient, sim: SimulatedCA) -> None:
     )
     assert {o["state"] for o in submitted} == {"pending"}
     assert len((await client.get("/orders")).json()) == 24
+    assert len(await listing("pending")) == 24
+    clock.now = 41.0  # every order's issue_after has passed
     for _ in range(500):
         if not await listing("pending"):
             break
@@ -160,18 +178,18 @@ async def _uvicorn(app: object) -> AsyncIterator[str]:
         await task
 
 
-async def test_fastapi_app_over_uvicorn(sim: SimulatedCA) -> None:
+async def test_fastapi_app_over_uvicorn(sim: SimulatedCA, hand_clock: _HandClock) -> None:
     app = fastapi_app.create_app(_settings(sim), http=sim.client)
     async with _uvicorn(app) as origin, httpx.AsyncClient(base_url=origin) as client:
-        await _exercise(client, sim)
+        await _exercise(client, sim, hand_clock)
 
 
-async def test_aiohttp_app_over_its_test_server(sim: SimulatedCA) -> None:
+async def test_aiohttp_app_over_its_test_server(sim: SimulatedCA, hand_clock: _HandClock) -> None:
     app = aiohttp_app.create_app(_settings(sim), http=sim.client)
     async with TestServer(app, host="127.0.0.1") as server:
         origin = str(server.make_url("")).rstrip("/")
         async with httpx.AsyncClient(base_url=origin) as client:
-            await _exercise(client, sim)
+            await _exercise(client, sim, hand_clock)
             response = await client.post("/orders", json=["not", "an", "object"])
             assert response.status_code == 422
             # Bad input is a 422 with a JSON body, as FastAPI answers, never a 500.
