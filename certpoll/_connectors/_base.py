@@ -15,13 +15,13 @@ import functools
 import json
 import logging
 import re
-import types
 from collections.abc import Awaitable, Callable, Mapping
-from typing import ClassVar, Generic, Self, TypeVar
+from typing import ClassVar, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
 
+from .._closing import AsyncClosing
 from .._errors import (
     CertpollError,
     ConfigError,
@@ -44,6 +44,7 @@ from .._poller import Poller, attempt_deadline
 from .._redaction import Redactor
 from .._settings import CASettings
 from .._triage import Triage
+from ._http import read_capped, redirect_request, same_origin
 
 __all__ = ["Connector", "decimal_id", "path_segment"]
 
@@ -57,20 +58,6 @@ MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 
 #: Redirects followed at most, when ``follow_redirects`` is on.
 MAX_REDIRECTS = 5
-_REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
-#: Headers carrying a CA credential (DigiCert's key, Sectigo's account, GlobalSign's bearer
-#: token): never sent to another origin. Any header holding a credential value is dropped too.
-CREDENTIAL_HEADERS = frozenset(
-    {
-        "x-dc-devkey",
-        "customeruri",
-        "login",
-        "password",
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-    }
-)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DECIMAL_ID = re.compile(r"[1-9][0-9]{0,19}")
@@ -112,17 +99,6 @@ def _marking_issue(issue: _Issue) -> _Issue:
     return issue_without_waiting
 
 
-def _declared_within_cap(headers: httpx.Headers) -> bool:
-    """Whether the body is declared, unencoded, no larger than :data:`MAX_RESPONSE_BYTES`.
-
-    An encoded body (gzip) may inflate far past its Content-Length, so it is read in chunks.
-    """
-    length = headers.get("content-length")
-    if length is None or not length.isdigit() or "content-encoding" in headers:
-        return False
-    return int(length) <= MAX_RESPONSE_BYTES
-
-
 def path_segment(value: str, *, what: str = "order id") -> str:
     """``value`` escaped as exactly one URL path segment, or a :class:`ConfigError`.
 
@@ -149,7 +125,7 @@ def decimal_id(value: str, *, what: str = "order id") -> str:
     return value
 
 
-class Connector(abc.ABC, Generic[S]):
+class Connector(AsyncClosing, Generic[S]):
     """The shape shared by :class:`~certpoll.DigiCert`, ``Sectigo``, ``Entrust``, ``GlobalSign``.
 
     ``http`` is the ``httpx.AsyncClient`` to share; without it the connector creates one and
@@ -254,17 +230,6 @@ class Connector(abc.ABC, Generic[S]):
             await self.http.aclose()
         if self._owns_gate:
             await self.gate.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- what each CA implements ----------------------------------------------------------
 
@@ -555,112 +520,35 @@ class Connector(abc.ABC, Generic[S]):
         if not self.settings.follow_redirects:
             return response
         for _ in range(MAX_REDIRECTS):
-            following = self._redirect(request, response)
+            following = redirect_request(request, response, holds_secret=self._holds_secret)
             if following is None:
                 break
+            url = following.url
+            logger.info(
+                "certpoll.redirect ca=%s status=%s to=%s same_origin=%s",
+                self.ca,
+                response.status_code,
+                self.redact(f"{url.scheme}://{url.netloc.decode('ascii')}{url.path}"),
+                same_origin(url, request.url),
+            )
             request = following
             response = await self._read(request, order_id=order_id)
         return response
-
-    def _redirect(self, request: httpx.Request, response: httpx.Response) -> httpx.Request | None:
-        """The request a 3xx answer points to, without credentials if it leaves the origin."""
-        location = response.headers.get("Location")
-        if response.status_code not in _REDIRECT_CODES or not location:
-            return None
-        try:
-            url = request.url.join(location)
-            content = request.content
-        except (httpx.InvalidURL, httpx.RequestNotRead):
-            return None
-        if url.scheme not in ("http", "https"):
-            return None
-        method = request.method
-        status = response.status_code
-        if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
-            method, content = "GET", b""
-        same_origin = (url.scheme, url.host, url.port) == (
-            request.url.scheme,
-            request.url.host,
-            request.url.port,
-        )
-        # Host and lengths are recomputed for the new request; a body that changes to GET
-        # takes its Content-Type with it.
-        dropped = {"host", "content-length", "transfer-encoding"}
-        if not content:
-            dropped.add("content-type")
-        if not same_origin:
-            if content:
-                # A body may hold a credential (GlobalSign's login): never to another origin.
-                return None
-            dropped |= CREDENTIAL_HEADERS
-        headers = [
-            (name, value)
-            for name, value in request.headers.raw
-            if name.decode("latin-1").lower() not in dropped
-            and (same_origin or not self._holds_secret(value.decode("latin-1")))
-        ]
-        logger.info(
-            "certpoll.redirect ca=%s status=%s to=%s same_origin=%s",
-            self.ca,
-            status,
-            self.redact(f"{url.scheme}://{url.netloc.decode('ascii')}{url.path}"),
-            same_origin,
-        )
-        return httpx.Request(
-            method, url, headers=headers, content=content or None, extensions=request.extensions
-        )
 
     def _holds_secret(self, text: str) -> bool:
         return self.redact(text) != text
 
     async def _read(self, request: httpx.Request, *, order_id: str | None) -> httpx.Response:
-        """Send ``request`` and read its body, refusing bodies over the cap."""
-        response = await self.http.send(request, stream=True, follow_redirects=False)
-        if _declared_within_cap(response.headers):
-            # The common case: one read, and httpx's own response kept as it is. The framing
-            # (h11) stops at Content-Length; the check after the read covers a transport
-            # that does not.
-            try:
-                content = await response.aread()
-            finally:
-                await response.aclose()
-            if len(content) <= MAX_RESPONSE_BYTES:
-                return response
-            raise self._too_large(request, response, order_id)
-        try:
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_RESPONSE_BYTES:
-                    raise self._too_large(request, response, order_id)
-                chunks.append(chunk)
-        finally:
-            await response.aclose()
-        # The body is already decoded: drop the headers that describe the encoded form.
-        # Raw bytes: a header value that is not ASCII must not break the copy.
-        headers = [
-            (k, v)
-            for k, v in response.headers.raw
-            if k.lower() not in (b"content-encoding", b"content-length", b"transfer-encoding")
-        ]
-        return httpx.Response(
-            response.status_code,
-            headers=headers,
-            content=b"".join(chunks),
-            request=request,
-            extensions=response.extensions,
-        )
-
-    def _too_large(
-        self, request: httpx.Request, response: httpx.Response, order_id: str | None
-    ) -> ResponseParseError:
-        return ResponseParseError(
-            f"{self.ca}: the answer to {request.method} {self.redact(request.url.path)} is "
-            f"larger than {MAX_RESPONSE_BYTES} bytes; reading stopped",
-            ca=self.ca,
-            order_id=order_id,
-            status_code=response.status_code,
+        """Send ``request`` and read its body, refusing bodies over :data:`MAX_RESPONSE_BYTES`."""
+        return await read_capped(
+            self.http,
+            request,
+            limit=MAX_RESPONSE_BYTES,
+            too_large=lambda response: self._parse_error(
+                f"the answer is larger than {MAX_RESPONSE_BYTES} bytes; reading stopped",
+                response,
+                order_id,
+            ),
         )
 
     def _json(self, response: httpx.Response, *, order_id: str | None) -> Mapping[str, object]:
