@@ -64,13 +64,9 @@ class Plain(Connector[certpoll.DigiCertSettings]):
             return sent
         return certpoll.Pending(detail=sent.text or None)
 
-    async def revoke(
-        self,
-        certificate: certpoll.Certificate | str,
-        *,
-        reason: certpoll.RevocationReason = certpoll.RevocationReason.UNSPECIFIED,
-        comment: str | None = None,
-    ) -> None:
+    async def _send_revocation(
+        self, certificate_id: str, reason: certpoll.RevocationReason, comment: str | None
+    ) -> httpx.Response | certpoll.Pending | certpoll.Failed:
         raise NotImplementedError
 
 

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
+from .._certs import certificate_from_pem
 from .._closing import AsyncClosing
 from .._errors import (
     CertpollError,
@@ -46,12 +47,13 @@ from .._settings import CASettings
 from .._triage import Triage
 from ._http import read_capped, redirect_request, same_origin
 
-__all__ = ["Connector", "decimal_id", "path_segment"]
+__all__ = ["Connector", "JsonAnswer", "decimal_id", "path_segment", "positive_int"]
 
 logger = logging.getLogger("certpoll")
 
 #: Covariant: a DigiCert (a Connector[DigiCertSettings]) is a Connector[CASettings].
 S = TypeVar("S", bound=CASettings, covariant=True)
+T = TypeVar("T")
 
 #: Reading stops here: no certificate answer is anywhere near this size.
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
@@ -67,6 +69,14 @@ _WARNED_STATUSES: set[tuple[str, str]] = set()
 _MAX_WARNED_STATUSES = 1024
 #: Transport errors raised before any byte of the request left: safe to send again.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JsonAnswer:
+    """A 2xx answer whose body is a JSON object (see :meth:`Connector._json_answer`)."""
+
+    response: httpx.Response
+    body: Mapping[str, object]
 
 
 @dataclasses.dataclass(slots=True)
@@ -123,6 +133,14 @@ def decimal_id(value: str, *, what: str = "order id") -> str:
     if not _DECIMAL_ID.fullmatch(value):
         raise ConfigError(f"{value[:64]!r} is not a valid {what}: expected a positive integer")
     return value
+
+
+def positive_int(value: object) -> int | None:
+    """``value`` if it is a positive JSON integer (a CA's numeric id), else None."""
+    # bool is an int to Python, never an id to a CA.
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
 
 
 class Connector(AsyncClosing, Generic[S]):
@@ -241,7 +259,6 @@ class Connector(AsyncClosing, Generic[S]):
     async def poll_once(self, order_id: str) -> Done[OrderStatus] | Pending | Failed:
         """One triaged look at an order (status and, when issued, the download)."""
 
-    @abc.abstractmethod
     async def revoke(
         self,
         certificate: Certificate | str,
@@ -251,9 +268,41 @@ class Connector(AsyncClosing, Generic[S]):
     ) -> None:
         """Revoke a certificate, given as a :class:`Certificate` or its ``ca_certificate_id``.
 
+        ``reason`` goes by the CA's own name or code for it; a reason the CA does not take is
+        sent as its "unspecified" (logged as ``certpoll.revocation_reason_mapped``).
         ``comment`` is the free text the CA records with the request (default: the reason);
-        a CA that takes none (GlobalSign) ignores it.
+        a CA that takes none (GlobalSign) ignores it. A refusal raises the triaged error
+        (:class:`AuthenticationError`, :class:`OrderNotFound`, :class:`PermanentError`,
+        :class:`TransientError`).
         """
+        certificate_id = (
+            certificate.ca_certificate_id if isinstance(certificate, Certificate) else certificate
+        )
+        try:
+            rfc_reason = RevocationReason(reason)
+        except ValueError as exc:
+            raise ConfigError(f"{reason!r} is not a RevocationReason") from exc
+        sent = await self._send_revocation(certificate_id, rfc_reason, comment)
+        if not isinstance(sent, httpx.Response):
+            raise self._error_for(sent)
+
+    @abc.abstractmethod
+    async def _send_revocation(
+        self, certificate_id: str, reason: RevocationReason, comment: str | None
+    ) -> httpx.Response | Pending | Failed:
+        """Send the CA's revocation request; ``certificate_id`` is not yet checked."""
+
+    def _wire_reason(self, reason: RevocationReason, names: Mapping[RevocationReason, T]) -> T:
+        """``reason`` as the CA's table ``names`` writes it; one it lacks as "unspecified"."""
+        if reason in names:
+            return names[reason]
+        logger.info(
+            "certpoll.revocation_reason_mapped ca=%s reason=%s sent=unspecified",
+            self.ca,
+            reason.name,
+            extra={"certpoll_ca": self.ca},
+        )
+        return names[RevocationReason.UNSPECIFIED]
 
     def check_order_id(self, order_id: str) -> str:
         """The order id as this CA accepts it; a :class:`ConfigError` before any request."""
@@ -562,6 +611,49 @@ class Connector(AsyncClosing, Generic[S]):
                 f"the answer is a JSON {type(body).__name__}, not an object", response, order_id
             )
         return body
+
+    def _json_answer(
+        self, sent: httpx.Response | Pending | Failed, *, order_id: str | None
+    ) -> JsonAnswer | Pending | Failed:
+        """What :meth:`_send` gave, its body read as a JSON object; an unreadable one Failed."""
+        if not isinstance(sent, httpx.Response):
+            return sent
+        try:
+            return JsonAnswer(sent, self._json(sent, order_id=order_id))
+        except ResponseParseError as exc:
+            return Failed(exc)
+
+    def _answer_status(
+        self, answer: Mapping[str, object], response: httpx.Response, order_id: str
+    ) -> Done[OrderStatus] | Pending | Failed | None:
+        """What the answer's ``status`` says (:meth:`_status_outcome`); None if issued."""
+        status = answer.get("status")
+        if not isinstance(status, str):
+            return Failed(self._parse_error("the answer has no status", response, order_id))
+        return self._status_outcome(status, order_id=order_id)
+
+    def _issued_from_pem(
+        self,
+        pem: str | bytes,
+        *,
+        order_id: str,
+        ca_certificate_id: str,
+        chain: str = "",
+        public_key: bytes | None = None,
+    ) -> Done[OrderStatus] | Failed:
+        """The issued order, its certificate (and chain) read from ``pem``, or Failed."""
+        try:
+            certificate = certificate_from_pem(
+                pem,
+                ca=self.ca,
+                order_id=order_id,
+                ca_certificate_id=ca_certificate_id,
+                chain=chain,
+                public_key=public_key,
+            )
+        except ResponseParseError as exc:
+            return Failed(exc)
+        return self._issued(order_id, certificate)
 
     def _parse_error(
         self, problem: str, response: httpx.Response, order_id: str | None
