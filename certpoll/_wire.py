@@ -90,15 +90,19 @@ class DIGICERT:
     RATE_LIMIT_MESSAGE: Final = "Service unavailable, please limit request volume"
     #: The documented limits, per API key: (requests, per seconds), all enforced.
     RATE_LIMITS: Final[tuple[tuple[int, float], ...]] = ((100, 5.0), (1000, 180.0))
-    #: RFC 5280 reasons as ``revocation_reason`` names. DigiCert takes the reasons a
-    #: subscriber may give under the CA/Browser Forum Baseline Requirements; the others (CA
-    #: compromise, certificate hold, privilege withdrawn) are the CA's own to give.
+    #: RFC 5280 reasons as ``revocation_reason`` names: snake case ("key_compromise").
+    #: DigiCert takes the reasons a subscriber may give under the CA/Browser Forum Baseline
+    #: Requirements; the others (CA compromise, certificate hold, privilege withdrawn) are
+    #: the CA's own to give.
     REVOCATION_REASONS: Final[Mapping[RevocationReason, str]] = {
-        RevocationReason.UNSPECIFIED: "unspecified",
-        RevocationReason.KEY_COMPROMISE: "key_compromise",
-        RevocationReason.AFFILIATION_CHANGED: "affiliation_changed",
-        RevocationReason.SUPERSEDED: "superseded",
-        RevocationReason.CESSATION_OF_OPERATION: "cessation_of_operation",
+        reason: reason.name.lower()
+        for reason in RevocationReason
+        if reason
+        not in (
+            RevocationReason.CA_COMPROMISE,
+            RevocationReason.CERTIFICATE_HOLD,
+            RevocationReason.PRIVILEGE_WITHDRAWN,
+        )
     }
 
 

@@ -40,10 +40,11 @@ from .._models import (
     OrderStatus,
     RevocationReason,
 )
+from .._mtls import mtls_mounts
 from .._outcomes import Done, Failed, Pending, StillPending
 from .._poller import Poller, attempt_deadline
 from .._redaction import Redactor
-from .._settings import CASettings
+from .._settings import CASettings, EntrustSettings, GlobalSignSettings
 from .._triage import Triage
 from ._http import read_capped, redirect_request, same_origin
 
@@ -146,6 +147,10 @@ def positive_int(value: object) -> int | None:
 class Connector(AsyncClosing, Generic[S]):
     """The shape shared by :class:`~certpoll.DigiCert`, ``Sectigo``, ``Entrust``, ``GlobalSign``.
 
+    >>> async with certpoll.connector_for(settings) as connector:  # doctest: +SKIP
+    ...     order = await connector.issue(request)
+    ...     status = await connector.get_order_status(order.order_id)
+
     ``http`` is the ``httpx.AsyncClient`` to share; without it the connector creates one and
     closes it in :meth:`aclose`. A client passed in is never closed by the connector.
     ``poller`` replaces the Poller built from the settings: inject clock, sleep and rng there,
@@ -232,13 +237,23 @@ class Connector(AsyncClosing, Generic[S]):
             timeout=self.settings.attempt_timeout_seconds, verify=self.settings.tls_verify
         )
 
+    @staticmethod
+    def _mtls_client(settings: EntrustSettings | GlobalSignSettings) -> httpx.AsyncClient:
+        """A client authenticated by the settings' client certificate, for ``api_url``."""
+        return httpx.AsyncClient(
+            timeout=settings.attempt_timeout_seconds, mounts=mtls_mounts(settings)
+        )
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
 
     @property
-    @abc.abstractmethod
     def base_url(self) -> str:
-        """The CA's API root, without a trailing slash."""
+        """The CA's API root (the settings' ``base_url`` or ``api_url``), without a trailing
+        slash.
+        """
+        root: str = getattr(self.settings, self.settings.url_field)
+        return root.rstrip("/")
 
     # -- the lifecycle ------------------------------------------------------------------
 
@@ -368,6 +383,21 @@ class Connector(AsyncClosing, Generic[S]):
             status_code=response.status_code,
             body_excerpt=self.triage.excerpt(response),
         )
+
+    def _accepted_order(
+        self, request: CertificateRequest, response: httpx.Response, *, id_field: str
+    ) -> tuple[str, Mapping[str, object]]:
+        """The order id (the positive integer at ``id_field``) and the body of a 2xx answer
+        to an order; an answer without them is :meth:`_unreadable_submission`.
+        """
+        try:
+            answer = self._json(response, order_id=None)
+            number = positive_int(answer.get(id_field))
+            if number is None:
+                raise self._parse_error(f"the answer has no {id_field}", response, None)
+        except ResponseParseError as exc:
+            raise self._unreadable_submission(request, response) from exc
+        return str(number), answer
 
     def redact(self, text: str) -> str:
         """``text`` with every credential of these settings, in any spelling, redacted."""
@@ -622,6 +652,18 @@ class Connector(AsyncClosing, Generic[S]):
             return JsonAnswer(sent, self._json(sent, order_id=order_id))
         except ResponseParseError as exc:
             return Failed(exc)
+
+    async def _look(
+        self, request: httpx.Request, *, order_id: str
+    ) -> JsonAnswer | Done[OrderStatus] | Pending | Failed:
+        """Send a status request: its answer if the ``status`` there is issued, else what
+        the answer means (:meth:`_answer_status`) or what the sending gave.
+        """
+        answer = self._json_answer(await self._send(request, order_id=order_id), order_id=order_id)
+        if not isinstance(answer, JsonAnswer):
+            return answer
+        outcome = self._answer_status(answer.body, answer.response, order_id)
+        return answer if outcome is None else outcome
 
     def _answer_status(
         self, answer: Mapping[str, object], response: httpx.Response, order_id: str

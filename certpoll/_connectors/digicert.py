@@ -17,7 +17,6 @@ from typing import ClassVar, final
 import httpx
 
 from .._certs import csr_public_key
-from .._errors import ResponseParseError
 from .._models import (
     CAName,
     CertificateRequest,
@@ -43,10 +42,6 @@ FAILED_STATUSES = frozenset({"rejected", "denied", "canceled", "revoked", "expir
 class DigiCert(Connector[DigiCertSettings]):
     """DigiCert CertCentral.
 
-    >>> async with certpoll.DigiCert(certpoll.DigiCertSettings()) as dc:  # doctest: +SKIP
-    ...     order = await dc.issue(request)
-    ...     status = await dc.get_order_status(order.order_id)
-
     Order ids and certificate ids are DigiCert's integers, as decimal strings.
     """
 
@@ -59,11 +54,6 @@ class DigiCert(Connector[DigiCertSettings]):
         *Connector.missing_route_words,
         "not_found|route",
     )
-
-    @property
-    def base_url(self) -> str:
-        """``settings.base_url`` without a trailing slash."""
-        return self.settings.base_url.rstrip("/")
 
     def check_order_id(self, order_id: str) -> str:
         """``order_id`` if it is a positive decimal integer, else :class:`ConfigError`."""
@@ -100,14 +90,7 @@ class DigiCert(Connector[DigiCertSettings]):
             self._request("POST", path(DIGICERT.SUBMIT, product_type=product), body=body),
             certificate_request=request,
         )
-        try:
-            answer = self._json(response, order_id=None)
-            number = positive_int(answer.get("id"))
-            if number is None:
-                raise self._parse_error("the answer has no order id", response, None)
-        except ResponseParseError as exc:
-            raise self._unreadable_submission(request, response) from exc
-        order_id = str(number)
+        order_id, answer = self._accepted_order(request, response, id_field="id")
         status = answer.get("status")
         if isinstance(status, str) and status in FAILED_STATUSES:
             return self._rejected(order_id, f"order {order_id} is {status}")
@@ -154,12 +137,9 @@ class DigiCert(Connector[DigiCertSettings]):
         """Look at the order once and, when it is issued, download the certificate."""
         order_id = self.check_order_id(order_id)
         request = self._request("GET", path(DIGICERT.STATUS, order_id=order_id))
-        answer = self._json_answer(await self._send(request, order_id=order_id), order_id=order_id)
+        answer = await self._look(request, order_id=order_id)
         if not isinstance(answer, JsonAnswer):
             return answer
-        outcome = self._answer_status(answer.body, answer.response, order_id)
-        if outcome is not None:
-            return outcome
         certificate = answer.body.get("certificate")
         certificate_id = (
             positive_int(certificate.get("id")) if isinstance(certificate, dict) else None

@@ -37,7 +37,6 @@ from .._models import (
     OrderStatus,
     RevocationReason,
 )
-from .._mtls import mtls_mounts
 from .._outcomes import Done, Failed, Pending
 from .._settings import EntrustSettings
 from .._wire import ENTRUST, path
@@ -116,10 +115,6 @@ def _chain_items(chain: object, parse_error: Callable[[str], ResponseParseError]
 class Entrust(Connector[EntrustSettings]):
     """Entrust CA Gateway, over mTLS.
 
-    >>> async with certpoll.Entrust(certpoll.EntrustSettings()) as entrust:  # doctest: +SKIP
-    ...     order = await entrust.issue(request)
-    ...     status = await entrust.get_order_status(order.order_id)
-
     Without ``http=`` the connector creates its own client with an :class:`MTLSTransport`
     mounted for ``api_url``; a shared client must mount one itself (see
     :func:`certpoll.mtls_mounts`). Order ids are certificate serials in hex, as CAGW writes
@@ -137,15 +132,8 @@ class Entrust(Connector[EntrustSettings]):
         """CA Gateway's words are upper case; be lenient about case and spaces."""
         return status.strip().upper()
 
-    @property
-    def base_url(self) -> str:
-        """``settings.api_url`` without a trailing slash."""
-        return self.settings.api_url.rstrip("/")
-
     def _default_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            timeout=self.settings.attempt_timeout_seconds, mounts=mtls_mounts(self.settings)
-        )
+        return self._mtls_client(self.settings)
 
     def _ca_url(self, template: str, **segments: str) -> str:
         ca_id = path_segment(self.settings.ca_id, what="Entrust CA id")

@@ -35,7 +35,6 @@ from .._models import (
     OrderStatus,
     RevocationReason,
 )
-from .._mtls import mtls_mounts
 from .._outcomes import Done, Failed, Pending
 from .._poller import Poller
 from .._settings import GlobalSignSettings
@@ -65,10 +64,6 @@ class _Token:
 @final
 class GlobalSign(Connector[GlobalSignSettings]):
     """GlobalSign Atlas HVCA, over mTLS with a bearer token.
-
-    >>> async with certpoll.GlobalSign(certpoll.GlobalSignSettings()) as gs:  # doctest: +SKIP
-    ...     order = await gs.issue(request)
-    ...     status = await gs.get_order_status(order.order_id)
 
     Without ``http=`` the connector creates its own client with an :class:`MTLSTransport`
     mounted for ``api_url`` (pinning ``server_ca_path`` when set); a shared client must mount
@@ -107,15 +102,8 @@ class GlobalSign(Connector[GlobalSignSettings]):
         self._logins_done = 0
         self._login_failure: Pending | Failed | None = None
 
-    @property
-    def base_url(self) -> str:
-        """``settings.api_url`` without a trailing slash."""
-        return self.settings.api_url.rstrip("/")
-
     def _default_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            timeout=self.settings.attempt_timeout_seconds, mounts=mtls_mounts(self.settings)
-        )
+        return self._mtls_client(self.settings)
 
     def _make_triage(self) -> Triage:
         return Triage(

@@ -19,7 +19,7 @@ from typing import ClassVar, final
 
 import httpx
 
-from .._errors import ConfigError, ResponseParseError
+from .._errors import ConfigError
 from .._models import (
     CAName,
     CertificateRequest,
@@ -30,7 +30,7 @@ from .._outcomes import Done, Failed, Pending
 from .._settings import SectigoSettings
 from .._triage import Triage
 from .._wire import SECTIGO, path
-from ._base import Connector, JsonAnswer, decimal_id, positive_int
+from ._base import Connector, JsonAnswer, decimal_id
 
 __all__ = ["COLLECT_NOT_READY_CODES", "Sectigo"]
 
@@ -80,10 +80,6 @@ def _collect_not_ready(response: httpx.Response) -> str | None:
 class Sectigo(Connector[SectigoSettings]):
     """Sectigo Certificate Manager.
 
-    >>> async with certpoll.Sectigo(certpoll.SectigoSettings()) as scm:  # doctest: +SKIP
-    ...     order = await scm.issue(request)
-    ...     status = await scm.get_order_status(order.order_id)
-
     Order ids are SCM's ``sslId``: positive decimal integers, strictly (``"12abc"`` is a
     :class:`ConfigError`, not 12).
     """
@@ -98,11 +94,6 @@ class Sectigo(Connector[SectigoSettings]):
     def _status_word(status: str) -> str:
         """Every word SCM uses for an issued certificate reads as ``Issued``."""
         return SECTIGO.ISSUED if status in ISSUED_STATUSES else status
-
-    @property
-    def base_url(self) -> str:
-        """``settings.base_url`` without a trailing slash."""
-        return self.settings.base_url.rstrip("/")
 
     def _make_triage(self) -> Triage:
         return Triage(ca=self.ca, not_ready=_collect_not_ready, redact=self.redact)
@@ -153,26 +144,16 @@ class Sectigo(Connector[SectigoSettings]):
             self._request("POST", path(SECTIGO.ENROLL), body=body),
             certificate_request=request,
         )
-        try:
-            answer = self._json(response, order_id=None)
-            ssl_id = positive_int(answer.get("sslId"))
-            if ssl_id is None:
-                raise self._parse_error("the answer has no sslId", response, None)
-        except ResponseParseError as exc:
-            raise self._unreadable_submission(request, response) from exc
-        order_id = str(ssl_id)
+        order_id, _ = self._accepted_order(request, response, id_field="sslId")
         return self._submitted(order_id, await self.poll_once(order_id))
 
     async def poll_once(self, order_id: str) -> Done[OrderStatus] | Pending | Failed:
         """Look at the enrollment once and, when it is issued, collect the certificate."""
         order_id = self.check_order_id(order_id)
         request = self._request("GET", path(SECTIGO.STATUS, ssl_id=order_id))
-        answer = self._json_answer(await self._send(request, order_id=order_id), order_id=order_id)
+        answer = await self._look(request, order_id=order_id)
         if not isinstance(answer, JsonAnswer):
             return answer
-        outcome = self._answer_status(answer.body, answer.response, order_id)
-        if outcome is not None:
-            return outcome
         return await self._collect(order_id)
 
     async def _collect(self, order_id: str) -> Done[OrderStatus] | Pending | Failed:
