@@ -12,13 +12,12 @@ Revocation uses the certificate id, not the serial.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar, final
+from typing import final
 
 import httpx
 
 from .._certs import csr_public_key
 from .._models import (
-    CAName,
     CertificateRequest,
     OrderStatus,
     RevocationReason,
@@ -45,12 +44,11 @@ class DigiCert(Connector[DigiCertSettings]):
     Order ids and certificate ids are DigiCert's integers, as decimal strings.
     """
 
-    ca: ClassVar[CAName] = "digicert"
-    order_noun: ClassVar[str] = "order"
-    pending_words: ClassVar[frozenset[str]] = PENDING_STATUSES
-    failed_words: ClassVar[frozenset[str]] = FAILED_STATUSES
-    issued_word: ClassVar[str] = DIGICERT.ISSUED
-    missing_route_words: ClassVar[tuple[str, ...]] = (
+    ca = "digicert"
+    pending_words = PENDING_STATUSES
+    failed_words = FAILED_STATUSES
+    issued_word = DIGICERT.ISSUED
+    missing_route_words = (
         *Connector.missing_route_words,
         "not_found|route",
     )

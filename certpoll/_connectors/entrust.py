@@ -25,14 +25,13 @@ import binascii
 import dataclasses
 import re
 from collections.abc import Callable, Mapping
-from typing import ClassVar, final
+from typing import final
 
 import httpx
 
 from .._certs import csr_public_key, issued_certificate, read_certificates
 from .._errors import ConfigError, ResponseParseError
 from .._models import (
-    CAName,
     CertificateRequest,
     OrderStatus,
     RevocationReason,
@@ -121,11 +120,11 @@ class Entrust(Connector[EntrustSettings]):
     them, or the enrollment id of an enrollment held without one.
     """
 
-    ca: ClassVar[CAName] = "entrust"
-    order_noun: ClassVar[str] = "enrollment"
-    pending_words: ClassVar[frozenset[str]] = PENDING_STATUSES
-    failed_words: ClassVar[frozenset[str]] = FAILED_STATUSES
-    issued_word: ClassVar[str] = ENTRUST.ISSUED
+    ca = "entrust"
+    order_noun = "enrollment"
+    pending_words = PENDING_STATUSES
+    failed_words = FAILED_STATUSES
+    issued_word = ENTRUST.ISSUED
 
     @staticmethod
     def _status_word(status: str) -> str:

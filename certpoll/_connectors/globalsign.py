@@ -30,7 +30,6 @@ import httpx
 from .._errors import AuthenticationError, ConfigError, ResponseParseError
 from .._gate import UpstreamGate
 from .._models import (
-    CAName,
     CertificateRequest,
     OrderStatus,
     RevocationReason,
@@ -71,11 +70,11 @@ class GlobalSign(Connector[GlobalSignSettings]):
     the token. Order ids are HVCA serial numbers.
     """
 
-    ca: ClassVar[CAName] = "globalsign"
-    order_noun: ClassVar[str] = "certificate"
-    pending_words: ClassVar[frozenset[str]] = PENDING_STATUSES
-    failed_words: ClassVar[frozenset[str]] = FAILED_STATUSES
-    issued_word: ClassVar[str] = "issued"
+    ca = "globalsign"
+    order_noun = "certificate"
+    pending_words = PENDING_STATUSES
+    failed_words = FAILED_STATUSES
+    issued_word = "issued"
 
     @staticmethod
     def _status_word(status: str) -> str:

@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import ClassVar, final
+from typing import final
 
 import httpx
 
 from .._errors import ConfigError
 from .._models import (
-    CAName,
     CertificateRequest,
     OrderStatus,
     RevocationReason,
@@ -84,11 +83,11 @@ class Sectigo(Connector[SectigoSettings]):
     :class:`ConfigError`, not 12).
     """
 
-    ca: ClassVar[CAName] = "sectigo"
-    order_noun: ClassVar[str] = "enrollment"
-    pending_words: ClassVar[frozenset[str]] = PENDING_STATUSES
-    failed_words: ClassVar[frozenset[str]] = FAILED_STATUSES
-    issued_word: ClassVar[str] = SECTIGO.ISSUED
+    ca = "sectigo"
+    order_noun = "enrollment"
+    pending_words = PENDING_STATUSES
+    failed_words = FAILED_STATUSES
+    issued_word = SECTIGO.ISSUED
 
     @staticmethod
     def _status_word(status: str) -> str:
