@@ -1,7 +1,7 @@
 """HTTP safety for the connectors: redirects followed without leaking, bodies read under a cap.
 
 Small functions over ``httpx`` requests and responses, with no CA in them:
-:func:`redirect_request` (made of :func:`redirect_url`, :func:`redirect_method` and
+:func:`redirect_request` (made of :func:`redirect_url`, :func:`becomes_get` and
 :func:`redirect_headers`, as httpx splits its own) and :func:`read_capped`.
 """
 
@@ -13,9 +13,9 @@ import httpx
 
 __all__ = [
     "CREDENTIAL_HEADERS",
+    "becomes_get",
     "read_capped",
     "redirect_headers",
-    "redirect_method",
     "redirect_request",
     "redirect_url",
     "same_origin",
@@ -53,13 +53,13 @@ def redirect_url(request: httpx.Request, response: httpx.Response) -> httpx.URL 
     return url if url.scheme in ("http", "https") else None
 
 
-def redirect_method(method: str, status_code: int) -> str:
-    """The method a redirect is followed with: a 303, or a 301/302 after a POST, is a GET."""
-    if (status_code == 303 and method != "HEAD") or (
+def becomes_get(method: str, status_code: int) -> bool:
+    """Whether a redirect turns the request into a GET without a body: a 303 (but after a
+    HEAD), or a 301/302 after a POST, as browsers and httpx do.
+    """
+    return (status_code == 303 and method != "HEAD") or (
         status_code in (301, 302) and method == "POST"
-    ):
-        return "GET"
-    return method
+    )
 
 
 def same_origin(one: httpx.URL, other: httpx.URL) -> bool:
@@ -107,9 +107,9 @@ def redirect_request(
         content = request.content
     except httpx.RequestNotRead:
         return None
-    method = redirect_method(request.method, response.status_code)
-    if method != request.method:
-        content = b""
+    method = request.method
+    if becomes_get(method, response.status_code):
+        method, content = "GET", b""
     cross_origin = not same_origin(url, request.url)
     if cross_origin and content:
         return None
