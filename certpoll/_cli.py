@@ -579,17 +579,16 @@ def _client_key_pair(directory: Path) -> tuple[Path, Path]:
 
 
 def _announce(origin: str, creds: Credentials, client: tuple[Path, Path], stream: IO[str]) -> None:
-    from ._connectors.registry import settings_type_for
     from .testing import MOUNTS
 
-    exports: list[tuple[str, object]] = []
-    for ca in _CA_NAMES:
-        settings_type = settings_type_for(ca)
-        values: dict[str, object] = {settings_type.url_field: f"{origin}{MOUNTS[ca]}"}
-        values.update(creds.settings_fields(ca))
-        if "client_cert_path" in settings_type.model_fields:
-            values["client_cert_path"], values["client_key_path"] = client
-        exports += [(settings_type.env_var(field), value) for field, value in values.items()]
+    cert, key = client
+    exports = [
+        (name, value)
+        for ca in _CA_NAMES
+        for name, value in creds.environment(
+            ca, f"{origin}{MOUNTS[ca]}", client_cert_path=cert, client_key_path=key
+        ).items()
+    ]
     lines = [
         f"certpoll simulated CA on {origin} (plain HTTP; Ctrl-C stops it)",
         "# the simulator's own test accounts, not secrets; paste these lines in the shell",

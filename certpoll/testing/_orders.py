@@ -62,24 +62,6 @@ class Credentials:
     def __repr__(self) -> str:
         return "Credentials(...)"
 
-    def settings_fields(self, ca: CAName) -> dict[str, str | int]:
-        """The fields of ``ca``'s settings, and their values, that sign in to its account."""
-        if ca == "digicert":
-            return {"api_key": self.digicert_api_key, "org_id": self.digicert_org_id}
-        if ca == "sectigo":
-            return {
-                "customer_uri": self.sectigo_customer_uri,
-                "login": self.sectigo_login,
-                "password": self.sectigo_password,
-                "org_id": self.sectigo_org_id,
-                "cert_type": self.sectigo_cert_type,
-            }
-        if ca == "entrust":
-            profile = self.entrust_profile_id
-            named: dict[str, str | int] = {} if profile is None else {"profile_id": profile}
-            return {"ca_id": self.entrust_ca_id} | named
-        return {"api_key": self.globalsign_api_key, "api_secret": self.globalsign_api_secret}
-
     def settings(
         self,
         ca: CAName,
@@ -99,15 +81,59 @@ class Credentials:
         ``server_ca_path=...``); they win over the accounts' values. Build the connector
         with :func:`certpoll.connector_for`.
         """
+        settings_type, values = self._fields(ca, url, client_cert_path, client_key_path)
+        if "client_cert_path" in settings_type.model_fields:
+            values.setdefault("client_cert_path", _IN_PROCESS_ONLY)
+            values.setdefault("client_key_path", _IN_PROCESS_ONLY)
+        return settings_type(**(values | options))
+
+    def environment(
+        self,
+        ca: CAName,
+        url: str,
+        *,
+        client_cert_path: Path | None = None,
+        client_key_path: Path | None = None,
+    ) -> dict[str, str]:
+        """The ``CERTPOLL_<CA>_*`` variables that sign ``ca``'s connector in to these accounts
+        at ``url``: for a process that reads its settings from the environment (what
+        ``certpoll serve-sim`` prints). Entrust and GlobalSign need the client key pair.
+        """
+        settings_type, values = self._fields(ca, url, client_cert_path, client_key_path)
+        return {settings_type.env_var(field): str(value) for field, value in values.items()}
+
+    def _fields(
+        self, ca: CAName, url: str, client_cert_path: Path | None, client_key_path: Path | None
+    ) -> tuple[type[CASettings], dict[str, object]]:
+        """``ca``'s settings class, and the values of its fields these accounts set."""
         # The connectors' settings (pydantic) load only when asked for.
         from .._connectors.registry import settings_type_for
 
         settings_type = settings_type_for(ca)
-        values: dict[str, object] = {settings_type.url_field: url, **self.settings_fields(ca)}
-        if "client_cert_path" in settings_type.model_fields:
-            values["client_cert_path"] = client_cert_path or _IN_PROCESS_ONLY
-            values["client_key_path"] = client_key_path or _IN_PROCESS_ONLY
-        return settings_type(**(values | options))
+        values: dict[str, object] = {settings_type.url_field: url}
+        if ca == "digicert":
+            values.update(api_key=self.digicert_api_key, org_id=self.digicert_org_id)
+        elif ca == "sectigo":
+            values.update(
+                customer_uri=self.sectigo_customer_uri,
+                login=self.sectigo_login,
+                password=self.sectigo_password,
+                org_id=self.sectigo_org_id,
+                cert_type=self.sectigo_cert_type,
+            )
+        elif ca == "entrust":
+            values["ca_id"] = self.entrust_ca_id
+            if self.entrust_profile_id is not None:
+                values["profile_id"] = self.entrust_profile_id
+        else:
+            values.update(api_key=self.globalsign_api_key, api_secret=self.globalsign_api_secret)
+        for field, path in (
+            ("client_cert_path", client_cert_path),
+            ("client_key_path", client_key_path),
+        ):
+            if path is not None and field in settings_type.model_fields:
+                values[field] = path
+        return settings_type, values
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
