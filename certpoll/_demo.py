@@ -38,7 +38,7 @@ from ._connectors.registry import connector_for
 from ._display import has_rich, live_view, plain_table, rich_table
 from ._errors import CertpollError, ConfigError
 from ._fleet import poll_many
-from ._models import CAName, CertificateRequest, OrderState
+from ._models import CAName, CertificateRequest, OrderState, OrderStatus
 from ._settings import CASettings
 
 if TYPE_CHECKING:
@@ -144,6 +144,16 @@ class Tally:
             + self.still_pending
         )
 
+    def count_settled(self, status: OrderStatus) -> bool:
+        """Count ``status`` if it is issued or failed; False (nothing counted) if pending."""
+        if status.state is OrderState.ISSUED:
+            self.issued += 1
+        elif status.state is OrderState.FAILED:
+            self.failed += 1
+        else:
+            return False
+        return True
+
 
 async def renew(
     connector: Connector[CASettings],
@@ -162,6 +172,9 @@ async def renew(
     pending: list[str] = []
     slots = asyncio.Semaphore(concurrency)
 
+    def progress(_: object) -> None:
+        tally.requests_sent, tally.rate_limited = gate.requests_sent, gate.rate_limited
+
     async def submit(request: CertificateRequest) -> None:
         async with slots:
             try:
@@ -172,13 +185,9 @@ async def renew(
                 tally.not_submitted += 1
                 return
             finally:
-                tally.requests_sent, tally.rate_limited = gate.requests_sent, gate.rate_limited
+                progress(None)
         tally.submitting -= 1
-        if status.state is OrderState.ISSUED:
-            tally.issued += 1
-        elif status.state is OrderState.FAILED:
-            tally.failed += 1
-        else:
+        if not tally.count_settled(status):
             tally.polling += 1
             pending.append(status.order_id)
 
@@ -186,19 +195,12 @@ async def renew(
         for request in requests:
             group.create_task(submit(request))
 
-    def progress(_: object) -> None:
-        tally.requests_sent, tally.rate_limited = gate.requests_sent, gate.rate_limited
-
     async with poll_many(
         connector, pending, concurrency=concurrency, on_progress=progress
     ) as stream:
         async for status in stream:
             tally.polling -= 1
-            if status.state is OrderState.ISSUED:
-                tally.issued += 1
-            elif status.state is OrderState.FAILED:
-                tally.failed += 1
-            else:
+            if not tally.count_settled(status):
                 tally.still_pending += 1
     progress(None)
 
