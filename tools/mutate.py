@@ -114,7 +114,7 @@ def check_config(pyproject: Path) -> list[str]:
     """
     config = tomllib.loads(pyproject.read_text("utf-8"))["tool"]["mutmut"]
     modules = [path.removesuffix(".py").replace("/", ".") for path in config["only_mutate"]]
-    focused = sorted(path for paths in FOCUSED_TESTS.values() for path in paths)
+    focused = sorted({path for paths in FOCUSED_TESTS.values() for path in paths})
     if sorted(modules) != sorted(FOCUSED_TESTS):
         raise SystemExit(f"only_mutate {modules} differs from FOCUSED_TESTS")
     if sorted(config["pytest_add_cli_args_test_selection"]) != focused:
