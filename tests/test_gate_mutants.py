@@ -615,3 +615,15 @@ async def test_a_connectors_gate_needing_a_missing_client_names_its_setting(
         ConfigError, match=r"^CERTPOLL_DIGICERT_GATE_URL redis://.*certpoll\[redis\]"
     ):
         connector_gate(settings, ca="digicert")
+
+
+async def test_with_nobody_queued_the_backend_decides_not_the_last_estimate() -> None:
+    """When the gate opens is an estimate on this process's clock; the backend's clock (a
+    server's, for a shared backend) decides. A request nobody queues before asks it."""
+    here, there = FakeTime(now=START), FakeTime(now=START + 7.0)
+    gate = UpstreamGate(backend=MemoryGate(clock=there.clock), clock=here.clock)
+    await gate.hold(5.0)
+    assert gate.opens_in() == 5.0
+    there.now += 5.0  # the hold is over by the backend's clock, not yet by this one's
+    async with gate.admit(deadline=here.now) as admission:
+        assert admission.probe
