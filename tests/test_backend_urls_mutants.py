@@ -85,7 +85,7 @@ def test_a_scheme_not_allowed_is_refused_with_the_choices() -> None:
     )
 
 
-@pytest.mark.parametrize("url", ["gate.db", "redis:/h", "", "memory:"])
+@pytest.mark.parametrize("url", ["gate.db", "redis:/h", "", "memory:", "memory", "SQLite"])
 def test_a_value_with_no_scheme_is_refused_as_such(url: str) -> None:
     assert refusal(url).endswith(", not a value with no scheme")
 
@@ -110,3 +110,9 @@ def test_a_sqlite_url_without_a_file_is_refused(url: str) -> None:
 )
 def test_a_server_url_without_a_host_is_refused(url: str, shown: str) -> None:
     assert refusal(url) == f"CERTPOLL_X_GATE_URL must name a host: {shown}"
+
+
+def test_the_scheme_is_what_comes_before_the_first_separator() -> None:
+    url = "redis://cache.example/0?client_name=http://a"
+    parsed = parse(url)
+    assert (parsed.scheme, parsed.redacted) == ("redis", url)

@@ -20,7 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from certpoll import BackoffPolicy, ConfigError, DigiCertSettings, GateClosed, SectigoSettings
+from certpoll import (
+    BackoffPolicy,
+    ConfigError,
+    DigiCertSettings,
+    GateClosed,
+    Pending,
+    RateLimited,
+    SectigoSettings,
+    TransientError,
+)
 from certpoll._backends.gate import gate_key
 from certpoll._backends.gate_memory import MemoryGate
 from certpoll._gate import DEFAULT_COOLDOWN, UpstreamGate, connector_gate
@@ -627,3 +636,38 @@ async def test_with_nobody_queued_the_backend_decides_not_the_last_estimate() ->
     there.now += 5.0  # the hold is over by the backend's clock, not yet by this one's
     async with gate.admit(deadline=here.now) as admission:
         assert admission.probe
+
+
+# -- what an answer holds ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "retry_after", "held_for", "rate_limited"),
+    [
+        (RateLimited("429", status_code=429), 7.0, 7.0, 1),  # its Retry-After
+        (RateLimited("429", status_code=429), None, 5.0, 1),  # the growing cooldown
+        (TransientError("503", status_code=503), 7.0, 7.0, 0),
+    ],
+)
+async def test_an_answer_that_asks_for_a_hold_holds_the_gate(
+    error: TransientError, retry_after: float | None, held_for: float, rate_limited: int
+) -> None:
+    gate, _ = fake_time_gate()
+    async with gate.admit() as admission:
+        admission.observe(Pending(error, retry_after=retry_after))
+        assert admission.held is True
+    assert (gate.holds, gate.rate_limited) == (1, rate_limited)
+    assert gate.opens_in() == pytest.approx(held_for)
+    assert gate.cooling_down is True
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [None, Pending(), Pending(retry_after=30.0), Pending(TransientError("503", status_code=503))],
+)
+async def test_an_answer_that_asks_for_no_hold_holds_nothing(outcome: Pending | None) -> None:
+    gate, _ = fake_time_gate()
+    async with gate.admit() as admission:
+        admission.observe(outcome)
+        assert admission.held is False
+    assert (gate.holds, gate.rate_limited, gate.opens_in(), gate.cooling_down) == (0, 0, 0.0, False)

@@ -10,7 +10,6 @@ the messages. Times start far from 0 (``T0``), so a time measured from the wrong
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import math
@@ -31,6 +30,7 @@ from certpoll._backends.gate import (
     LONGEST_HOLD,
     MIN_WAIT,
     Admitted,
+    GateBackend,
     GateRules,
     Hold,
     Wait,
@@ -39,6 +39,8 @@ from certpoll._backends.gate import (
     unreachable,
 )
 from certpoll._backends.gate_memory import MemoryGate
+from certpoll._backends.gate_postgres import PostgresGate
+from certpoll._backends.gate_redis import RedisGate
 from certpoll._backends.gate_sqlite import SQLiteGate
 from certpoll._backends.gate_state import GateState
 from certpoll._backends.urls import parse_backend_url
@@ -167,6 +169,16 @@ def test_hits_no_window_counts_any_more_are_forgotten() -> None:
     assert state.answered == [T0 + 0.5, T0 + 1.0]
 
 
+def test_hits_are_forgotten_while_a_request_is_still_out() -> None:
+    rules = GateRules(limits=((2, 10.0),), margin=0.0, lost_after=50.0, pace=False)
+    state = GateState()
+    state.report(T0, rules, ticket=admitted(state, T0, rules).ticket)
+    admitted(state, T0 + 1.0, rules)  # out until T0 + 51
+    admitted(state, T0 + 20.0, rules)
+    assert state.answered == []
+    assert list(state.outstanding) == ["2", "3"]
+
+
 # -- the pace ----------------------------------------------------------------------------------
 
 
@@ -182,6 +194,13 @@ def test_the_pace_admits_half_the_fastest_window_then_one_per_spacing() -> None:
     assert waits(state, T0 + 0.1, rules).seconds == pytest.approx(0.1, abs=TOL)
     # Float dust of the schedule is no wait.
     admitted(state, T0 + 0.2 - EPSILON / 2, rules)
+
+
+def test_float_dust_on_the_schedule_up_to_epsilon_is_no_wait() -> None:
+    rules = GateRules(limits=((1, 2e-5),), margin=0.0)  # one per 2e-5 s, a burst of 1
+    assert GateState(paced_at=2e-5).admit(1e-5, rules) == Admitted("1", probe=False)
+    assert EPSILON == 2e-5 - 1e-5  # exactly at the edge
+    assert GateState(paced_at=2e-5).admit(1e-5 - 1e-6, rules) == Wait(MIN_WAIT)
 
 
 def test_a_lull_is_made_up_for_up_to_the_burst_and_no_more() -> None:
@@ -408,7 +427,7 @@ def test_a_cooldown_of_zero_is_a_hold() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "kept"),
-    [(None, None), (-3.0, 0.0), (math.nan, 0.0), (0.0, 0.0), (2.5, 2.5),
+    [(None, None), (-3.0, 0.0), (math.nan, 0.0), (0.0, 0.0), (0.5, 0.5), (2.5, 2.5),
      (LONGEST_HOLD, LONGEST_HOLD), (LONGEST_HOLD + 1, LONGEST_HOLD), (math.inf, LONGEST_HOLD)],
 )  # fmt: skip
 def test_a_hold_is_between_no_wait_and_a_day(seconds: float | None, kept: float | None) -> None:
@@ -453,13 +472,38 @@ async def test_a_memory_backend_runs_on_the_clock_it_is_given() -> None:
         # Inconclusive: the cooldown goes on, and the next request is the probe.
         assert await backend.report("k", COOL, ticket="2", conclusive=False) == 0.0
         assert await backend.admit("k", COOL) == Admitted("3", probe=True)
+        # Held again by the rules' cooldown: its first strike.
+        assert await backend.report("k", COOL, ticket="3", hold=Hold(None)) == 15.0
+        clock.now += 15.0
+        assert await backend.admit("k", COOL) == Admitted("4", probe=True)
+        # An answer is conclusive unless said otherwise: this one ends the cooldown.
+        assert await backend.report("k", COOL, ticket="4") == 0.0
+        assert await backend.admit("k", COOL) == Admitted("5", probe=False)
+        await backend.report("k", COOL, ticket="5")
+        await backend.report("k", COOL, ticket=None, hold=Hold(None))
+        assert await backend.admit("k", COOL) == Wait(5.0)
+        assert await backend.admit("k", COOL) == Wait(5.0)
+        clock.now += 5.0
+        assert await backend.admit("k", COOL) == Admitted("6", probe=True)
+        assert await backend.report("k", COOL, ticket="6", conclusive=True) == 0.0
+        assert await backend.admit("k", COOL) == Admitted("7", probe=False)
 
 
-def test_a_sqlite_url_opens_its_file(tmp_path: Path) -> None:
-    backend = open_gate_backend(f"sqlite:///{tmp_path}/gate.db")
-    assert isinstance(backend, SQLiteGate)
-    assert backend.name == f"sqlite:///{tmp_path}/gate.db"
-    asyncio.run(backend.aclose())
+@pytest.mark.parametrize(
+    ("url", "kind", "name"),
+    [
+        ("sqlite:///{tmp}/gate.db", SQLiteGate, "sqlite:///{tmp}/gate.db"),
+        ("redis://u:hunter22@cache.example/0", RedisGate, "redis://u:***@cache.example/0"),
+        ("postgresql://u:hunter22@db.example/x", PostgresGate, "postgresql://u:***@db.example/x"),
+    ],
+)
+async def test_a_shared_backend_is_opened_on_its_url_and_named_without_its_password(
+    tmp_path: Path, url: str, kind: type[GateBackend], name: str
+) -> None:
+    backend = open_gate_backend(url.format(tmp=tmp_path))
+    assert isinstance(backend, kind)
+    assert backend.name == name.format(tmp=tmp_path)
+    await backend.aclose()  # nothing was connected
 
 
 @pytest.mark.parametrize(
