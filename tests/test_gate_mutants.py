@@ -4,7 +4,9 @@ Written against the survivors of ``make mutate`` (docs/testing-internals.md): th
 starts far from 0, so a time measured from the wrong origin shows; a request cancelled just
 as it became the head of the queue, or while it waits behind the head, leaves the queue
 working; holds shorter than a second hold; the deadline's slack has two edges; a refusal
-says when and why; a probe's good answer reopens the gate.
+says when and why; a probe's good answer reopens the gate; every setting the gate hands its
+backend (margin, lost_after, cooldown, pace, key, clock) changes what it admits; a
+connector's gate is keyed by its CA and its whole credential.
 
 The gate here runs on its default backend (``memory://``), which takes the gate's clock: the
 loop's virtual time (looptime), or a :class:`~tests.helpers.FakeTime` handed to the gate.
@@ -46,15 +48,8 @@ def now() -> float:
     return asyncio.get_running_loop().time()
 
 
-def fake_time_gate() -> tuple[UpstreamGate, FakeTime]:
+def fake_time_gate(*, cooldown: BackoffPolicy = DEFAULT_COOLDOWN) -> tuple[UpstreamGate, FakeTime]:
     """A gate (and its backend) on a clock that only moves when the gate sleeps."""
-    return fake_time_gate_with()
-
-
-def fake_time_gate_with(
-    cooldown: BackoffPolicy = DEFAULT_COOLDOWN,
-) -> tuple[UpstreamGate, FakeTime]:
-    """:func:`fake_time_gate` with its cooldown policy."""
     clock = FakeTime(now=START)
     return UpstreamGate(clock=clock.clock, sleep=clock.sleep, cooldown=cooldown), clock
 
@@ -462,32 +457,31 @@ async def test_a_request_never_answered_counts_as_answered_lost_after_its_admiss
     assert await admitted_times(gate, 1) == [pytest.approx(lost_after + 1.1, abs=1e-3)]
 
 
-async def test_the_cooldown_policy_sets_the_holds_of_429s_without_retry_after() -> None:
-    cooldown = BackoffPolicy(initial_wait=2.0, multiplier=2.0, max_backoff=5.0, jitter=0.0)
-    gate, _ = fake_time_gate_with(cooldown=cooldown)
+async def holds_in_a_row(cooldown: BackoffPolicy, strikes: int) -> list[float]:
+    """How long the gate is held after a 429 without ``Retry-After``, then after each of
+    ``strikes`` probes rate limited again in a row."""
+    gate, _ = fake_time_gate(cooldown=cooldown)
     await gate.hold()
     holds = [gate.opens_in()]
-    for _ in range(3):
+    for _ in range(strikes):
         async with gate.admit() as admission:
             assert admission.probe
             admission.hold(None, rate_limited=True)
         holds.append(gate.opens_in())
-    assert holds == pytest.approx([2.0, 4.0, 5.0, 5.0])
+    return holds
+
+
+async def test_the_cooldown_policy_sets_the_holds_of_429s_without_retry_after() -> None:
+    cooldown = BackoffPolicy(initial_wait=2.0, multiplier=2.0, max_backoff=5.0, jitter=0.0)
+    assert await holds_in_a_row(cooldown, 3) == pytest.approx([2.0, 4.0, 5.0, 5.0])
 
 
 async def test_a_cooldown_grows_for_64_strikes_at_most() -> None:
     """A slowly growing cooldown stops growing at its 64th step: the backend is handed a
     bounded list of holds, and the last one repeats."""
     cooldown = BackoffPolicy(initial_wait=1.0, multiplier=1.01, max_backoff=10.0, jitter=0.0)
-    gate, _ = fake_time_gate_with(cooldown=cooldown)
-    await gate.hold()
-    holds = [gate.opens_in()]
-    for _ in range(66):
-        async with gate.admit() as admission:
-            admission.hold(None, rate_limited=True)
-        holds.append(gate.opens_in())
-    expected = [cooldown.base_wait(min(strike, 63)) for strike in range(67)]
-    assert holds == pytest.approx(expected)
+    holds = await holds_in_a_row(cooldown, 66)
+    assert holds == pytest.approx([cooldown.base_wait(min(strike, 63)) for strike in range(67)])
     assert holds[64] < cooldown.base_wait(64)
 
 
