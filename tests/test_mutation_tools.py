@@ -133,3 +133,11 @@ def test_the_score_leaves_out_equivalents_and_counts_timeouts_as_detected() -> N
 def test_an_equivalent_that_a_test_kills_or_that_is_gone_is_stale() -> None:
     exit_codes: dict[str, int | None] = {"a": 0, "b": 1}
     assert stale_equivalents(["a", "b", "gone"], exit_codes) == ["b", "gone"]
+
+
+def test_an_equivalent_no_test_runs_counts_as_equivalent_and_only_if_listed() -> None:
+    exit_codes: dict[str, int | None] = {"a": 33, "b": 33, "c": 1}
+    s = score_module("m", exit_codes, ["a"])
+    assert (s.equivalent, s.survivors, s.unchecked) == (1, (), ("b",))
+    assert s.score == pytest.approx(50.0)  # 1 detected of 2 real: "b" is no equivalent
+    assert stale_equivalents(["a"], exit_codes) == []

@@ -8,6 +8,7 @@ drawn at both ends of its band; every hook record and every error carries its fi
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 
@@ -275,3 +276,22 @@ def test_a_refused_poller_limit_is_named() -> None:
         Poller(max_wait=-1.0)
     with pytest.raises(certpoll.ConfigError, match=r"^attempt_timeout must be a positive number"):
         Poller(attempt_timeout=-1.0)
+
+
+# -- the default hook: a record is built only for a level the logger keeps ---------------------
+
+
+@pytest.mark.parametrize("level", [logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR])
+async def test_the_default_hook_logs_each_attempt_at_its_own_level(
+    level: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Pending without an error at DEBUG, with one at INFO, a failure at WARNING: each is
+    logged exactly when the ``certpoll`` logger keeps its level."""
+    caplog.set_level(level, logger="certpoll")
+    busy = certpoll.TransientError("HTTP 503", status_code=503)
+    refusal = certpoll.AuthenticationError("HTTP 401", status_code=401)
+    attempt = Script(Pending(), Pending(busy), Failed(refusal))
+    with pytest.raises(certpoll.AuthenticationError):
+        await later_clock().poller(NO_JITTER).poll(attempt, ca="sectigo", order_id="9")
+    levels = [r.levelno for r in caplog.records if r.name == "certpoll"]
+    assert levels == [x for x in (logging.DEBUG, logging.INFO, logging.WARNING) if x >= level]

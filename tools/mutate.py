@@ -39,6 +39,11 @@ EQUIVALENTS_DOC = ROOT / "docs" / "testing-internals.md"
 KILLED = frozenset({1, 3})
 SURVIVED = frozenset({0})
 TIMEOUT = frozenset({24, -24, 36, 152, 255})
+#: No test runs the mutated code ("no tests"): unchecked, unless listed as equivalent (a
+#: ``Protocol`` method's default, which no code ever runs).
+NO_TESTS = frozenset({33})
+#: The verdicts an equivalent mutant may have.
+UNDETECTED = SURVIVED | NO_TESTS
 
 _EQUIVALENT_ROW = re.compile(r"^\|\s*`(?P<name>certpoll\.[^`]+__mutmut_\d+)`")
 
@@ -74,7 +79,8 @@ def equivalent_mutants(doc: str) -> frozenset[str]:
 def score_module(
     module: str, exit_codes: Mapping[str, int | None], equivalent: Iterable[str]
 ) -> ModuleScore:
-    """Count one module's verdicts; a listed equivalent only counts when it survived."""
+    """Count one module's verdicts; a listed equivalent only counts when it went undetected
+    (it survived, or no test runs it)."""
     listed = frozenset(equivalent)
     counts: Counter[str] = Counter()
     survivors: list[str] = []
@@ -84,7 +90,7 @@ def score_module(
             counts["killed"] += 1
         elif code in TIMEOUT:
             counts["timeout"] += 1
-        elif code in SURVIVED and name in listed:
+        elif code in UNDETECTED and name in listed:
             counts["equivalent"] += 1
         elif code in SURVIVED:
             survivors.append(name)
@@ -103,7 +109,7 @@ def score_module(
 
 def stale_equivalents(equivalent: Iterable[str], exit_codes: Mapping[str, int | None]) -> list[str]:
     """Listed equivalents that a test kills or that mutmut no longer generates."""
-    return sorted(name for name in equivalent if exit_codes.get(name, -1) not in SURVIVED)
+    return sorted(name for name in equivalent if exit_codes.get(name, -1) not in UNDETECTED)
 
 
 def check_config(pyproject: Path) -> list[str]:
@@ -114,7 +120,7 @@ def check_config(pyproject: Path) -> list[str]:
     """
     config = tomllib.loads(pyproject.read_text("utf-8"))["tool"]["mutmut"]
     modules = [path.removesuffix(".py").replace("/", ".") for path in config["only_mutate"]]
-    focused = sorted(path for paths in FOCUSED_TESTS.values() for path in paths)
+    focused = sorted({path for paths in FOCUSED_TESTS.values() for path in paths})
     if sorted(modules) != sorted(FOCUSED_TESTS):
         raise SystemExit(f"only_mutate {modules} differs from FOCUSED_TESTS")
     if sorted(config["pytest_add_cli_args_test_selection"]) != focused:
@@ -134,12 +140,12 @@ def exit_codes_of(module: str) -> dict[str, int | None]:
 def report(scores: Sequence[ModuleScore], stale: Sequence[str]) -> str:
     """The table ``make mutate`` prints, then every gap by name."""
     lines = [
-        f"{'module':<20} {'mutants':>7} {'killed':>6} {'timeout':>7} {'equiv':>5} "
+        f"{'module':<30} {'mutants':>7} {'killed':>6} {'timeout':>7} {'equiv':>5} "
         f"{'survived':>8} {'unchecked':>9} {'score':>7}"
     ]
     for s in scores:
         lines.append(
-            f"{s.module:<20} {s.mutants:>7} {s.killed:>6} {s.timeout:>7} {s.equivalent:>5} "
+            f"{s.module:<30} {s.mutants:>7} {s.killed:>6} {s.timeout:>7} {s.equivalent:>5} "
             f"{len(s.survivors):>8} {len(s.unchecked):>9} {s.score:>6.1f}%"
         )
     for s in scores:

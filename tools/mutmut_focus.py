@@ -37,7 +37,17 @@ FOCUSED_TESTS: Final[dict[str, tuple[str, ...]]] = {
         "tests/test_properties.py",
     ),
     "certpoll._poller": ("tests/test_poller.py", "tests/test_poller_mutants.py"),
-    "certpoll._gate": ("tests/test_gate.py", "tests/test_gate_mutants.py", "tests/test_fleet.py"),
+    # Not tests/test_fleet.py: its ten thousand orders cost 16 s a mutant, and what it
+    # notices of the gate, the gate's own tests must notice too.
+    "certpoll._gate": ("tests/test_gate.py", "tests/test_gate_mutants.py"),
+    # The backends' pure parts: the rules, the decisions and the URLs. Not the backends
+    # themselves: their tests need real servers and real time (tests/test_gate_backends.py).
+    "certpoll._backends.gate_state": ("tests/test_gate_state_mutants.py",),
+    "certpoll._backends.gate": ("tests/test_gate_state_mutants.py",),
+    "certpoll._backends.urls": (
+        "tests/test_backend_urls.py",
+        "tests/test_backend_urls_mutants.py",
+    ),
 }
 
 #: A test under a mutant may take this many times its clean duration, plus ``HANG_SLACK``.
