@@ -49,11 +49,11 @@ from ._outcomes import Done, Failed, Pending, StillPending
 
 __all__ = [
     "CLOCK_SLACK",
-    "AttemptReporter",
     "BackoffPolicy",
     "Poller",
     "attempt_clock_paused",
     "attempt_deadline",
+    "report_attempt",
 ]
 
 T = TypeVar("T")
@@ -478,10 +478,17 @@ class Poller:
             elapsed: float,
             next_wait: float | None = None,
         ) -> None:
-            # No record is built for hooks that would discard it (the default, quiet logger).
             if reads_attempt(hooks, outcome, error):
-                AttemptReporter(hooks=hooks, ca=ca, order_id=order_id, attempt=attempt_number)(
-                    outcome, error=error, detail=detail, elapsed=elapsed, next_wait=next_wait
+                report_attempt(
+                    hooks,
+                    outcome,
+                    ca=ca,
+                    order_id=order_id,
+                    attempt=attempt_number,
+                    error=error,
+                    detail=detail,
+                    elapsed=elapsed,
+                    next_wait=next_wait,
                 )
 
         while True:
@@ -565,34 +572,33 @@ class Poller:
         return Pending(error=error)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AttemptReporter:
-    """Hands one attempt's :class:`PollDetails` to every hook (the Poller and ``poll_many``)."""
+def report_attempt(
+    hooks: Sequence[PollHook],
+    outcome: AttemptOutcome,
+    *,
+    ca: str | None,
+    order_id: str | None,
+    attempt: int,
+    error: Exception | None,
+    detail: str | None,
+    elapsed: float,
+    next_wait: float | None = None,
+) -> None:
+    """Hand one attempt's :class:`PollDetails` to every hook (the Poller and ``poll_many``).
 
-    hooks: tuple[PollHook, ...]
-    ca: str | None
-    order_id: str | None
-    attempt: int
-
-    def __call__(
-        self,
-        outcome: AttemptOutcome,
-        *,
-        error: Exception | None,
-        detail: str | None,
-        elapsed: float,
-        next_wait: float | None = None,
-    ) -> None:
-        details = PollDetails(
-            ca=self.ca,
-            order_id=self.order_id,
-            attempt=self.attempt,
-            outcome=outcome,
-            status_code=getattr(error, "status_code", None),
-            waited_so_far=elapsed,
-            next_wait=next_wait,
-            error=error,
-            detail=detail,
-        )
-        for hook in self.hooks:
-            hook(details)
+    Callers first ask :func:`~certpoll._instrumentation.reads_attempt`: no record is built
+    for hooks that would discard it (the default, quiet logger).
+    """
+    details = PollDetails(
+        ca=ca,
+        order_id=order_id,
+        attempt=attempt,
+        outcome=outcome,
+        status_code=getattr(error, "status_code", None),
+        waited_so_far=elapsed,
+        next_wait=next_wait,
+        error=error,
+        detail=detail,
+    )
+    for hook in hooks:
+        hook(details)

@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import certpoll
 from certpoll import (
@@ -38,6 +40,7 @@ from certpoll import (
     poll_many,
     resume,
 )
+from certpoll._fleet import _Order, _pack_detail, _unpack_detail
 from certpoll._gate import UpstreamGate
 from certpoll._handles import utcnow as REAL_UTCNOW
 from certpoll.testing import VirtualClock
@@ -709,6 +712,32 @@ async def test_a_pending_order_costs_well_under_two_kilobytes() -> None:
     print(f"memory per pending order: {per_order:.0f} bytes")
     assert per_order < 2048
     assert per_order < 600
+
+
+@pytest.mark.looptime
+async def test_every_order_keeps_the_cas_latest_words_for_itself() -> None:
+    """Orders share their message's shape in memory, but each hook record and each final
+    status still carries that order's own words, whatever its id."""
+    records: list[certpoll.PollDetails] = []
+    order_ids = ["1", "11", "111", "2", "1000"]
+    ca = FakeCertCentral(never=set(order_ids))
+    async with digicert(ca, hooks=[records.append], poll_max_wait_seconds=30.0) as dc:
+        statuses = await collect(poll_many(dc, order_ids, concurrency=2))
+    assert {s.order_id: s.message for s in statuses} == {
+        order_id: f"order {order_id} is pending" for order_id in order_ids
+    }
+    assert records
+    assert all(r.detail == f"order {r.order_id} is pending" for r in records)
+
+
+@given(order_id=st.text(min_size=1, max_size=8), detail=st.text(max_size=40))
+def test_a_packed_message_unpacks_to_itself(order_id: str, detail: str) -> None:
+    shapes: dict[tuple[str, str], tuple[str, str]] = {}
+    order = _Order(order_id, attempts=0, due=0.0, deadline=1.0)
+    order.detail = _pack_detail(order_id, detail, shapes)
+    assert _unpack_detail(order) == detail
+    again = _pack_detail(order_id, detail, shapes)
+    assert again is order.detail or again == detail  # a shape is shared, not copied
 
 
 def test_the_real_wall_clock_is_aware_utc() -> None:
