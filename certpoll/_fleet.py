@@ -29,7 +29,13 @@ from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
 from ._connectors._base import Connector
-from ._errors import AuthenticationError, CertpollError, ConfigError, EndpointNotFound
+from ._errors import (
+    AuthenticationError,
+    CertpollError,
+    ConfigError,
+    EndpointNotFound,
+    RateLimited,
+)
 from ._handles import PendingOrder, handle_at, utcnow
 from ._instrumentation import AttemptOutcome, reads_attempt
 from ._models import OrderState, OrderStatus
@@ -469,6 +475,14 @@ class OrderStream:
             remaining=order.deadline - loop_now,
             retry_after=retry_after,
         )
+        gate = self._connector.gate
+        held = isinstance(result.error, RateLimited) and gate.shares_cooldown
+        if held and wait is not None:
+            # This 429 holds every order at the gate, and the gate probes for them all: the
+            # order whose request drew it keeps its place in its own schedule, and comes back
+            # when the gate opens (not before the schedule's first wait: a Retry-After of 0
+            # must not spin).
+            wait = min(wait, max(gate.opens_in(), self._poller.policy.initial_wait))
         self._report_attempt(
             order, "pending", error=order.last_error, elapsed=elapsed, next_wait=wait
         )
@@ -490,7 +504,8 @@ class OrderStream:
                 ),
             )
             return None
-        order.wait_index += 1
+        if not held:
+            order.wait_index += 1
         order.due = loop_now + wait
         self._push(order)
         self._report(force=False)

@@ -10,7 +10,7 @@ One gate per connector, that is per credential, shared by every order polled thr
   strictly in arrival order.
 * **Shared cooldown.** A 429, or a ``Retry-After`` on a transient error, seen by any request
   holds *every* request on the gate until it has passed (a 429 without ``Retry-After`` holds
-  for a growing cooldown: 5 s, 15 s, 45 s, ... capped at 5 min). Then exactly one request, the
+  for a growing cooldown: 5 s, 15 s, 45 s, then 60 s each). Then exactly one request, the
   probe, tests the water; the rest wait for its answer. A probe that is rate limited again
   extends the hold; one that is not lets everyone through, still under the rate limits.
 
@@ -64,8 +64,10 @@ __all__ = ["DEFAULT_COOLDOWN", "Admission", "UpstreamGate", "connector_gate"]
 #: Enough steps for any cooldown that grows to its cap (each at least ×1 a step).
 _MAX_COOLDOWN_STEPS = 64
 
-#: How long a 429 without ``Retry-After`` holds the gate: 5 s, then 15, 45, 135, 300, 300...
-DEFAULT_COOLDOWN = BackoffPolicy(initial_wait=5.0, multiplier=3.0, max_backoff=300.0, jitter=0.0)
+#: How long a 429 without ``Retry-After`` holds the gate: 5 s, then 15, 45, 60, 60... The cap
+#: is how late the gate can learn that a storm is over: one probe a minute (what a CA's
+#: ``Retry-After: 60`` asks for) finds its end within a minute, however many orders wait.
+DEFAULT_COOLDOWN = BackoffPolicy(initial_wait=5.0, multiplier=3.0, max_backoff=60.0, jitter=0.0)
 
 
 def _check_limits(rate_limits: Sequence[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
@@ -248,6 +250,11 @@ class UpstreamGate:
     def backend(self) -> GateBackend:
         """Where the windows and the hold live."""
         return self._backend
+
+    @property
+    def shares_cooldown(self) -> bool:
+        """True when a 429 (or a ``Retry-After``) holds every request on the gate."""
+        return self._share
 
     @property
     def cooling_down(self) -> bool:

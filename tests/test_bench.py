@@ -57,7 +57,12 @@ def test_every_workload_runs_and_the_report_has_every_section(tmp_path: Path) ->
     assert results.storm.all_issued
     assert results.ratelimit.all_issued
     assert results.ratelimit.throttled["default"].high == 0
-    assert len(headlines(results)) == 11
+    assert len(headlines(results)) == 14
+    assert set(results.scale.setup_us) == {40, 80}
+    assert all(s.median > 0 for s in results.scale.setup_us.values())
+    # The drain is compared at the thread peer's size, with and without Retry-After.
+    assert set(results.storm.drain_ratio) == set(storm.DRAIN_CASES)
+    assert all(s.median >= 1.0 for s in results.storm.drain_ratio.values())
 
     page = write_report(results, tmp_path, quick=True)
     text = page.read_text()

@@ -217,15 +217,15 @@ async def test_a_429_without_retry_after_holds_for_a_growing_cooldown() -> None:
 
     for _ in range(5):
         await request(True)
-    assert sent == [0.0, 5.0, 20.0, 65.0, 200.0]  # holds of 5, 15, 45, 135 s
+    assert sent == [0.0, 5.0, 20.0, 65.0, 125.0]  # holds of 5, 15, 45, 60 s
     await request(True)
-    assert sent[-1] == 500.0  # 300: the cap
+    assert sent[-1] == 185.0  # 60: the cap
     await request(False)
-    assert sent[-1] == 800.0
+    assert sent[-1] == 245.0
     assert not gate.cooling_down
     await request(True)  # a new storm starts from 5 s again
     await request(False)
-    assert sent[-2:] == [800.0, 805.0]
+    assert sent[-2:] == [245.0, 250.0]
 
 
 async def test_stragglers_extend_but_do_not_escalate_the_cooldown() -> None:
