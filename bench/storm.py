@@ -50,6 +50,15 @@ DRAIN_CASES: dict[str, int | None] = {
     "no Retry-After": None,
 }
 
+#: How far the storm's end moves from one repeat to the next, in the drain comparison.
+DRAIN_PHASE = 23.0
+
+
+def _storm(repeat: int) -> tuple[float, float]:
+    """The storm of the drain comparison's ``repeat``-th run."""
+    return STORM[0], STORM[1] + repeat * DRAIN_PHASE
+
+
 Mode = Literal["certpoll", "per-order", "tenacity"]
 MODES: tuple[Mode, ...] = ("certpoll", "per-order", "tenacity")
 
@@ -183,10 +192,15 @@ class StormRun:
 
 
 def run_once(
-    orders: int, mode: Mode, *, seed: int = 1, retry_after: int | None = RETRY_AFTER
+    orders: int,
+    mode: Mode,
+    *,
+    seed: int = 1,
+    retry_after: int | None = RETRY_AFTER,
+    storm: tuple[float, float] = STORM,
 ) -> StormRun:
     """One virtual-time run of the storm."""
-    ca = FakeCA(retry_after=retry_after)
+    ca = FakeCA(retry_after=retry_after, storm=storm)
     done = run_virtual(lambda: simulate(ca, orders=orders, mode=mode, seed=seed))
     drain = max(done) - ca.storm[1] if done else float("nan")
     return StormRun(ca.requests_in_storm(), drain, len(done))
@@ -213,7 +227,11 @@ class StormResult:
 
 
 def run_threads(
-    orders: int, *, speed: float = 100.0, retry_after: int | None = RETRY_AFTER
+    orders: int,
+    *,
+    speed: float = 100.0,
+    retry_after: int | None = RETRY_AFTER,
+    storm: tuple[float, float] = STORM,
 ) -> StormRun:
     """The thread-per-order peer through the storm, on a clock ``speed`` times faster."""
     origin = time.monotonic()
@@ -224,7 +242,7 @@ def run_threads(
     def sleep(seconds: float) -> None:
         time.sleep(seconds / speed)
 
-    ca = FakeCA(clock=clock, latency=0.0, retry_after=retry_after)
+    ca = FakeCA(clock=clock, latency=0.0, retry_after=retry_after, storm=storm)
     done: list[float] = []
     routes = Routes(BASE_URL, API_KEY)
 
@@ -258,7 +276,9 @@ def run(
     above ``peer_max``): the per-order baseline alone sends about 30 requests per order.
     The thread peer runs at ``thread_orders`` (a size in ``sizes``) only; there every
     variant also runs through a storm without ``Retry-After``, and certpoll's drain is
-    compared with the least drain of any variant in the same repeat.
+    compared with the least drain of any variant in the same repeat. At that size the
+    storm's end moves by ``DRAIN_PHASE`` from one repeat to the next: the drain depends on
+    where the end falls between two probes.
     """
     requests: dict[int, dict[str, Stats]] = {}
     drain: dict[int, dict[str, Stats]] = {}
@@ -272,14 +292,18 @@ def run(
         modes = [m for m in MODES if m != "tenacity" or n <= peer_max]
         cases = DRAIN_CASES if n == thread_orders else {"": RETRY_AFTER}
         for case, retry_after in cases.items():
+            storms = [_storm(r) if n == thread_orders else STORM for r in range(times)]
             runs: dict[str, list[StormRun]] = {
-                m: [run_once(n, m, seed=r, retry_after=retry_after) for r in range(times)]
+                m: [
+                    run_once(n, m, seed=r, retry_after=retry_after, storm=storms[r])
+                    for r in range(times)
+                ]
                 for m in modes
             }
             if n == thread_orders:
                 runs["threads"] = [
-                    run_threads(n, speed=thread_speed, retry_after=retry_after)
-                    for _ in range(times)
+                    run_threads(n, speed=thread_speed, retry_after=retry_after, storm=storms[r])
+                    for r in range(times)
                 ]
                 drain_cases[case] = {m: summarize(x.drain for x in rs) for m, rs in runs.items()}
                 requests_cases[case] = {
