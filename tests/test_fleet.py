@@ -265,7 +265,9 @@ async def test_a_shared_429_with_retry_after_zero_does_not_spin() -> None:
         return await ca(request)
 
     transport = httpx.MockTransport(throttled_once)
-    async with digicert(ca, transport=transport, poll_max_wait_seconds=math.inf, poll_jitter=0.0) as dc:
+    async with digicert(
+        ca, transport=transport, poll_max_wait_seconds=math.inf, poll_jitter=0.0
+    ) as dc:
         statuses = await collect(poll_many(dc, ids(1)))
     assert statuses[0].state is OrderState.ISSUED
     # The 429 at 5 s: back after the schedule's first wait (5 s), not at once.
