@@ -75,6 +75,8 @@ class OverheadResult:
     issued_less_signature: Stats
     #: in-process pending: CPU µs per attempt through each of :data:`LAYERS`
     layers: dict[str, Stats]
+    #: in-process pending: each layer / bare httpx, per repeat
+    layer_ratio: dict[str, Stats]
 
 
 class _Server:
@@ -337,10 +339,13 @@ def run(*, attempts: int = 150, repeats: int = 5) -> OverheadResult:
         signature: list[float] = []
         less: list[float] = []
         layers: dict[str, list[float]] = {layer: [] for layer in LAYERS}
+        layer_ratio: dict[str, list[float]] = {layer: [] for layer in LAYERS}
         for r in range(repeats):
             turn = LAYERS[r % len(LAYERS) :] + LAYERS[: r % len(LAYERS)]
-            for layer in turn:
-                layers[layer].append(_measure_layer(layer, targets["in-process"], attempts))
+            got = {layer: _measure_layer(layer, targets["in-process"], attempts) for layer in turn}
+            for layer in LAYERS:
+                layers[layer].append(got[layer])
+                layer_ratio[layer].append(got[layer] / got["bare httpx"])
             for transport, target in targets.items():
                 variants = _variants(transport)
                 order = variants[r % len(variants) :] + variants[: r % len(variants)]
@@ -375,6 +380,7 @@ def run(*, attempts: int = 150, repeats: int = 5) -> OverheadResult:
         signature_us=summarize(signature),
         issued_less_signature=summarize(less),
         layers={layer: summarize(us) for layer, us in layers.items()},
+        layer_ratio={layer: summarize(r) for layer, r in layer_ratio.items()},
     )
 
 

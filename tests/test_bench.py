@@ -53,6 +53,7 @@ def test_every_workload_runs_and_the_report_has_every_section(tmp_path: Path) ->
     assert all(s.median > 0 for k in cpu.values() for row in k.values() for s in row.values())
     assert set(results.overhead.layers) == set(overhead.LAYERS)
     assert all(s.median > 0 for s in results.overhead.layers.values())
+    assert results.overhead.layer_ratio["bare httpx"].median == 1.0
     assert set(results.scale.bytes_per_order) == {40, 80}
     assert all(0 < s.median < 10_000 for s in results.scale.bytes_per_order.values())
     assert set(results.storm.requests[5]) == {"certpoll", "per-order", "tenacity", "threads"}
