@@ -63,22 +63,6 @@ class MemoryGate(SteppedGate):
             self._now(), rules, ticket=ticket, conclusive=conclusive, hold=hold
         )
 
-    async def admit(self, key: str, rules: GateRules) -> Admitted | Wait:
-        """See :meth:`GateBackend.admit`."""
-        return self.admit_now(key, rules)
-
-    async def report(
-        self,
-        key: str,
-        rules: GateRules,
-        *,
-        ticket: str | None,
-        conclusive: bool = True,
-        hold: Hold | None = None,
-    ) -> float:
-        """See :meth:`GateBackend.report`."""
-        return self.report_now(key, rules, ticket=ticket, conclusive=conclusive, hold=hold)
-
     async def step(self, key: str, decide: Callable[[GateState, float], _T]) -> _T:
         return decide(self._state(key), self._now())
 
