@@ -13,8 +13,10 @@ over. Each answer takes ``LATENCY``. Virtual time (looptime): an hour of storm i
 * **tenacity** (peer): an ``AsyncRetrying`` loop per order (see :mod:`bench.peers`).
 
 Measured: the requests the CA saw during the storm, and the time from the storm's end until
-the last order is issued (drain). ``docs/_scripts/storm_timeline.py`` draws its figure with
-:func:`simulate`.
+the last order is issued (drain). At the thread peer's size, every variant also goes through
+the storm without ``Retry-After``, the storm's end moves between repeats (``DRAIN_PHASE``), and
+certpoll's drain is set against the least drain of any variant in the same repeat.
+``docs/_scripts/storm_timeline.py`` draws its figure with :func:`simulate`.
 """
 
 from __future__ import annotations
