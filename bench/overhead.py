@@ -50,6 +50,8 @@ CONCURRENCY = 10
 VARIANTS = ("certpoll", "bare httpx", "tenacity", "stamina", "threads")
 TRANSPORTS = ("in-process", "loopback")
 KINDS = ("issued", "pending")
+#: A pending attempt in-process, one layer of certpoll at a time: where its extra goes.
+LAYERS = ("bare httpx", "Connector.poll_once", "Poller.run_attempt", "get_order_status")
 
 # ASGI's message shapes, as httpx.ASGITransport types them.
 _Message = MutableMapping[str, Any]
@@ -71,6 +73,10 @@ class OverheadResult:
     signature_us: Stats
     #: in-process issued: (certpoll less one signature check) / bare httpx, per repeat
     issued_less_signature: Stats
+    #: in-process pending: CPU µs per attempt through each of :data:`LAYERS`
+    layers: dict[str, Stats]
+    #: in-process pending: each layer / bare httpx, per repeat
+    layer_ratio: dict[str, Stats]
 
 
 class _Server:
@@ -233,6 +239,34 @@ def _measure(kind: str, variant: str, target: _Target, attempts: int) -> float:
     return asyncio.run(run())
 
 
+def _measure_layer(layer: str, target: _Target, attempts: int) -> float:
+    """CPU µs per pending attempt through one layer of certpoll (see :data:`LAYERS`)."""
+    if layer in ("bare httpx", "get_order_status"):
+        return _measure(
+            "pending", "bare httpx" if layer == "bare httpx" else "certpoll", target, attempts
+        )
+    settings = digicert_settings(target.url, max_wait=1e-6)
+
+    async def run() -> float:
+        async with _client(target) as http, certpoll.DigiCert(settings, http=http) as dc:
+            poller = dc.poller
+
+            async def one(i: int) -> None:
+                order_id = target.pending[i % len(target.pending)]
+                if layer == "Connector.poll_once":
+                    outcome = await dc.poll_once(order_id)
+                else:
+                    outcome = await poller.run_attempt(lambda: dc.poll_once(order_id))
+                assert isinstance(outcome, certpoll.Pending)
+
+            await _spread(min(attempts, 4 * CONCURRENCY), one)
+            start = time.process_time()
+            await _spread(attempts, one)
+            return (time.process_time() - start) / attempts * 1e6
+
+    return asyncio.run(run())
+
+
 def profile_issued(target: _Target, attempts: int, *, top: int = 15) -> str:
     """cProfile of certpoll's issued attempts against ``target``, by own time."""
     profiler = cProfile.Profile()
@@ -304,7 +338,14 @@ def run(*, attempts: int = 150, repeats: int = 5) -> OverheadResult:
         pair = asyncio.run(_issued_pair(targets["in-process"]))
         signature: list[float] = []
         less: list[float] = []
+        layers: dict[str, list[float]] = {layer: [] for layer in LAYERS}
+        layer_ratio: dict[str, list[float]] = {layer: [] for layer in LAYERS}
         for r in range(repeats):
+            turn = LAYERS[r % len(LAYERS) :] + LAYERS[: r % len(LAYERS)]
+            got = {layer: _measure_layer(layer, targets["in-process"], attempts) for layer in turn}
+            for layer in LAYERS:
+                layers[layer].append(got[layer])
+                layer_ratio[layer].append(got[layer] / got["bare httpx"])
             for transport, target in targets.items():
                 variants = _variants(transport)
                 order = variants[r % len(variants) :] + variants[: r % len(variants)]
@@ -338,6 +379,8 @@ def run(*, attempts: int = 150, repeats: int = 5) -> OverheadResult:
         profile=profile,
         signature_us=summarize(signature),
         issued_less_signature=summarize(less),
+        layers={layer: summarize(us) for layer, us in layers.items()},
+        layer_ratio={layer: summarize(r) for layer, r in layer_ratio.items()},
     )
 
 

@@ -13,8 +13,10 @@ over. Each answer takes ``LATENCY``. Virtual time (looptime): an hour of storm i
 * **tenacity** (peer): an ``AsyncRetrying`` loop per order (see :mod:`bench.peers`).
 
 Measured: the requests the CA saw during the storm, and the time from the storm's end until
-the last order is issued (drain). ``docs/_scripts/storm_timeline.py`` draws its figure with
-:func:`simulate`.
+the last order is issued (drain). At the thread peer's size, every variant also goes through
+the storm without ``Retry-After``, the storm's end moves between repeats (``DRAIN_PHASE``), and
+certpoll's drain is set against the least drain of any variant in the same repeat.
+``docs/_scripts/storm_timeline.py`` draws its figure with :func:`simulate`.
 """
 
 from __future__ import annotations
@@ -30,9 +32,7 @@ from typing import Literal
 import httpx
 
 import certpoll
-from certpoll._gate import UpstreamGate
 from certpoll.testing import TestPKI
-from certpoll.testing._pki import pem
 
 from ._common import Stats, run_virtual, summarize
 from .peers import Routes, poll_tenacity, poll_thread
@@ -46,11 +46,27 @@ MAX_WAIT = 3 * 3600.0
 BASE_URL = "https://dc.invalid/services/v2"
 API_KEY = "bench-storm"
 
+#: The storms the drain is compared in: the CA's ``Retry-After`` in each.
+DRAIN_CASES: dict[str, int | None] = {
+    f"Retry-After: {RETRY_AFTER}": RETRY_AFTER,
+    "no Retry-After": None,
+}
+
+#: How far the storm's end moves from one repeat to the next, in the drain comparison.
+DRAIN_PHASE = 23.0
+
+
+def _storm(repeat: int) -> tuple[float, float]:
+    """The storm of the drain comparison's ``repeat``-th run."""
+    return STORM[0], STORM[1] + repeat * DRAIN_PHASE
+
+
 Mode = Literal["certpoll", "per-order", "tenacity"]
 MODES: tuple[Mode, ...] = ("certpoll", "per-order", "tenacity")
 
 
 def _bundle() -> bytes:
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
     pki = TestPKI()
@@ -60,7 +76,7 @@ def _bundle() -> bytes:
         dns_names=(),
         serial=1,
     )
-    return (pem(leaf) + pki.chain_pem).encode()
+    return leaf.public_bytes(serialization.Encoding.PEM) + pki.chain_pem.encode()
 
 
 @dataclass(slots=True)
@@ -144,9 +160,9 @@ async def simulate(
             await asyncio.gather(*(one(i) for i in ids))
             return finished
         gate = (
-            UpstreamGate(rate_limits=dc_settings.rate_limits)
+            certpoll.UpstreamGate(rate_limits=dc_settings.rate_limits)
             if mode == "certpoll"
-            else UpstreamGate(share_cooldown=False)
+            else certpoll.UpstreamGate(share_cooldown=False)
         )
         poller = dc_settings.make_poller(hooks=(), rng=random.Random(seed))
         connector = certpoll.DigiCert(dc_settings, http=http, poller=poller, gate=gate)
@@ -177,9 +193,16 @@ class StormRun:
     issued: int
 
 
-def run_once(orders: int, mode: Mode, *, seed: int = 1) -> StormRun:
+def run_once(
+    orders: int,
+    mode: Mode,
+    *,
+    seed: int = 1,
+    retry_after: int | None = RETRY_AFTER,
+    storm: tuple[float, float] = STORM,
+) -> StormRun:
     """One virtual-time run of the storm."""
-    ca = FakeCA()
+    ca = FakeCA(retry_after=retry_after, storm=storm)
     done = run_virtual(lambda: simulate(ca, orders=orders, mode=mode, seed=seed))
     drain = max(done) - ca.storm[1] if done else float("nan")
     return StormRun(ca.requests_in_storm(), drain, len(done))
@@ -195,9 +218,23 @@ class StormResult:
     #: per N: mode -> mode's storm requests / certpoll's, per repeat
     ratio: dict[int, dict[str, Stats]]
     all_issued: bool
+    #: How many orders the drain comparison has (the thread peer's size).
+    drain_orders: int = 0
+    #: case ("Retry-After: 60", "no Retry-After") -> mode -> drain seconds
+    drain_cases: dict[str, dict[str, Stats]] = field(default_factory=dict)
+    #: case -> mode -> storm requests
+    requests_cases: dict[str, dict[str, Stats]] = field(default_factory=dict)
+    #: case -> certpoll's drain / the least drain of any variant in the same repeat
+    drain_ratio: dict[str, Stats] = field(default_factory=dict)
 
 
-def run_threads(orders: int, *, speed: float = 100.0) -> StormRun:
+def run_threads(
+    orders: int,
+    *,
+    speed: float = 100.0,
+    retry_after: int | None = RETRY_AFTER,
+    storm: tuple[float, float] = STORM,
+) -> StormRun:
     """The thread-per-order peer through the storm, on a clock ``speed`` times faster."""
     origin = time.monotonic()
 
@@ -207,7 +244,7 @@ def run_threads(orders: int, *, speed: float = 100.0) -> StormRun:
     def sleep(seconds: float) -> None:
         time.sleep(seconds / speed)
 
-    ca = FakeCA(clock=clock, latency=0.0)
+    ca = FakeCA(clock=clock, latency=0.0, retry_after=retry_after, storm=storm)
     done: list[float] = []
     routes = Routes(BASE_URL, API_KEY)
 
@@ -239,29 +276,66 @@ def run(
 
     Sizes of ``big`` or more run ``big_repeats`` times, without the tenacity peer (sizes
     above ``peer_max``): the per-order baseline alone sends about 30 requests per order.
-    The thread peer runs at ``thread_orders`` (a size in ``sizes``) only.
+    The thread peer runs at ``thread_orders`` (a size in ``sizes``) only; there every
+    variant also runs through a storm without ``Retry-After``, and certpoll's drain is
+    compared with the least drain of any variant in the same repeat. At that size the
+    storm's end moves by ``DRAIN_PHASE`` from one repeat to the next: the drain depends on
+    where the end falls between two probes.
     """
     requests: dict[int, dict[str, Stats]] = {}
     drain: dict[int, dict[str, Stats]] = {}
     ratio: dict[int, dict[str, Stats]] = {}
+    drain_cases: dict[str, dict[str, Stats]] = {}
+    requests_cases: dict[str, dict[str, Stats]] = {}
+    drain_ratio: dict[str, Stats] = {}
     all_issued = True
     for n in sizes:
         times = repeats if n < big else big_repeats
         modes = [m for m in MODES if m != "tenacity" or n <= peer_max]
-        runs: dict[str, list[StormRun]] = {
-            m: [run_once(n, m, seed=r) for r in range(times)] for m in modes
-        }
-        if n == thread_orders:
-            runs["threads"] = [run_threads(n, speed=thread_speed) for _ in range(times)]
-        all_issued &= all(x.issued == n for rs in runs.values() for x in rs)
-        requests[n] = {m: summarize(x.storm_requests for x in rs) for m, rs in runs.items()}
-        drain[n] = {m: summarize(x.drain for x in rs) for m, rs in runs.items()}
+        cases = DRAIN_CASES if n == thread_orders else {"": RETRY_AFTER}
+        for case, retry_after in cases.items():
+            storms = [_storm(r) if n == thread_orders else STORM for r in range(times)]
+            runs: dict[str, list[StormRun]] = {
+                m: [
+                    run_once(n, m, seed=r, retry_after=retry_after, storm=storms[r])
+                    for r in range(times)
+                ]
+                for m in modes
+            }
+            if n == thread_orders:
+                runs["threads"] = [
+                    run_threads(n, speed=thread_speed, retry_after=retry_after, storm=storms[r])
+                    for r in range(times)
+                ]
+                drain_cases[case] = {m: summarize(x.drain for x in rs) for m, rs in runs.items()}
+                requests_cases[case] = {
+                    m: summarize(x.storm_requests for x in rs) for m, rs in runs.items()
+                }
+                drain_ratio[case] = summarize(
+                    runs["certpoll"][r].drain / min(rs[r].drain for rs in runs.values())
+                    for r in range(times)
+                )
+            all_issued &= all(x.issued == n for rs in runs.values() for x in rs)
+            if retry_after == RETRY_AFTER:
+                by_mode = runs
+        requests[n] = {m: summarize(x.storm_requests for x in rs) for m, rs in by_mode.items()}
+        drain[n] = {m: summarize(x.drain for x in rs) for m, rs in by_mode.items()}
         ratio[n] = {
             m: summarize(
                 x.storm_requests / max(1, c.storm_requests)
-                for x, c in zip(runs[m], runs["certpoll"], strict=True)
+                for x, c in zip(by_mode[m], by_mode["certpoll"], strict=True)
             )
-            for m in runs
+            for m in by_mode
             if m != "certpoll"
         }
-    return StormResult(sizes, requests, drain, ratio, all_issued)
+    return StormResult(
+        sizes,
+        requests,
+        drain,
+        ratio,
+        all_issued,
+        drain_orders=thread_orders,
+        drain_cases=drain_cases,
+        requests_cases=requests_cases,
+        drain_ratio=drain_ratio,
+    )

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import functools
 import heapq
-import itertools
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -30,11 +29,18 @@ from typing import Any, Self, TypeVar
 
 from ._closing import AsyncClosing
 from ._connectors._base import Connector
-from ._errors import AuthenticationError, CertpollError, ConfigError, EndpointNotFound
+from ._errors import (
+    AuthenticationError,
+    CertpollError,
+    ConfigError,
+    EndpointNotFound,
+    RateLimited,
+)
 from ._handles import PendingOrder, handle_at, utcnow
+from ._instrumentation import AttemptOutcome, reads_attempt
 from ._models import OrderState, OrderStatus
 from ._outcomes import Done, Failed, Pending, StillPending
-from ._poller import CLOCK_SLACK, AttemptReporter
+from ._poller import CLOCK_SLACK, report_attempt
 from ._settings import CASettings
 
 __all__ = ["OrderStream", "Progress", "poll_many"]
@@ -69,30 +75,59 @@ class Progress:
 
 
 class _Order:
-    """One watched order: where it is in its schedule."""
+    """One watched order: where it is in its schedule, and the heap's entry for it.
 
-    __slots__ = (
-        "attempts",
-        "deadline",
-        "detail",
-        "due",
-        "last_error",
-        "order_id",
-        "started",
-        "wait_index",
-    )
+    100,000 of them may wait at once, so each holds only what is its own: an order is given
+    its record at its first look (until then it is its id in the stream's queue of fresh
+    orders), fresh orders share one deadline object, and the CA's pending message is kept
+    as its shape around the order id, shared by every order with the same status
+    (:func:`_pack_detail`).
+    """
 
-    def __init__(
-        self, order_id: str, *, attempts: int, due: float, deadline: float, started: float
-    ) -> None:
+    __slots__ = ("attempts", "deadline", "detail", "due", "last_error", "order_id", "wait_index")
+
+    def __init__(self, order_id: str, *, attempts: int, due: float, deadline: float) -> None:
         self.order_id = order_id
         self.attempts = attempts
         self.wait_index = attempts
         self.due = due
         self.deadline = deadline
-        self.started = started
         self.last_error: Exception | None = None
-        self.detail: str | None = None
+        self.detail: str | tuple[str, str] | None = None
+
+    def __lt__(self, other: _Order) -> bool:
+        # The heap's order: the next one due first (no tuple per heap entry).
+        return self.due < other.due
+
+
+#: At most this many message shapes are shared per stream (beyond, each order keeps its own).
+_MAX_SHAPES = 1024
+
+
+def _pack_detail(
+    order_id: str, detail: str, shapes: dict[tuple[str, str], tuple[str, str]]
+) -> str | tuple[str, str]:
+    """``detail`` as the text around the first ``order_id`` in it, shared through ``shapes``.
+
+    "order 7 is needs_approval" and "order 8 is needs_approval" share one
+    ``("order ", " is needs_approval")``: a pending order keeps no message text of its own.
+    """
+    before, found, after = detail.partition(order_id)
+    if not found:
+        return detail
+    shape = (before, after)
+    if len(shapes) < _MAX_SHAPES:
+        return shapes.setdefault(shape, shape)
+    return shapes.get(shape, shape)
+
+
+def _unpack_detail(order: _Order) -> str | None:
+    """The message :func:`_pack_detail` packed."""
+    detail = order.detail
+    if detail is None or isinstance(detail, str):
+        return detail
+    before, after = detail
+    return f"{before}{order.order_id}{after}"
 
 
 class _Inbox:
@@ -175,9 +210,16 @@ class OrderStream(AsyncClosing):
         self._concurrency = concurrency
         self._on_progress = on_progress
         self._max_wait = max_wait
-        self._given: list[str | PendingOrder] = list(orders)
-        seen: set[str] = set()
-        for item in self._given:
+        #: Every open order's record (None: not looked at yet, in ``_fresh``).
+        self._orders: dict[str, _Order | None] = {}
+        # Order ids not looked at yet, in the order given: all due at the start, with one
+        # deadline, so their records are made at their first look. A set-up of 100,000
+        # orders then allocates nothing the cyclic GC walks through, and passes over them
+        # once.
+        self._fresh: deque[str] = deque()
+        #: The handles given, made records by _start.
+        self._resumed: list[PendingOrder] = []
+        for item in orders:
             if isinstance(item, PendingOrder):
                 if item.ca != connector.ca:
                     raise ConfigError(
@@ -185,17 +227,22 @@ class OrderStream(AsyncClosing):
                         f"not {connector.ca}"
                     )
                 order_id = item.order_id
+                self._resumed.append(item)
             else:
                 order_id = item
+                self._fresh.append(order_id)
             connector.check_order_id(order_id)
-            if order_id in seen:
+            known = len(self._orders)
+            self._orders[order_id] = None
+            if len(self._orders) == known:
                 raise ConfigError(f"order {order_id!r} is listed twice")
-            seen.add(order_id)
+        self._total = len(self._orders)
         self._started = False
+        self._started_at = 0.0
+        self._fresh_deadline = math.inf
         self._closed = False
-        self._heap: list[tuple[float, int, _Order]] = []
-        self._seq = itertools.count()
-        self._orders: dict[str, _Order] = {}
+        self._heap: list[_Order] = []
+        self._shapes: dict[tuple[str, str], tuple[str, str]] = {}
         self._running: dict[asyncio.Task[Done[OrderStatus] | Pending | Failed], _Order] = {}
         self._inbox = _Inbox()
         self._ready: deque[OrderStatus] = deque()
@@ -248,7 +295,7 @@ class OrderStream(AsyncClosing):
         """The counts right now."""
         gate = self._connector.gate
         return Progress(
-            pending=len(self._given) - self._issued - self._failed - self._still_pending,
+            pending=self._total - self._issued - self._failed - self._still_pending,
             issued=self._issued,
             failed=self._failed,
             still_pending=self._still_pending,
@@ -260,8 +307,9 @@ class OrderStream(AsyncClosing):
         """The resumable handle of an order not issued or failed; None otherwise."""
         if not self._started:
             self._start()
-        order = self._orders.get(order_id)
-        return None if order is None else self._handles([order])[0]
+        if order_id not in self._orders:
+            return None
+        return self._handles([order_id])[0]
 
     def pending(self) -> tuple[PendingOrder, ...]:
         """Handles of every order neither issued nor failed: still watched (or not yet
@@ -269,7 +317,7 @@ class OrderStream(AsyncClosing):
         """
         if not self._started:
             self._start()
-        return self._handles(list(self._orders.values()))
+        return self._handles(list(self._orders))
 
     def __del__(self) -> None:
         # Left without aclose (a ``break`` in a bare ``async for``): cancel what is in flight.
@@ -281,30 +329,50 @@ class OrderStream(AsyncClosing):
 
     def _start(self) -> None:
         self._started = True
-        now = self._poller.now()
+        now = self._started_at = self._poller.now()
         wall = utcnow()
         poller = self._connector.poller
-        fresh_budget = poller.max_wait if self._max_wait is None else self._max_wait
-        for item in self._given:
-            if isinstance(item, PendingOrder):
-                deadline = now + (item.deadline - wall).total_seconds()
-                if self._max_wait is not None or deadline <= now:
-                    deadline = now + fresh_budget
-                due = now + (item.next_poll_at - wall).total_seconds()
-                order = _Order(
-                    item.order_id,
-                    attempts=item.attempts,
-                    due=min(max(due, now), deadline),
-                    deadline=deadline,
-                    started=now,
-                )
-            else:
-                order = _Order(item, attempts=0, due=now, deadline=now + fresh_budget, started=now)
+        budget = poller.max_wait if self._max_wait is None else self._max_wait
+        self._fresh_deadline = now + budget
+        for item in self._resumed:
+            deadline = now + (item.deadline - wall).total_seconds()
+            if self._max_wait is not None or deadline <= now:
+                deadline = self._fresh_deadline
+            due = now + (item.next_poll_at - wall).total_seconds()
+            order = _Order(
+                item.order_id,
+                attempts=item.attempts,
+                due=min(max(due, now), deadline),
+                deadline=deadline,
+            )
             self._orders[order.order_id] = order
-            self._push(order)
+            self._heap.append(order)
+        self._resumed = []
+        heapq.heapify(self._heap)
+
+    def _record(self, order_id: str) -> _Order:
+        """The record of an open order: its own, or that of one not looked at yet."""
+        order = self._orders[order_id]
+        if order is not None:
+            return order
+        return _Order(order_id, attempts=0, due=self._started_at, deadline=self._fresh_deadline)
+
+    def _next_due(self) -> float | None:
+        """When the next order is due (None: every open order is being looked at)."""
+        if self._fresh:
+            return self._started_at
+        return self._heap[0].due if self._heap else None
+
+    def _next_order(self) -> _Order:
+        """The order due first, off the queue: a fresh one gets its record now."""
+        if not self._fresh:
+            return heapq.heappop(self._heap)
+        order = self._record(self._fresh.popleft())
+        self._orders[order.order_id] = order
+        return order
 
     def _push(self, order: _Order) -> None:
-        heapq.heappush(self._heap, (order.due, next(self._seq), order))
+        heapq.heappush(self._heap, order)
 
     async def _run_until_ready(self) -> None:
         if not self._started:
@@ -319,26 +387,26 @@ class OrderStream(AsyncClosing):
                 raise fatal
             if self._ready:
                 break
-            if not self._heap and not self._running:
+            if self._next_due() is None and not self._running:
                 self._closed = True
                 self._report(force=True)
                 return
             now = self._poller.now()
             self._launch_due(now)
             timeout: float | None = None
-            if self._heap and len(self._running) < self._concurrency:
-                timeout = max(0.0, self._heap[0][0] - now)
+            due = self._next_due()
+            if due is not None and len(self._running) < self._concurrency:
+                timeout = max(0.0, due - now)
             if not self._inbox.done:
                 await self._inbox.wait(timeout, self._injected_sleep)
 
     def _launch_due(self, now: float) -> None:
         connector = self._connector
-        while (
-            self._heap
-            and len(self._running) < self._concurrency
-            and self._heap[0][0] <= now + CLOCK_SLACK
-        ):
-            _, _, order = heapq.heappop(self._heap)
+        while len(self._running) < self._concurrency:
+            due = self._next_due()
+            if due is None or due > now + CLOCK_SLACK:
+                return
+            order = self._next_order()
             task = asyncio.get_running_loop().create_task(
                 self._poller.run_attempt(
                     functools.partial(connector.poll_once, order.order_id),
@@ -373,19 +441,13 @@ class OrderStream(AsyncClosing):
             return result.error
         loop_now = self._poller.now()
         order.attempts += 1
-        report = AttemptReporter(
-            hooks=self._hooks,
-            ca=self._connector.ca,
-            order_id=order.order_id,
-            attempt=order.attempts,
-        )
-        elapsed = loop_now - order.started
+        elapsed = loop_now - self._started_at
         if isinstance(result, Done):
-            report("done", error=None, detail=order.detail, elapsed=elapsed)
+            self._report_attempt(order, "done", error=None, elapsed=elapsed)
             self._finish(order, result.value)
             return None
         if isinstance(result, Failed):
-            report("failed", error=result.error, detail=order.detail, elapsed=elapsed)
+            self._report_attempt(order, "failed", error=result.error, elapsed=elapsed)
             self._finish(order, self._failed_status(order, result.error))
             return None
         if not isinstance(result, Pending):
@@ -395,15 +457,23 @@ class OrderStream(AsyncClosing):
             )
         order.last_error = result.error
         if result.detail is not None:
-            order.detail = result.detail
+            order.detail = _pack_detail(order.order_id, result.detail, self._shapes)
         retry_after = None if result.retry_after is None else max(0.0, result.retry_after)
         wait = self._poller.next_wait(
             wait_index=order.wait_index,
             remaining=order.deadline - loop_now,
             retry_after=retry_after,
         )
-        report(
-            "pending", error=order.last_error, detail=order.detail, elapsed=elapsed, next_wait=wait
+        gate = self._connector.gate
+        held = isinstance(result.error, RateLimited) and gate.shares_cooldown
+        if held and wait is not None:
+            # This 429 holds every order at the gate, and the gate probes for them all: the
+            # order whose request drew it keeps its place in its own schedule, and comes back
+            # when the gate opens (not before the schedule's first wait: a Retry-After of 0
+            # must not spin).
+            wait = min(wait, max(gate.opens_in(), self._poller.policy.initial_wait))
+        self._report_attempt(
+            order, "pending", error=order.last_error, elapsed=elapsed, next_wait=wait
         )
         if wait is None:
             # When a resumed poll should look next: the server's wish, else the schedule.
@@ -417,17 +487,40 @@ class OrderStream(AsyncClosing):
                         attempts=order.attempts,
                         elapsed=elapsed,
                         last_error=order.last_error,
-                        detail=order.detail,
+                        detail=_unpack_detail(order),
                         retry_after=retry_after,
                     ),
                 ),
             )
             return None
-        order.wait_index += 1
+        if not held:
+            order.wait_index += 1
         order.due = loop_now + wait
         self._push(order)
         self._report(force=False)
         return None
+
+    def _report_attempt(
+        self,
+        order: _Order,
+        outcome: AttemptOutcome,
+        *,
+        error: Exception | None,
+        elapsed: float,
+        next_wait: float | None = None,
+    ) -> None:
+        if reads_attempt(self._hooks, outcome, error):
+            report_attempt(
+                self._hooks,
+                outcome,
+                ca=self._connector.ca,
+                order_id=order.order_id,
+                attempt=order.attempts,
+                error=error,
+                detail=_unpack_detail(order),
+                elapsed=elapsed,
+                next_wait=next_wait,
+            )
 
     def _finish(self, order: _Order, status: OrderStatus) -> None:
         if status.state is OrderState.ISSUED:
@@ -474,7 +567,7 @@ class OrderStream(AsyncClosing):
         self._inbox.done.clear()
         self._inbox.wake()  # a consumer waiting in another task sees the end
 
-    def _handles(self, orders: list[_Order]) -> tuple[PendingOrder, ...]:
+    def _handles(self, order_ids: list[str]) -> tuple[PendingOrder, ...]:
         now = self._poller.now()
         wall = utcnow()
         ca = self._connector.ca
@@ -487,7 +580,7 @@ class OrderStream(AsyncClosing):
                 due_in=order.due - now,
                 deadline_in=order.deadline - now,
             )
-            for order in orders
+            for order in map(self._record, order_ids)
         )
 
 

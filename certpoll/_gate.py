@@ -10,7 +10,7 @@ One gate per connector, that is per credential, shared by every order polled thr
   strictly in arrival order.
 * **Shared cooldown.** A 429, or a ``Retry-After`` on a transient error, seen by any request
   holds *every* request on the gate until it has passed (a 429 without ``Retry-After`` holds
-  for a growing cooldown: 5 s, 15 s, 45 s, ... capped at 5 min). Then exactly one request, the
+  for a growing cooldown: 5 s, 15 s, 45 s, then 60 s each). Then exactly one request, the
   probe, tests the water; the rest wait for its answer. A probe that is rate limited again
   extends the hold; one that is not lets everyone through, still under the rate limits.
 
@@ -21,7 +21,11 @@ One gate per connector, that is per credential, shared by every order polled thr
 
 So during a 429 storm the CA sees one probe per cooldown, however many orders are pending.
 Waiting costs no task: only the request at the head of the queue sleeps; the others wait on
-a future each. The time a request spends queued here does not count against the Poller's
+a future each. Not waiting costs nothing either: on the ``memory://`` backend, a request
+that finds nobody queued is admitted, and its answer reported, by plain calls (the
+backend's :meth:`~certpoll._backends.gate_memory.MemoryGate.admit_now`), with no coroutine
+and no task switch; the rules are the same, only the queueing is skipped.
+The time a request spends queued here does not count against the Poller's
 ``attempt_timeout`` (:func:`~certpoll._poller.attempt_clock_paused`).
 
 When a request may go is decided in one place, the gate's backend (:mod:`certpoll._backends.gate`:
@@ -35,7 +39,7 @@ import asyncio
 import math
 import types
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import cast, final
 
 from ._backends.gate import (
@@ -60,8 +64,10 @@ __all__ = ["DEFAULT_COOLDOWN", "Admission", "UpstreamGate", "connector_gate"]
 #: Enough steps for any cooldown that grows to its cap (each at least ×1 a step).
 _MAX_COOLDOWN_STEPS = 64
 
-#: How long a 429 without ``Retry-After`` holds the gate: 5 s, then 15, 45, 135, 300, 300...
-DEFAULT_COOLDOWN = BackoffPolicy(initial_wait=5.0, multiplier=3.0, max_backoff=300.0, jitter=0.0)
+#: How long a 429 without ``Retry-After`` holds the gate: 5 s, then 15, 45, 60, 60... The cap
+#: is how late the gate can learn that a storm is over: one probe a minute (what a CA's
+#: ``Retry-After: 60`` asks for) finds its end within a minute, however many orders wait.
+DEFAULT_COOLDOWN = BackoffPolicy(initial_wait=5.0, multiplier=3.0, max_backoff=60.0, jitter=0.0)
 
 
 def _check_limits(rate_limits: Sequence[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
@@ -118,7 +124,9 @@ class Admission:
         self.held = False
 
     async def __aenter__(self) -> Admission:
-        await self._gate._acquire(self, self._deadline)
+        waiting = self._gate._acquire(self, self._deadline)
+        if waiting is not None:
+            await waiting
         return self
 
     async def __aexit__(
@@ -127,7 +135,9 @@ class Admission:
         exc: BaseException | None,
         tb: types.TracebackType | None,
     ) -> None:
-        await self._gate._answered(self, conclusive=exc_type is None)
+        reporting = self._gate._answered(self, conclusive=exc_type is None)
+        if reporting is not None:
+            await reporting
 
     def hold(self, seconds: float | None, *, rate_limited: bool = False) -> None:
         """Hold every request on the gate for ``seconds`` (None: the growing cooldown).
@@ -242,6 +252,11 @@ class UpstreamGate:
         return self._backend
 
     @property
+    def shares_cooldown(self) -> bool:
+        """True when a 429 (or a ``Retry-After``) holds every request on the gate."""
+        return self._share
+
+    @property
     def cooling_down(self) -> bool:
         """True from a hold until a probe gets through (as far as this process has seen)."""
         return self._cooling
@@ -292,7 +307,10 @@ class UpstreamGate:
 
     async def _ask(self, admission: Admission) -> Wait | None:
         """One atomic step at the backend: admit ``admission`` (None), or how long to wait."""
-        decision = await self._backend.admit(self._key, self._rules)
+        return self._decided(admission, await self._backend.admit(self._key, self._rules))
+
+    def _decided(self, admission: Admission, decision: Admitted | Wait) -> Wait | None:
+        """Note the backend's ``decision`` on ``admission``: None if admitted, else the wait."""
         if isinstance(decision, Admitted):
             self.requests_sent += 1
             admission.ticket = decision.ticket
@@ -315,19 +333,37 @@ class UpstreamGate:
             retry_after=opens_in,
         )
 
-    async def _acquire(self, admission: Admission, deadline: float | None) -> None:
-        if not self._queue and not self._head_taken:
-            # Nobody waits here: this request is the head at once.
-            self._head_taken = True
-            try:
+    def _acquire(
+        self, admission: Admission, deadline: float | None
+    ) -> Coroutine[object, object, None] | None:
+        """Admit ``admission``: None when done at once, else the coroutine that waits for it."""
+        if self._queue or self._head_taken:
+            return self._queue_up(admission, deadline)
+        backend = self._backend
+        if not isinstance(backend, MemoryGate):
+            return self._lead(admission, deadline, None)
+        # Nobody waits and the state is in this process: one plain call decides.
+        wait = self._decided(admission, backend.admit_now(self._key, self._rules))
+        return None if wait is None else self._lead(admission, deadline, wait)
+
+    async def _lead(self, admission: Admission, deadline: float | None, wait: Wait | None) -> None:
+        """Nobody waits here: ``admission`` is the head at once, and waits until admitted.
+
+        ``wait`` is the backend's answer already in hand (None: ask it first).
+        """
+        self._head_taken = True
+        try:
+            if wait is None:
                 wait = await self._ask(admission)
-                if wait is not None:
-                    with attempt_clock_paused():
-                        await self._wait_clear(admission, deadline, wait)
-            finally:
-                self._head_taken = False
-                self._promote()
-            return
+            if wait is not None:
+                with attempt_clock_paused():
+                    await self._wait_clear(admission, deadline, wait)
+        finally:
+            self._head_taken = False
+            self._promote()
+
+    async def _queue_up(self, admission: Admission, deadline: float | None) -> None:
+        """Others wait here: queue behind them, then wait as the head until admitted."""
         now = self.now()
         if deadline is not None and self._opens_at > deadline + CLOCK_SLACK:
             # Known already: queueing would only hold the caller past its deadline.
@@ -422,15 +458,38 @@ class UpstreamGate:
         self._cooling = True
         return Hold(seconds)
 
-    async def _answered(self, admission: Admission, *, conclusive: bool) -> None:
+    def _answered(
+        self, admission: Admission, *, conclusive: bool
+    ) -> Coroutine[object, object, None] | None:
         """The answer to ``admission`` arrived (or it failed on our side): tell the backend.
 
         Done even when the block is left by cancellation, so that the request stops counting
-        from its admission; a probe's waiters are woken whatever happens.
+        from its admission; a probe's waiters are woken whatever happens. Returns None when
+        told at once (``memory://``), else the coroutine that tells it.
         """
         if admission.ticket is None:
-            return
-        report = self._backend.report(
+            return None
+        backend = self._backend
+        if not isinstance(backend, MemoryGate):
+            return self._report(backend, admission, conclusive=conclusive)
+        try:
+            self._held_for(
+                backend.report_now(
+                    self._key,
+                    self._rules,
+                    ticket=admission.ticket,
+                    conclusive=conclusive,
+                    hold=admission._hold,
+                )
+            )
+        finally:
+            self._reported(admission, conclusive=conclusive)
+        return None
+
+    async def _report(
+        self, backend: GateBackend, admission: Admission, *, conclusive: bool
+    ) -> None:
+        report = backend.report(
             self._key,
             self._rules,
             ticket=admission.ticket,
@@ -440,8 +499,12 @@ class UpstreamGate:
         try:
             self._held_for(await report)
         finally:
-            if admission.probe:
-                self._probe_finished(conclusive=conclusive, held=admission._hold is not None)
+            self._reported(admission, conclusive=conclusive)
+
+    def _reported(self, admission: Admission, *, conclusive: bool) -> None:
+        """The backend knows the answer to ``admission`` (or could not be told)."""
+        if admission.probe:
+            self._probe_finished(conclusive=conclusive, held=admission._hold is not None)
 
     def _held_for(self, seconds: float) -> None:
         """The backend says the key is held ``seconds`` from now: so :meth:`opens_in` knows."""

@@ -28,9 +28,10 @@ which :func:`~certpoll.poll_many` follows too.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import math
 import random
+import types
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,11 +49,11 @@ from ._outcomes import Done, Failed, Pending, StillPending
 
 __all__ = [
     "CLOCK_SLACK",
-    "AttemptReporter",
     "BackoffPolicy",
     "Poller",
     "attempt_clock_paused",
     "attempt_deadline",
+    "report_attempt",
 ]
 
 T = TypeVar("T")
@@ -69,26 +70,168 @@ DEFAULT_ATTEMPT_TIMEOUT = 30.0
 CLOCK_SLACK = 1e-3
 
 
-@dataclass(frozen=True, slots=True)
-class _RunningAttempt:
-    """The attempt running in a task: its timeout (paused by the gate) and its poll's deadline."""
+@final
+class _Attempt:
+    """One attempt running in its task: its poll's deadline and its ``attempt_timeout``.
 
-    task: asyncio.Task[object] | None
-    timeout: asyncio.Timeout
-    deadline: float | None
+    A sync context manager around ``await attempt()``: a cut-off cancels the task, and the
+    block then ends with :attr:`cut_off` set instead of the cancellation (a cancellation from
+    anyone else goes through), as ``asyncio.timeout`` does, but without a timer of its own:
+    the attempts of one Poller start in the order they expire, so a :class:`_Watchdog` cuts
+    them all off with one timer. The gate pauses the clock while the attempt waits there
+    (:func:`attempt_clock_paused`); a resumed attempt then has a timer of its own.
+    """
+
+    __slots__ = (
+        "_cancelling",
+        "_handle",
+        "_outer",
+        "cut_off",
+        "deadline",
+        "expired",
+        "expires",
+        "task",
+        "watchdog",
+    )
+
+    def __init__(
+        self,
+        task: asyncio.Task[object],
+        deadline: float | None,
+        expires: float | None,
+        watchdog: _Watchdog | None,
+    ) -> None:
+        self.task = task
+        #: The poll's deadline (the gate admits the attempt's requests only before it).
+        self.deadline = deadline
+        #: When the attempt is cut off, on the loop's clock (None: never; or paused).
+        self.expires = expires
+        #: True once the attempt was cut off (the task was cancelled for it).
+        self.expired = False
+        #: The cancellation that cut the attempt off, once the block swallowed it.
+        self.cut_off: asyncio.CancelledError | None = None
+        #: What cuts the attempt off while its clock runs from the start (None: its own timer).
+        self.watchdog = watchdog
+        self._handle: asyncio.TimerHandle | None = None
+        self._cancelling = task.cancelling()
+        self._outer: _Attempt | None = None
+
+    def __enter__(self) -> _Attempt:
+        self._outer = _attempts.get(self.task)
+        _attempts[self.task] = self
+        if self.watchdog is not None:
+            self.watchdog.watch(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> bool:
+        self._stop_clock()
+        if self._outer is None:
+            del _attempts[self.task]
+        else:
+            _attempts[self.task] = self._outer
+        if not self.expired:
+            return False
+        # The task was cancelled for the cut-off: take that back, and swallow the
+        # cancellation only if nobody else asked for one meanwhile.
+        if self.task.uncancel() <= self._cancelling and isinstance(exc, asyncio.CancelledError):
+            self.cut_off = exc
+            return True
+        return False
+
+    def expire(self) -> None:
+        """The attempt's time is up: cancel its task."""
+        self.expires = None
+        self.watchdog = None
+        self._handle = None
+        self.expired = True
+        self.task.cancel()
+
+    def pause(self) -> float | None:
+        """Stop the clock; the seconds that were left (None: no clock, or already up)."""
+        if self.expires is None or self.expired:
+            return None
+        left = self.expires - self.task.get_loop().time()
+        self._stop_clock()
+        return left
+
+    def resume(self, left: float) -> None:
+        """Start the clock again with ``left`` seconds to go, on a timer of its own."""
+        if not self.expired:
+            loop = self.task.get_loop()
+            self.expires = loop.time() + left
+            self._handle = loop.call_at(self.expires, self.expire)
+
+    def _stop_clock(self) -> None:
+        self.expires = None
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        watchdog, self.watchdog = self.watchdog, None
+        if watchdog is not None:
+            watchdog.forget()
 
 
-#: The attempt running in this task, so the gate can pause its clock and honour its deadline.
-_running_attempt: contextvars.ContextVar[_RunningAttempt | None] = contextvars.ContextVar(
-    "certpoll_running_attempt", default=None
-)
+@final
+class _Watchdog:
+    """Cuts off the attempts of one Poller on one event loop, with one timer.
+
+    Every attempt gets the same ``attempt_timeout``, so they expire in the order they start:
+    a queue and a timer for its head replace a timer per attempt. An attempt leaves the
+    queue (lazily) when it ends or its clock is paused.
+    """
+
+    __slots__ = ("_armed_at", "_handle", "_queue", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._queue: deque[_Attempt] = deque()
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed_at = -math.inf
+
+    def watch(self, attempt: _Attempt) -> None:
+        """Cut ``attempt`` off at its ``expires``, no earlier than any attempt watched before."""
+        self._queue.append(attempt)
+        if self._handle is None and attempt.expires is not None:
+            self._arm(attempt.expires)
+
+    def forget(self) -> None:
+        """An attempt left: drop the attempts no longer watched from the head of the queue."""
+        queue = self._queue
+        while queue and queue[0].watchdog is not self:
+            queue.popleft()
+
+    def _arm(self, when: float) -> None:
+        self._armed_at = when
+        self._handle = self.loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        # Up to what this timer was set for: timers may fire a clock tick early.
+        now = max(self.loop.time(), self._armed_at)
+        self._handle = None
+        queue = self._queue
+        while queue:
+            attempt = queue[0]
+            if attempt.watchdog is self and attempt.expires is not None:
+                if attempt.expires > now:
+                    self._arm(attempt.expires)
+                    return
+                attempt.expire()
+            queue.popleft()
 
 
-def _current_attempt() -> _RunningAttempt | None:
-    running = _running_attempt.get()
-    if running is None or running.task is not asyncio.current_task():
-        return None
-    return running
+#: The attempt running in each task, so the gate can pause its clock and honour its deadline.
+#: Keyed by task: a task the attempt starts is not in it.
+_attempts: dict[asyncio.Task[object], _Attempt] = {}
+
+
+def _current_attempt() -> _Attempt | None:
+    task = asyncio.current_task()
+    return None if task is None else _attempts.get(task)
 
 
 def attempt_deadline() -> float | None:
@@ -109,22 +252,14 @@ def attempt_clock_paused() -> Iterator[None]:
     attempt, or in a task the attempt did not start, it does nothing.
     """
     running = _current_attempt()
-    if running is None:
+    left = None if running is None else running.pause()
+    if running is None or left is None:
         yield
         return
-    timeout = running.timeout
-    when = timeout.when()
-    if when is None or timeout.expired():
-        yield
-        return
-    loop = asyncio.get_running_loop()
-    left = when - loop.time()
-    timeout.reschedule(None)
     try:
         yield
     finally:
-        if not timeout.expired():
-            timeout.reschedule(loop.time() + left)
+        running.resume(left)
 
 
 def _require(condition: bool, message: str) -> None:
@@ -207,7 +342,16 @@ class Poller:
     Poller.
     """
 
-    __slots__ = ("_attempt_timeout", "_clock", "_hooks", "_max_wait", "_rng", "_sleep", "policy")
+    __slots__ = (
+        "_attempt_timeout",
+        "_clock",
+        "_hooks",
+        "_max_wait",
+        "_rng",
+        "_sleep",
+        "_watchdog",
+        "policy",
+    )
 
     def __init__(
         self,
@@ -228,6 +372,7 @@ class Poller:
         self._sleep = sleep
         self._rng = random.Random() if rng is None else rng
         self._hooks = None if hooks is None else tuple(hooks)
+        self._watchdog: _Watchdog | None = None
 
     @property
     def max_wait(self) -> float:
@@ -312,10 +457,8 @@ class Poller:
         if prior_attempts < 0:
             raise ConfigError(f"prior_attempts must be 0 or more, not {prior_attempts}")
         budget = self._max_wait if max_wait is None else _check_seconds("max_wait", max_wait)
-        _require(
-            not math.isnan(first_wait) and first_wait >= 0,
-            f"first_wait must be 0 or more seconds, not {first_wait!r}",
-        )
+        if math.isnan(first_wait) or first_wait < 0:
+            raise ConfigError(f"first_wait must be 0 or more seconds, not {first_wait!r}")
         sleep = self.sleep
         hooks = self.hooks
         start = self.now()
@@ -335,15 +478,26 @@ class Poller:
             elapsed: float,
             next_wait: float | None = None,
         ) -> None:
-            # No record is built for hooks that would discard it (the default, quiet logger).
             if reads_attempt(hooks, outcome, error):
-                AttemptReporter(hooks=hooks, ca=ca, order_id=order_id, attempt=attempt_number)(
-                    outcome, error=error, detail=detail, elapsed=elapsed, next_wait=next_wait
+                report_attempt(
+                    hooks,
+                    outcome,
+                    ca=ca,
+                    order_id=order_id,
+                    attempt=attempt_number,
+                    error=error,
+                    detail=detail,
+                    elapsed=elapsed,
+                    next_wait=next_wait,
                 )
 
         while True:
             attempt_number += 1
-            result = await self.run_attempt(attempt, deadline=deadline, ca=ca, order_id=order_id)
+            # run_attempt, without a coroutine of its own.
+            with self._attempt(deadline) as running:
+                result = await attempt()
+            if running.cut_off is not None:
+                result = self._cut_off(running, ca=ca, order_id=order_id)
             now = self.now()
             if isinstance(result, Done):
                 report("done", error=None, elapsed=now - start)
@@ -388,56 +542,63 @@ class Poller:
         ``deadline`` is the poll's deadline on this Poller's clock: the gate admits the
         attempt's requests only before it (:func:`attempt_deadline`).
         """
-        limit = None if math.isinf(self._attempt_timeout) else self._attempt_timeout
-        timeout = asyncio.timeout(limit)
+        with self._attempt(deadline) as running:
+            return await attempt()
+        return self._cut_off(running, ca=ca, order_id=order_id)
+
+    def _attempt(self, deadline: float | None) -> _Attempt:
+        """The scope of one attempt in the running task (``with``, around its ``await``)."""
         task = asyncio.current_task()
-        try:
-            async with timeout:
-                token = _running_attempt.set(_RunningAttempt(task, timeout, deadline))
-                try:
-                    return await attempt()
-                finally:
-                    _running_attempt.reset(token)
-        except TimeoutError as exc:
-            if not timeout.expired():
-                raise
-            error = AttemptTimeout(
-                f"poll attempt took longer than attempt_timeout ({self._attempt_timeout:g} s)",
-                ca=ca,
-                order_id=order_id,
-            )
-            error.__cause__ = exc
-            return Pending(error=error)
+        if task is None:
+            raise RuntimeError("a poll attempt runs in an asyncio task")
+        if math.isinf(self._attempt_timeout):
+            return _Attempt(task, deadline, None, None)
+        loop = task.get_loop()
+        watchdog = self._watchdog
+        if watchdog is None or watchdog.loop is not loop:
+            watchdog = self._watchdog = _Watchdog(loop)
+        return _Attempt(task, deadline, loop.time() + self._attempt_timeout, watchdog)
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AttemptReporter:
-    """Hands one attempt's :class:`PollDetails` to every hook (the Poller and ``poll_many``)."""
-
-    hooks: tuple[PollHook, ...]
-    ca: str | None
-    order_id: str | None
-    attempt: int
-
-    def __call__(
-        self,
-        outcome: AttemptOutcome,
-        *,
-        error: Exception | None,
-        detail: str | None,
-        elapsed: float,
-        next_wait: float | None = None,
-    ) -> None:
-        details = PollDetails(
-            ca=self.ca,
-            order_id=self.order_id,
-            attempt=self.attempt,
-            outcome=outcome,
-            status_code=getattr(error, "status_code", None),
-            waited_so_far=elapsed,
-            next_wait=next_wait,
-            error=error,
-            detail=detail,
+    def _cut_off(self, running: _Attempt, *, ca: str | None, order_id: str | None) -> Pending:
+        """The outcome of an attempt ``attempt_timeout`` cut off."""
+        error = AttemptTimeout(
+            f"poll attempt took longer than attempt_timeout ({self._attempt_timeout:g} s)",
+            ca=ca,
+            order_id=order_id,
         )
-        for hook in self.hooks:
-            hook(details)
+        cause = TimeoutError()
+        cause.__cause__ = running.cut_off
+        error.__cause__ = cause
+        return Pending(error=error)
+
+
+def report_attempt(
+    hooks: Sequence[PollHook],
+    outcome: AttemptOutcome,
+    *,
+    ca: str | None,
+    order_id: str | None,
+    attempt: int,
+    error: Exception | None,
+    detail: str | None,
+    elapsed: float,
+    next_wait: float | None = None,
+) -> None:
+    """Hand one attempt's :class:`PollDetails` to every hook (the Poller and ``poll_many``).
+
+    Callers first ask :func:`~certpoll._instrumentation.reads_attempt`: no record is built
+    for hooks that would discard it (the default, quiet logger).
+    """
+    details = PollDetails(
+        ca=ca,
+        order_id=order_id,
+        attempt=attempt,
+        outcome=outcome,
+        status_code=getattr(error, "status_code", None),
+        waited_so_far=elapsed,
+        next_wait=next_wait,
+        error=error,
+        detail=detail,
+    )
+    for hook in hooks:
+        hook(details)

@@ -51,13 +51,21 @@ def test_every_workload_runs_and_the_report_has_every_section(tmp_path: Path) ->
     # The thread peer needs sockets; every other variant runs on both transports.
     assert set(cpu["in-process"]["issued"]) == set(overhead.VARIANTS) - {"threads"}
     assert all(s.median > 0 for k in cpu.values() for row in k.values() for s in row.values())
+    assert set(results.overhead.layers) == set(overhead.LAYERS)
+    assert all(s.median > 0 for s in results.overhead.layers.values())
+    assert results.overhead.layer_ratio["bare httpx"].median == 1.0
     assert set(results.scale.bytes_per_order) == {40, 80}
     assert all(0 < s.median < 10_000 for s in results.scale.bytes_per_order.values())
     assert set(results.storm.requests[5]) == {"certpoll", "per-order", "tenacity", "threads"}
     assert results.storm.all_issued
     assert results.ratelimit.all_issued
     assert results.ratelimit.throttled["default"].high == 0
-    assert len(headlines(results)) == 11
+    assert len(headlines(results)) == 14
+    assert set(results.scale.setup_us) == {40, 80}
+    assert all(s.median > 0 for s in results.scale.setup_us.values())
+    # The drain is compared at the thread peer's size, with and without Retry-After.
+    assert set(results.storm.drain_ratio) == set(storm.DRAIN_CASES)
+    assert all(s.median >= 1.0 for s in results.storm.drain_ratio.values())
 
     page = write_report(results, tmp_path, quick=True)
     text = page.read_text()

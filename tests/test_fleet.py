@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import certpoll
 from certpoll import (
@@ -38,6 +40,7 @@ from certpoll import (
     poll_many,
     resume,
 )
+from certpoll._fleet import _Order, _pack_detail, _unpack_detail
 from certpoll._gate import UpstreamGate
 from certpoll._handles import utcnow as REAL_UTCNOW
 from certpoll.testing import VirtualClock
@@ -224,6 +227,51 @@ async def test_one_orders_429_holds_every_order_then_one_probe_goes() -> None:
     assert after[0] == pytest.approx(throttled_at + 60.0, abs=0.01)  # nobody before 60 s
     assert after[1] == pytest.approx(after[0] + 0.5)  # the rest once the probe answered
     assert dc.gate.rate_limited == 1
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize("share_cooldown", [True, False])
+async def test_the_order_whose_request_drew_a_shared_429_keeps_its_place(
+    share_cooldown: bool,
+) -> None:
+    """A 429 the shared gate holds every order for: the order that drew it comes back when
+    the gate opens, and its own schedule goes on where it was. Without a shared cooldown the
+    429 is that order's alone, and costs it a step of its schedule as before."""
+    ca = FakeCertCentral(issue_on=5, throttle_on={"1000": 2})
+    gate = UpstreamGate(share_cooldown=share_cooldown)
+    async with digicert(ca, gate=gate, poll_max_wait_seconds=math.inf, poll_jitter=0.0) as dc:
+        statuses = await collect(poll_many(dc, ids(2)))
+    assert all(s.state is OrderState.ISSUED for s in statuses)
+    looks = ca.times("1000")
+    if share_cooldown:
+        # 0, 5 (the 429: Retry-After 60), 65 when the gate opens, then 15 s and 45 s: the
+        # waits that were due after the look at 5 s.
+        assert looks == pytest.approx([0.0, 5.0, 65.0, 80.0, 125.0], abs=0.01)
+    else:
+        # The 429's wait is the schedule's own step (15 s) raised to its floor (60 s); the
+        # next ones are the steps after it: 45 s, 135 s.
+        assert looks == pytest.approx([0.0, 5.0, 65.0, 110.0, 245.0], abs=0.01)
+
+
+@pytest.mark.looptime
+async def test_a_shared_429_with_retry_after_zero_does_not_spin() -> None:
+    ca = FakeCertCentral(issue_on=3)
+    storm_at = [0.0]
+
+    async def throttled_once(request: httpx.Request) -> httpx.Response:
+        if now() == 5.0 and storm_at[0] == 0.0:
+            storm_at[0] = now()
+            return httpx.Response(429, headers={"Retry-After": "0"}, json={"errors": []})
+        return await ca(request)
+
+    transport = httpx.MockTransport(throttled_once)
+    async with digicert(
+        ca, transport=transport, poll_max_wait_seconds=math.inf, poll_jitter=0.0
+    ) as dc:
+        statuses = await collect(poll_many(dc, ids(1)))
+    assert statuses[0].state is OrderState.ISSUED
+    # The 429 at 5 s: back after the schedule's first wait (5 s), not at once.
+    assert ca.times("1000") == pytest.approx([0.0, 10.0, 25.0], abs=0.01)
 
 
 # -- cancellation ---------------------------------------------------------------------------
@@ -709,6 +757,32 @@ async def test_a_pending_order_costs_well_under_two_kilobytes() -> None:
     print(f"memory per pending order: {per_order:.0f} bytes")
     assert per_order < 2048
     assert per_order < 600
+
+
+@pytest.mark.looptime
+async def test_every_order_keeps_the_cas_latest_words_for_itself() -> None:
+    """Orders share their message's shape in memory, but each hook record and each final
+    status still carries that order's own words, whatever its id."""
+    records: list[certpoll.PollDetails] = []
+    order_ids = ["1", "11", "111", "2", "1000"]
+    ca = FakeCertCentral(never=set(order_ids))
+    async with digicert(ca, hooks=[records.append], poll_max_wait_seconds=30.0) as dc:
+        statuses = await collect(poll_many(dc, order_ids, concurrency=2))
+    assert {s.order_id: s.message for s in statuses} == {
+        order_id: f"order {order_id} is pending" for order_id in order_ids
+    }
+    assert records
+    assert all(r.detail == f"order {r.order_id} is pending" for r in records)
+
+
+@given(order_id=st.text(min_size=1, max_size=8), detail=st.text(max_size=40))
+def test_a_packed_message_unpacks_to_itself(order_id: str, detail: str) -> None:
+    shapes: dict[tuple[str, str], tuple[str, str]] = {}
+    order = _Order(order_id, attempts=0, due=0.0, deadline=1.0)
+    order.detail = _pack_detail(order_id, detail, shapes)
+    assert _unpack_detail(order) == detail
+    again = _pack_detail(order_id, detail, shapes)
+    assert again is order.detail or again == detail  # a shape is shared, not copied
 
 
 def test_the_real_wall_clock_is_aware_utc() -> None:

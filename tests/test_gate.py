@@ -10,7 +10,9 @@ import asyncio
 import itertools
 import math
 import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -34,13 +36,17 @@ from certpoll import (
     StillPending,
     TransientError,
 )
+from certpoll._backends.gate import GateBackend
 from certpoll._backends.gate_memory import MemoryGate
 from certpoll._backends.gate_sqlite import SQLiteGate
+from certpoll._backends.gate_state import GateState, SteppedGate
 from certpoll._gate import UpstreamGate
 from certpoll._poller import attempt_clock_paused, attempt_deadline
 from tests.helpers import DIGICERT_API_KEY, FakeTime, run_in_virtual_time
 
 pytestmark = pytest.mark.looptime
+
+T = TypeVar("T")
 
 
 def now() -> float:
@@ -211,15 +217,15 @@ async def test_a_429_without_retry_after_holds_for_a_growing_cooldown() -> None:
 
     for _ in range(5):
         await request(True)
-    assert sent == [0.0, 5.0, 20.0, 65.0, 200.0]  # holds of 5, 15, 45, 135 s
+    assert sent == [0.0, 5.0, 20.0, 65.0, 125.0]  # holds of 5, 15, 45, 60 s
     await request(True)
-    assert sent[-1] == 500.0  # 300: the cap
+    assert sent[-1] == 185.0  # 60: the cap
     await request(False)
-    assert sent[-1] == 800.0
+    assert sent[-1] == 245.0
     assert not gate.cooling_down
     await request(True)  # a new storm starts from 5 s again
     await request(False)
-    assert sent[-2:] == [800.0, 805.0]
+    assert sent[-2:] == [245.0, 250.0]
 
 
 async def test_stragglers_extend_but_do_not_escalate_the_cooldown() -> None:
@@ -576,6 +582,107 @@ def test_no_poll_outlives_max_wait_plus_attempt_timeout_whatever_the_gate_does(
         assert gate.waiting == 0
 
     run_in_virtual_time(scenario())
+
+
+# -- the fast path: memory:// with nobody queued -----------------------------------------------
+
+
+class SteppedMemory(SteppedGate):
+    """``memory://``'s state, but every step a coroutine: the gate's general path."""
+
+    name = "stepped-memory://"
+
+    def __init__(self) -> None:
+        self._states: dict[str, GateState] = {}
+
+    async def step(self, key: str, decide: Callable[[GateState, float], T]) -> T:
+        return decide(self._states.setdefault(key, GateState()), now())
+
+    async def aclose(self) -> None:
+        return None
+
+
+#: What a request does once admitted: answer after ``latency`` with one of these.
+ANSWERS = ("ok", "429", "429 retry-after", "503 retry-after", "broken", "cancelled")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    limits=st.lists(
+        st.tuples(st.integers(1, 6), st.sampled_from([0.5, 1.0, 4.0])), min_size=0, max_size=2
+    ),
+    pace=st.booleans(),
+    margin=st.sampled_from([0.0, 0.1]),
+    hold_at=st.none() | st.floats(0.0, 5.0),
+    plan=st.lists(
+        st.tuples(
+            st.floats(0.0, 20.0),  # arrival
+            st.none() | st.floats(0.0, 30.0),  # patience until the deadline
+            st.sampled_from([0.0, 0.05, 0.5, 3.0]),  # latency
+            st.sampled_from(ANSWERS),
+            st.floats(0.0, 40.0),  # Retry-After
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+)
+def test_the_fast_path_decides_as_the_general_path_does(
+    limits: list[tuple[int, float]],
+    pace: bool,
+    margin: float,
+    hold_at: float | None,
+    plan: list[tuple[float, float | None, float, str, float]],
+) -> None:
+    """The same arrivals, answers and holds through ``memory://`` (a request that finds
+    nobody queued is admitted and reported by plain calls) and through the same state behind
+    coroutines (the general path): every request is admitted at the same time with the same
+    ticket and probe flag, or refused alike, and the gate ends in the same state.
+    """
+
+    async def scenario(backend: GateBackend) -> list[object]:
+        gate = UpstreamGate(rate_limits=limits, pace=pace, margin=margin, backend=backend)
+        seen: list[object] = []
+
+        async def holder(at: float) -> None:
+            await asyncio.sleep(at)
+            await gate.hold(None)
+            seen.append(("hold", now(), gate.opens_in()))
+
+        async def request(index: int, arrival: float, patience: float | None) -> None:
+            _, _, latency, answer, retry_after = plan[index]
+            await asyncio.sleep(arrival)
+            deadline = None if patience is None else arrival + patience
+            try:
+                async with gate.admit(deadline=deadline) as admission:
+                    seen.append((index, now(), admission.ticket, admission.probe))
+                    await asyncio.sleep(latency)
+                    if answer == "cancelled":
+                        raise asyncio.CancelledError
+                    if answer == "broken":
+                        raise OSError("connection reset")
+                    if answer == "429":
+                        admission.hold(None, rate_limited=True)
+                    elif answer == "429 retry-after":
+                        admission.hold(retry_after, rate_limited=True)
+                    elif answer == "503 retry-after":
+                        admission.hold(retry_after)
+            except GateClosed as closed:
+                seen.append((index, now(), "closed", round(closed.retry_after or 0.0, 6)))
+            except (OSError, asyncio.CancelledError) as exc:
+                seen.append((index, now(), type(exc).__name__))
+            seen.append((index, "after", gate.cooling_down, round(gate.opens_in(), 6)))
+
+        tasks = [request(i, arrival, patience) for i, (arrival, patience, *_) in enumerate(plan)]
+        if hold_at is not None:
+            tasks.append(holder(hold_at))
+        await asyncio.gather(*tasks)
+        assert gate.waiting == 0
+        seen.append((gate.requests_sent, gate.rate_limited, gate.holds, gate.cooling_down))
+        return seen
+
+    fast = run_in_virtual_time(scenario(MemoryGate()))
+    general = run_in_virtual_time(scenario(SteppedMemory()))
+    assert fast == general
 
 
 # -- gate_url: the gate's state shared by every process on the credential -------------------

@@ -9,13 +9,14 @@ import random
 from fractions import Fraction
 
 import httpx
+import hypothesis
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import certpoll
 from certpoll import BackoffPolicy, Done, Failed, Pending, Poller, StillPending
-from certpoll._poller import CLOCK_SLACK
+from certpoll._poller import CLOCK_SLACK, attempt_clock_paused, attempt_deadline
 from certpoll.testing import VirtualClock
 from tests.helpers import DIGICERT_API_KEY, FakeTime, run_in_virtual_time
 
@@ -524,3 +525,127 @@ async def test_the_pollers_clock_and_sleep_reach_the_connectors_gate() -> None:
         assert second.error is None
         assert clock.now == pytest.approx(2.0)
         assert asyncio.get_running_loop().time() - loop_before < 1.0
+
+
+# -- attempt_timeout: one timer for all of a Poller's attempts --------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    timeout=st.sampled_from([1.0, 7.5, 30.0]),
+    attempts=st.lists(
+        st.tuples(
+            st.floats(0.0, 60.0),  # start
+            st.floats(0.0, 50.0),  # work before the gate
+            st.none() | st.floats(0.0, 80.0),  # time queued at the gate (clock paused)
+            st.floats(0.0, 50.0),  # work after it
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+)
+def test_every_attempt_is_cut_off_when_its_own_clock_runs_out(
+    timeout: float, attempts: list[tuple[float, float, float | None, float]]
+) -> None:
+    """Attempts of one Poller, overlapping in any way, some paused at the gate: each is cut
+    off exactly when its unpaused time reaches ``attempt_timeout``, and never otherwise.
+    """
+    margin = 1e-3
+    for _, before, _, after in attempts:
+        hypothesis.assume(abs(before - timeout) > margin)
+        hypothesis.assume(abs(before + after - timeout) > margin)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        poller = Poller(NO_JITTER, max_wait=600.0, attempt_timeout=timeout, hooks=())
+
+        async def one(start: float, before: float, queued: float | None, after: float) -> None:
+            await asyncio.sleep(start)
+
+            async def attempt() -> Done[None]:
+                await asyncio.sleep(before)
+                if queued is not None:
+                    with attempt_clock_paused():
+                        await asyncio.sleep(queued)
+                await asyncio.sleep(after)
+                return Done(None)
+
+            outcome = await poller.run_attempt(attempt, ca="digicert", order_id="7")
+            paused = queued or 0.0
+            if before > timeout:
+                expected_end, cut = start + timeout, True
+            elif before + after > timeout:
+                expected_end, cut = start + paused + timeout, True
+            else:
+                expected_end, cut = start + before + paused + after, False
+            assert loop.time() == pytest.approx(expected_end, abs=margin)
+            if cut:
+                assert isinstance(outcome, Pending)
+                assert isinstance(outcome.error, certpoll.AttemptTimeout)
+            else:
+                assert outcome == Done(None)
+
+        await asyncio.gather(*(one(*attempt) for attempt in attempts))
+
+    run_in_virtual_time(scenario())
+
+
+@pytest.mark.looptime
+async def test_a_cancel_during_a_cut_off_attempt_still_propagates() -> None:
+    """The cut-off cancels the task; a cancellation asked for by someone else meanwhile is
+    not swallowed with it."""
+    poller = Poller(NO_JITTER, max_wait=60.0, attempt_timeout=5.0, hooks=())
+    entered = asyncio.Event()
+
+    async def stubborn() -> Done[None]:
+        entered.set()
+        try:
+            await asyncio.sleep(100)
+        finally:
+            # Cut off at 5 s: cleaning up takes a while, and the task is cancelled meanwhile.
+            await asyncio.shield(asyncio.sleep(2))
+        return Done(None)
+
+    task = asyncio.create_task(poller.run_attempt(stubborn))
+    await entered.wait()
+    await asyncio.sleep(6)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+
+
+def test_a_poller_times_attempts_out_on_one_loop_after_another() -> None:
+    """One Poller, used by one event loop and then by another: both cut attempts off."""
+    poller = Poller(NO_JITTER, max_wait=60.0, attempt_timeout=1.0, hooks=())
+
+    async def hung() -> Done[None]:
+        await asyncio.sleep(10)
+        return Done(None)
+
+    for _ in range(2):
+        outcome = run_in_virtual_time(poller.run_attempt(hung))
+        assert isinstance(outcome, Pending)
+        assert isinstance(outcome.error, certpoll.AttemptTimeout)
+
+
+@pytest.mark.looptime
+async def test_an_attempt_inside_an_attempt_gives_the_outer_deadline_back() -> None:
+    poller = Poller(NO_JITTER, max_wait=60.0, attempt_timeout=5.0, hooks=())
+    seen: list[float | None] = []
+
+    async def inner() -> Done[None]:
+        seen.append(attempt_deadline())
+        return Done(None)
+
+    async def outer() -> Done[None]:
+        seen.append(attempt_deadline())
+        await poller.run_attempt(inner, deadline=2.0)
+        seen.append(attempt_deadline())
+        await asyncio.sleep(6)
+        return Done(None)
+
+    outcome = await poller.run_attempt(outer, deadline=1.0)
+    assert seen == [1.0, 2.0, 1.0]
+    assert isinstance(outcome, Pending)  # the outer one is still cut off after 5 s
+    assert attempt_deadline() is None

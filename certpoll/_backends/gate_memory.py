@@ -2,6 +2,10 @@
 
 The default: one process, no server, and it runs on virtual time. Processes do not see each
 other's requests; for more than one process on a credential, use a shared backend.
+
+Nothing here awaits, so besides the backend protocol's coroutines it offers the same steps
+as plain calls (:meth:`MemoryGate.admit_now`, :meth:`MemoryGate.report_now`): the gate
+takes them when nobody is queued, and a request then crosses it without a task switch.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 
+from .gate import Admitted, GateRules, Hold, Wait
 from .gate_state import GateState, SteppedGate
 
 _T = TypeVar("_T")
@@ -34,11 +39,32 @@ class MemoryGate(SteppedGate):
             return self._clock()
         return asyncio.get_running_loop().time()
 
-    async def step(self, key: str, decide: Callable[[GateState, float], _T]) -> _T:
+    def _state(self, key: str) -> GateState:
         state = self._states.get(key)
         if state is None:
             state = self._states[key] = GateState()
-        return decide(state, self._now())
+        return state
+
+    def admit_now(self, key: str, rules: GateRules) -> Admitted | Wait:
+        """:meth:`admit` as a plain call."""
+        return self._state(key).admit(self._now(), rules)
+
+    def report_now(
+        self,
+        key: str,
+        rules: GateRules,
+        *,
+        ticket: str | None,
+        conclusive: bool = True,
+        hold: Hold | None = None,
+    ) -> float:
+        """:meth:`report` as a plain call."""
+        return self._state(key).report(
+            self._now(), rules, ticket=ticket, conclusive=conclusive, hold=hold
+        )
+
+    async def step(self, key: str, decide: Callable[[GateState, float], _T]) -> _T:
+        return decide(self._state(key), self._now())
 
     async def aclose(self) -> None:
         return None
