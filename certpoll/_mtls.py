@@ -95,6 +95,13 @@ class MTLSTransport(httpx.AsyncBaseTransport):
     The pair is loaded at once: a missing or unreadable file is a :class:`ConfigError`.
     """
 
+    verify: bool
+    cert_path: Path
+    key_path: Path
+    server_ca_path: Path | None
+    #: Times the pair was reloaded after its files changed.
+    reloads: int
+
     def __init__(
         self,
         cert_path: str | os.PathLike[str],

@@ -353,6 +353,9 @@ class Poller:
         "policy",
     )
 
+    #: The backoff schedule (initial wait, multiplier, cap, jitter).
+    policy: BackoffPolicy
+
     def __init__(
         self,
         policy: BackoffPolicy | None = None,

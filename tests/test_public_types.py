@@ -57,19 +57,10 @@ KNOWN: frozenset[tuple[str, str]] = frozenset(
 #: Annotate them in the class body, then take them off this list.
 UNANNOTATED: frozenset[tuple[str, str]] = frozenset(
     {
-        ("certpoll.Poller", "policy"),
-        ("certpoll.Connector", "http"),
-        ("certpoll.Connector", "poller"),
-        ("certpoll.Connector", "gate"),
-        ("certpoll.Connector", "triage"),
         ("certpoll.UpstreamGate", "rate_limits"),
         ("certpoll.UpstreamGate", "requests_sent"),
         ("certpoll.UpstreamGate", "rate_limited"),
         ("certpoll.UpstreamGate", "holds"),
-        ("certpoll.MTLSTransport", "cert_path"),
-        ("certpoll.MTLSTransport", "key_path"),
-        ("certpoll.MTLSTransport", "server_ca_path"),
-        ("certpoll.MTLSTransport", "reloads"),
         ("certpoll.Worker", "owner"),
     }
 )

@@ -171,6 +171,13 @@ class Connector(AsyncClosing, Generic[S]):
     #: as opposed to an unknown order: the simulated CA's, plus any the CA adds.
     missing_route_words: ClassVar[tuple[str, ...]] = ("no such resource",)
 
+    #: The client every request goes through (the connector's own, or the one passed in).
+    http: httpx.AsyncClient
+    #: The one place for the connector's time: the schedule, its clock, sleep and jitter.
+    poller: Poller
+    #: The gate every request passes (rate limits, the shared cooldown).
+    gate: UpstreamGate
+
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         # Every connector's issue() returns the accepted order without queueing behind
@@ -209,7 +216,7 @@ class Connector(AsyncClosing, Generic[S]):
             else gate
         )
         self._redactor = Redactor(settings.secret_values())
-        self.triage = self._make_triage()
+        self._triage = self._make_triage()
 
     def _make_triage(self) -> Triage:
         return Triage(
@@ -381,7 +388,7 @@ class Connector(AsyncClosing, Generic[S]):
             ca=self.ca,
             common_name=request.common_name,
             status_code=response.status_code,
-            body_excerpt=self.triage.excerpt(response),
+            body_excerpt=self._triage.excerpt(response),
         )
 
     def _accepted_order(
@@ -492,11 +499,11 @@ class Connector(AsyncClosing, Generic[S]):
                 try:
                     response = await self._fetch(request, order_id=order_id)
                 except httpx.HTTPError as exc:
-                    return self.triage.exception(exc, order_id=order_id)
+                    return self._triage.exception(exc, order_id=order_id)
                 except ResponseParseError as exc:
                     return Failed(exc)
                 # Inside the block: a 429 holds the whole gate, and a probe's answer is known.
-                outcome = self.triage.response(response, order_id=order_id)
+                outcome = self._triage.response(response, order_id=order_id)
                 admission.observe(outcome)
         except TransientError as exc:  # GateClosed, or a shared gate that did not answer
             exc.ca, exc.order_id = self.ca, order_id
@@ -521,7 +528,7 @@ class Connector(AsyncClosing, Generic[S]):
             try:
                 response = await self._fetch(request, order_id=None)
             except _NOT_SENT as exc:
-                problem = self.triage.chained(
+                problem = self._triage.chained(
                     TransientError(
                         f"{self.ca}: the order for {name!r} was not sent: {type(exc).__name__}",
                         ca=self.ca,
@@ -529,7 +536,7 @@ class Connector(AsyncClosing, Generic[S]):
                     exc,
                 )
             except httpx.HTTPError as exc:
-                problem = self.triage.chained(
+                problem = self._triage.chained(
                     SubmissionUncertain(
                         f"{self.ca}: the order for {name!r} may have reached the CA: "
                         f"{type(exc).__name__}; check the CA before ordering again",
@@ -539,7 +546,7 @@ class Connector(AsyncClosing, Generic[S]):
                     exc,
                 )
             except ResponseParseError as exc:
-                problem = self.triage.chained(
+                problem = self._triage.chained(
                     SubmissionUncertain(
                         f"{self.ca}: the CA's answer to the order for {name!r} cannot be read; "
                         "check the CA before ordering again",
@@ -550,9 +557,9 @@ class Connector(AsyncClosing, Generic[S]):
                 )
             if problem is not None:
                 raise problem
-            triaged = self.triage.response(response)
+            triaged = self._triage.response(response)
             admission.observe(triaged)
-        if triaged is None or response.status_code in self.triage.pending_status_codes:
+        if triaged is None or response.status_code in self._triage.pending_status_codes:
             self._mark_submitted()
         if triaged is None:
             return response
@@ -571,7 +578,7 @@ class Connector(AsyncClosing, Generic[S]):
             ) from error
         if error is not None:
             raise error
-        if response.status_code in self.triage.pending_status_codes:
+        if response.status_code in self._triage.pending_status_codes:
             # A "still working" status code (GlobalSign's 202) on a submit is an accepted order.
             return response
         # A CA's "not ready, try later" words make sense for a download, never for an order.
@@ -580,7 +587,7 @@ class Connector(AsyncClosing, Generic[S]):
             f"{outcome.detail}",
             ca=self.ca,
             status_code=response.status_code,
-            body_excerpt=self.triage.excerpt(response),
+            body_excerpt=self._triage.excerpt(response),
         )
 
     @staticmethod
@@ -706,7 +713,7 @@ class Connector(AsyncClosing, Generic[S]):
             ca=self.ca,
             order_id=order_id,
             status_code=response.status_code,
-            body_excerpt=self.triage.excerpt(response),
+            body_excerpt=self._triage.excerpt(response),
         )
 
     def _error_for(self, outcome: Pending | Failed) -> Exception:
