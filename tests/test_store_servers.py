@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -36,6 +37,7 @@ from certpoll import (
     OrderState,
     OrderStatus,
     OrderStore,
+    PendingOrder,
     StoredOrder,
     StoredState,
     TransientError,
@@ -110,7 +112,7 @@ async def test_stores_opening_together_migrate_once(
     stores = [open_store(server_url) for _ in range(4)]
     opened.extend(stores)
     found = await asyncio.gather(*(store.migrate() for store in stores))  # type: ignore[attr-defined]
-    assert sorted(found) == [0, 1, 1, 1]
+    assert sorted(found) == [0] + [SCHEMA_VERSION] * 3
 
 
 async def test_a_newer_schema_is_refused_and_left_alone(
@@ -126,8 +128,33 @@ async def test_a_newer_schema_is_refused_and_left_alone(
         await newer.counts()
     with pytest.raises(ConfigError):
         await newer.claim(owner="w", cas=["digicert"], limit=1, lease=1)
-    await raw(server_url, "UPDATE certpoll_store_version SET version = 1")
+    await raw(server_url, f"UPDATE certpoll_store_version SET version = {SCHEMA_VERSION}")
     assert [order.key for order in await newer.orders()] == ["kept"]
+
+
+async def test_a_version_1_store_is_migrated_with_its_orders(
+    server_url: str, opened: list[OrderStore]
+) -> None:
+    store = open_store(server_url)
+    opened.append(store)
+    await add_pending(store, ["old"])
+    await raw(server_url, "DROP INDEX certpoll_orders_order_id")
+    await raw(server_url, "UPDATE certpoll_store_version SET version = 1")
+    upgraded = open_store(server_url)
+    opened.append(upgraded)
+    assert isinstance(upgraded, SQLOrderStore)
+    assert await upgraded.migrate() == 1
+    (old,) = await upgraded.orders()
+    # Version 2 finds an order by its CA's order id: the stored one is adopted, not copied.
+    handle = PendingOrder(
+        ca="digicert",
+        order_id=str(old.order_id),
+        attempts=0,
+        next_poll_at=datetime.now(UTC),
+        deadline=datetime.now(UTC) + timedelta(hours=1),
+    )
+    (adopted,) = await upgraded.adopt([handle], owner="w", lease=1)
+    assert (adopted.key, adopted.owner) == ("old", "w")
 
 
 # -- secrets --------------------------------------------------------------------------------

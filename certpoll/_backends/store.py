@@ -32,20 +32,25 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final, Protocol, get_args, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, get_args, runtime_checkable
 
 from .._errors import CertpollError, ConfigError, LeaseLost
 from .._models import CAName, Certificate, OrderState, OrderStatus
 from .urls import Scheme, parse_backend_url
+
+if TYPE_CHECKING:
+    from .._handles import PendingOrder
 
 __all__ = [
     "COLUMNS",
     "SCHEMA_VERSION",
     "STORE_SCHEMES",
     "UNCERTAIN_AFTER_CRASH",
+    "Adoption",
     "OrderStore",
     "StoredOrder",
     "StoredState",
+    "adoptions",
     "check_attempts",
     "check_claim",
     "check_intent",
@@ -64,7 +69,7 @@ __all__ = [
 
 #: The schema this code reads and writes. A store at a higher version was migrated by a newer
 #: certpoll and is refused (:func:`newer_schema_error`) rather than misread.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 #: The longest lease and the largest claim: a crashed owner's orders come back within a
 #: lease, so an hour is already a long outage for them.
@@ -194,6 +199,20 @@ class OrderStore(Protocol):
         """Claim up to ``limit`` due ``PENDING`` orders of ``cas`` (earliest due first) for
         ``lease`` seconds: those unclaimed, and those whose lease ran out. Each claim bumps
         the order's token. Intents whose lease ran out become ``UNCERTAIN`` on the way."""
+        ...
+
+    async def adopt(
+        self, orders: Sequence[PendingOrder], *, owner: str, lease: float
+    ) -> list[StoredOrder]:
+        """Take orders submitted elsewhere into the store, and claim them for ``lease`` seconds.
+
+        Each handle whose CA and order id the store does not hold yet is recorded
+        ``PENDING`` (keyed ``<ca>:<order_id>``, with the handle's attempts, next poll and
+        deadline). Then those of the named orders that are ``PENDING`` and free (unclaimed,
+        or their lease ran out) are claimed, whatever their due time. Returns every named
+        order the store holds, in the order named: the ones claimed have ``owner`` as their
+        owner; the others are final, or held by another owner.
+        """
         ...
 
     async def renew(self, claimed: Iterable[StoredOrder], *, lease: float) -> set[str]:
@@ -339,6 +358,42 @@ def check_limit(limit: int) -> int:
     if isinstance(given, bool) or not isinstance(given, int) or not 1 <= limit <= MAX_CLAIM:
         raise ConfigError(f"limit must be an integer from 1 to {MAX_CLAIM}, not {limit!r}")
     return limit
+
+
+@dataclass(frozen=True, slots=True)
+class Adoption:
+    """An order to adopt (see :meth:`OrderStore.adopt`), its times in seconds from now."""
+
+    ca: CAName
+    order_id: str
+    attempts: int
+    due_in: float
+    deadline_in: float
+
+    @property
+    def key(self) -> str:
+        """The idempotency key of an adopted order."""
+        return f"{self.ca}:{self.order_id}"
+
+
+def adoptions(orders: Sequence[PendingOrder]) -> list[Adoption]:
+    """The handles to adopt, checked, with their times counted from now on this host."""
+    wall = datetime.now(UTC)
+    found = [
+        Adoption(
+            ca=order.ca,
+            order_id=check_order_id(order.order_id),
+            attempts=check_attempts(order.attempts),
+            due_in=max(0.0, (order.next_poll_at - wall).total_seconds()),
+            deadline_in=max(0.0, (order.deadline - wall).total_seconds()),
+        )
+        for order in orders
+    ]
+    if len({order.key for order in found}) != len(found):
+        raise ConfigError("an order is named twice")
+    if len(found) > MAX_CLAIM:
+        raise ConfigError(f"at most {MAX_CLAIM} orders are adopted at once, not {len(found)}")
+    return found
 
 
 def check_order_id(order_id: str) -> str:
