@@ -20,7 +20,7 @@ import types
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, Self
 
@@ -161,6 +161,8 @@ class StoredOrderStream:
         self.owner = owner_name("poll_many") if owner is None else owner
         self._on_event = on_event
         self._records: dict[str, StoredOrder] = {}
+        #: Orders whose answer is being written: neither renewed nor checkpointed meanwhile.
+        self._writing: set[str] = set()
         self._ready: deque[OrderStatus] = deque()
         self._inner: OrderStream | None = None
         self._renewal: asyncio.Task[None] | None = None
@@ -252,6 +254,7 @@ class StoredOrderStream:
         if record is None:
             return False  # lost meanwhile: its new owner writes its answer
         kind: EventKind = "still_pending"
+        self._writing.add(status.order_id)
         try:
             if status.state is OrderState.PENDING:
                 handle = self._inner.handle(status.order_id) if self._inner else None
@@ -267,7 +270,7 @@ class StoredOrderStream:
                 await self._store.complete(record, status, attempts=record.attempts + 1)
                 kind = "issued" if status.state is OrderState.ISSUED else "failed"
         except LeaseLost:
-            del self._records[status.order_id]
+            self._records.pop(status.order_id, None)
             self._lost(record)
             return False
         except TransientError as exc:
@@ -279,9 +282,11 @@ class StoredOrderStream:
                 record.order_id,
                 exc,
             )
-            del self._records[status.order_id]
+            self._records.pop(status.order_id, None)
             return True
-        del self._records[status.order_id]
+        finally:
+            self._writing.discard(status.order_id)
+        self._records.pop(status.order_id, None)
         self._emit(
             WorkerEvent(
                 kind=kind,
@@ -296,27 +301,27 @@ class StoredOrderStream:
     # -- leases -------------------------------------------------------------------------------
 
     async def _keep_leases(self) -> None:
-        """Renew every third of a lease and checkpoint; stop polling at once when a lease
-        is lost, or before the leases may lapse while the store is unreachable."""
+        """Renew every third of a lease, writing where each schedule stands; stop polling
+        at once when a lease is lost, or before the leases may lapse while the store is
+        unreachable."""
         every = self._lease / 3
         loop = asyncio.get_running_loop()
         while self._records:
             await asyncio.sleep(every)
             started = loop.time()
             try:
-                kept = await self._store.renew(self._records.values(), lease=self._lease)
+                lost = await self._renew()
             except TransientError as exc:
                 logger.warning("certpoll.store_unreachable: %s", exc)
                 if loop.time() >= self._held_until - every:
                     await self._stop_polling(exc)
                     return
                 continue
+            except Exception as exc:  # a bug: no poll may outlive the leases unrenewed
+                await self._stop_polling(exc)
+                return
             self._held_until = started + self._lease
-            lost = [record for record in self._records.values() if record.key not in kept]
             if lost:
-                for record in lost:
-                    self._records.pop(record.order_id or "", None)
-                    self._lost(record)
                 keys = ", ".join(repr(record.key) for record in lost)
                 await self._stop_polling(
                     LeaseLost(
@@ -327,32 +332,34 @@ class StoredOrderStream:
                     )
                 )
                 return
-            await self._checkpoint()
+
+    async def _renew(self) -> list[StoredOrder]:
+        """Renew the leases held, with each order's place in its schedule (one statement),
+        so a crash resumes it there; forget and return those another owner took."""
+        renewing = [r for r in self._records.values() if r.order_id not in self._writing]
+        moved: dict[str, tuple[int, float]] = {}
+        for record in renewing:
+            handle = None if self._inner is None else self._inner.handle(record.order_id or "")
+            if handle is not None and handle.attempts != record.attempts:
+                moved[record.key] = (handle.attempts, _seconds_until(handle.next_poll_at))
+        kept = await self._store.renew(renewing, lease=self._lease, schedules=moved)
+        lost = []
+        for record in renewing:
+            order_id = record.order_id or ""
+            if order_id not in self._records or order_id in self._writing:
+                continue  # its answer was written meanwhile
+            if record.key not in kept:
+                del self._records[order_id]
+                self._lost(record)
+                lost.append(record)
+            elif record.key in moved:
+                self._records[order_id] = replace(record, attempts=moved[record.key][0])
+        return lost
 
     async def _stop_polling(self, why: Exception) -> None:
         self._ended_by = why
         if self._inner is not None:
             await self._inner.aclose()
-
-    async def _checkpoint(self) -> None:
-        """Write each held order's place in its schedule, so a crash resumes it there."""
-        for order_id, record in list(self._records.items()):
-            handle = None if self._inner is None else self._inner.handle(order_id)
-            if handle is None or handle.attempts == record.attempts:
-                continue
-            try:
-                later = await self._store.reschedule(
-                    record,
-                    attempts=handle.attempts,
-                    due_in=_seconds_until(handle.next_poll_at),
-                    last_error=record.last_error,
-                )
-            except LeaseLost:
-                self._records.pop(order_id, None)
-                self._lost(record)
-                continue
-            if order_id in self._records:  # not settled meanwhile
-                self._records[order_id] = later
 
     # -- the end ------------------------------------------------------------------------------
 
@@ -376,7 +383,7 @@ class StoredOrderStream:
             await self._settle(status)
         released = 0
         try:
-            await self._checkpoint()
+            await self._renew()
             for record in list(self._records.values()):
                 await self._store.release(record)
                 released += 1

@@ -57,6 +57,7 @@ __all__ = [
     "check_lease",
     "check_limit",
     "check_order_id",
+    "check_schedules",
     "check_seconds",
     "error_text",
     "final_fields",
@@ -215,8 +216,19 @@ class OrderStore(Protocol):
         """
         ...
 
-    async def renew(self, claimed: Iterable[StoredOrder], *, lease: float) -> set[str]:
-        """Extend the leases still held by these claims; returns the keys still held."""
+    async def renew(
+        self,
+        claimed: Iterable[StoredOrder],
+        *,
+        lease: float,
+        schedules: Mapping[str, tuple[int, float]] | None = None,
+    ) -> set[str]:
+        """Extend the leases still held by these claims; returns the keys still held.
+
+        ``schedules`` may give, by key, the attempts so far and the seconds until the next
+        poll of orders whose schedule moved: written with the renewal (one statement for
+        many orders, where a :meth:`reschedule` each would be one per order).
+        """
         ...
 
     async def reschedule(
@@ -399,6 +411,18 @@ def adoptions(orders: Sequence[PendingOrder]) -> list[Adoption]:
 def check_order_id(order_id: str) -> str:
     """The CA's order id as stored."""
     return _text(order_id, "order_id")
+
+
+def check_schedules(
+    schedules: Mapping[str, tuple[int, float]] | None,
+) -> Mapping[str, tuple[int, float]]:
+    """The schedules given to a renewal: attempts and seconds until the next poll, by key."""
+    if schedules is None:
+        return {}
+    for attempts, due_in in schedules.values():
+        check_attempts(attempts)
+        check_seconds(due_in, "due_in")
+    return schedules
 
 
 def error_text(error: str | None) -> str | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .._models import CAName, OrderStatus
@@ -31,6 +31,7 @@ from .store import (
     check_lease,
     check_limit,
     check_order_id,
+    check_schedules,
     check_seconds,
     error_text,
     final_fields,
@@ -293,9 +294,16 @@ class MemoryOrderStore:
                 found.append(record_from_row(row))
         return found
 
-    async def renew(self, claimed: Iterable[StoredOrder], *, lease: float) -> set[str]:
+    async def renew(
+        self,
+        claimed: Iterable[StoredOrder],
+        *,
+        lease: float,
+        schedules: Mapping[str, tuple[int, float]] | None = None,
+    ) -> set[str]:
         """See :meth:`certpoll.OrderStore.renew`."""
         lease = check_lease(lease)
+        progress = check_schedules(schedules)
         now = self._clock()
         held = set()
         live = (StoredState.INTENT.value, StoredState.PENDING.value)
@@ -303,6 +311,9 @@ class MemoryOrderStore:
             row = self._rows.get(record.key)
             if row is not None and row["token"] == record.token and row["state"] in live:
                 row.update(lease_until=now + lease, updated_at=now)
+                if record.key in progress:
+                    attempts, due_in = progress[record.key]
+                    row.update(attempts=attempts, due_at=now + due_in)
                 self._saved(row)
                 held.add(record.key)
         return held

@@ -35,6 +35,7 @@ from .store import (
     check_lease,
     check_limit,
     check_order_id,
+    check_schedules,
     check_seconds,
     error_text,
     final_fields,
@@ -478,9 +479,16 @@ class SQLOrderStore:
         records = (record_from_row(row) for row in stored)
         return {(record.ca, record.order_id or ""): record for record in records}
 
-    async def renew(self, claimed: Iterable[StoredOrder], *, lease: float) -> set[str]:
+    async def renew(
+        self,
+        claimed: Iterable[StoredOrder],
+        *,
+        lease: float,
+        schedules: Mapping[str, tuple[int, float]] | None = None,
+    ) -> set[str]:
         """See :meth:`certpoll.OrderStore.renew`."""
         lease = check_lease(lease)
+        progress = check_schedules(schedules)
         held: set[str] = set()
         records = list(claimed)
         if not records:
@@ -489,22 +497,31 @@ class SQLOrderStore:
             now = await session.now()
             for start in range(0, len(records), _CHUNK):
                 chunk = records[start : start + _CHUNK]
-                pairs = ", ".join(f"(:k{i}, CAST(:t{i} AS BIGINT))" for i in range(len(chunk)))
+                rows = ", ".join(
+                    f"(:k{i}, CAST(:t{i} AS BIGINT), CAST(:a{i} AS INTEGER), "
+                    f"CAST(:d{i} AS DOUBLE PRECISION))"
+                    for i in range(len(chunk))
+                )
                 params: dict[str, object] = {
                     "until": now + lease,
                     "now": now,
                     "intent": StoredState.INTENT.value,
                     "pending": StoredState.PENDING.value,
                 }
-                for index, record in enumerate(chunk):
-                    params[f"k{index}"], params[f"t{index}"] = record.key, record.token
-                rows = await session.fetch(
-                    "UPDATE certpoll_orders SET lease_until = :until, updated_at = :now "
-                    f"WHERE (key, token) IN (VALUES {pairs}) AND state IN (:intent, :pending) "
-                    "RETURNING key",
+                for i, record in enumerate(chunk):
+                    attempts, due_in = progress.get(record.key, (None, None))
+                    params |= {f"k{i}": record.key, f"t{i}": record.token, f"a{i}": attempts}
+                    params[f"d{i}"] = None if due_in is None else now + due_in
+                # One statement per chunk: the leases, and where each schedule stands.
+                found = await session.fetch(
+                    "UPDATE certpoll_orders SET lease_until = :until, updated_at = :now, "
+                    "attempts = COALESCE(v.column3, attempts), "
+                    "due_at = COALESCE(v.column4, due_at) "
+                    f"FROM (VALUES {rows}) AS v WHERE key = v.column1 AND token = v.column2 "
+                    "AND state IN (:intent, :pending) RETURNING key",
                     params,
                 )
-                held.update(str(row["key"]) for row in rows)
+                held.update(str(row["key"]) for row in found)
         return held
 
     # -- reading ----------------------------------------------------------------------------
