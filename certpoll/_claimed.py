@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import socket
-import types
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -183,12 +182,7 @@ class StoredOrderStream:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 
 import certpoll
 from certpoll import (
-    CertificateRequest,
     DigiCert,
     LeaseLost,
     OrderState,
@@ -31,25 +30,8 @@ from certpoll import (
     submit_order,
 )
 from certpoll.testing import Credentials, OrderScript, Profile, SimulatedCA
-from tests.certs import make_csr
 from tests.helpers import DIGICERT_API_KEY
-
-SPEED = 1000.0
-
-
-def settings(base_url: str) -> certpoll.DigiCertSettings:
-    return certpoll.DigiCertSettings(
-        api_key=DIGICERT_API_KEY,
-        org_id=112233,
-        base_url=base_url,
-        poll_initial_wait_seconds=5 / SPEED,
-        poll_max_backoff_seconds=60 / SPEED,
-        poll_max_wait_seconds=3600 / SPEED,
-    )
-
-
-def request(name: str) -> CertificateRequest:
-    return CertificateRequest(common_name=name, csr_pem=make_csr(name))
+from tests.test_worker import SPEED, request, settings
 
 
 def make_sim() -> SimulatedCA:
