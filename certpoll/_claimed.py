@@ -159,7 +159,8 @@ class StoredOrderStream:
         self._claimed = None if claimed is None else list(claimed)
         self.owner = owner_name("poll_many") if owner is None else owner
         self._on_event = on_event
-        self._records: dict[str, StoredOrder] = {}
+        #: The orders held, by order id (a worker's claim is held from the start).
+        self._records = {record.order_id or "": record for record in self._claimed or ()}
         #: Orders whose answer is being written: neither renewed nor checkpointed meanwhile.
         self._writing: set[str] = set()
         self._ready: deque[OrderStatus] = deque()
@@ -225,7 +226,7 @@ class StoredOrderStream:
             claimed = [record for record in adopted if record.owner == self.owner]
             final = (StoredState.ISSUED, StoredState.FAILED)
             self._ready.extend(_stored_status(r) for r in adopted if r.state in final)
-        self._records = {record.order_id or "": record for record in claimed}
+            self._records = {record.order_id or "": record for record in claimed}
         self._inner = OrderStream(
             self._connector,
             [_handle(record, self._connector) for record in claimed],
@@ -369,12 +370,11 @@ class StoredOrderStream:
         if renewal is not None:
             await asyncio.wait([renewal])
         inner = self._inner
-        if inner is None:
-            return
-        await inner.aclose()
-        # An answer the CA gave is not thrown away: written, then the rest given back.
-        for status in inner.undelivered():
-            await self._settle(status)
+        if inner is not None:
+            await inner.aclose()
+            # An answer the CA gave is not thrown away: written, then the rest given back.
+            for status in inner.undelivered():
+                await self._settle(status)
         released = 0
         try:
             await self._renew()

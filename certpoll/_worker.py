@@ -293,11 +293,13 @@ class Worker:
 
     async def _release_all(self) -> None:
         """On the way out: stop every batch; each writes, checkpoints and releases."""
-        tasks = list(self._batches)
-        for task in tasks:
+        batches = list(self._batches.items())
+        for task, _ in batches:
             task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        if batches:
+            await asyncio.wait([task for task, _ in batches])
+        for _, stream in batches:
+            await stream.aclose()  # a batch cancelled before it started gives back too
 
     def _emit(self, event: WorkerEvent) -> None:
         if self.on_event is not None:
