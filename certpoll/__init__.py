@@ -47,6 +47,7 @@ from ._poller import Poller as Poller
 from ._triage import parse_retry_after as parse_retry_after
 
 if typing.TYPE_CHECKING:
+    from ._backends.store import Adoption as Adoption
     from ._backends.store import OrderStore as OrderStore
     from ._backends.store import StoredOrder as StoredOrder
     from ._backends.store import StoredState as StoredState
@@ -97,6 +98,7 @@ _LAZY: dict[str, str] = {
     "EntrustSettings": "._settings",
     "GlobalSignSettings": "._settings",
     "SectigoSettings": "._settings",
+    "Adoption": "._backends.store",
     "OrderStore": "._backends.store",
     "StoredOrder": "._backends.store",
     "StoredState": "._backends.store",
@@ -143,6 +145,7 @@ __all__ = [
     "OrderStream",
     # Orders that outlive a process
     "OrderStore",
+    "Adoption",
     "StoredOrder",
     "StoredState",
     "open_store",

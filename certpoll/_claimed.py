@@ -23,7 +23,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, Self
 
-from ._backends.store import MAX_SECONDS, OrderStore, StoredOrder, StoredState, check_lease
+from ._backends.store import (
+    MAX_SECONDS,
+    Adoption,
+    OrderStore,
+    StoredOrder,
+    StoredState,
+    check_lease,
+)
+from ._closing import AsyncClosing
 from ._connectors._base import Connector
 from ._errors import ConfigError, LeaseLost, TransientError
 from ._fleet import OrderStream, Progress
@@ -93,6 +101,17 @@ def _handle(record: StoredOrder, connector: Connector[Any]) -> PendingOrder:
     )
 
 
+def _adoption(handle: PendingOrder) -> Adoption:
+    """A handle as the store adopts it: its times counted from now on this host."""
+    return Adoption(
+        ca=handle.ca,
+        order_id=handle.order_id,
+        attempts=handle.attempts,
+        due_in=_seconds_until(handle.next_poll_at),
+        deadline_in=min(_seconds_until(handle.deadline), MAX_SECONDS),
+    )
+
+
 def _seconds_until(when: datetime) -> float:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
@@ -109,7 +128,7 @@ def _stored_status(record: StoredOrder) -> OrderStatus:
     )
 
 
-class StoredOrderStream:
+class StoredOrderStream(AsyncClosing):
     """What :func:`~certpoll.poll_many` returns when given a ``store``: each
     :class:`~certpoll.OrderStatus` as it completes, written to the store before it is
     yielded.
@@ -129,6 +148,9 @@ class StoredOrderStream:
     took the order is not yielded; one the store could not be reached for is yielded (and
     polled again by whoever claims the order after the lease).
     """
+
+    #: Who holds the claims, as the store shows it.
+    owner: str
 
     def __init__(
         self,
@@ -180,12 +202,6 @@ class StoredOrderStream:
     def __aiter__(self) -> Self:
         return self
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
     async def aclose(self) -> None:
         """Stop polling; write the answers found, checkpoint and release what is held."""
         await self._close()
@@ -221,7 +237,9 @@ class StoredOrderStream:
         claimed = self._claimed
         if claimed is None:
             adopted = await self._store.adopt(
-                self._given.pending(), owner=self.owner, lease=self._lease
+                [_adoption(handle) for handle in self._given.pending()],
+                owner=self.owner,
+                lease=self._lease,
             )
             claimed = [record for record in adopted if record.owner == self.owner]
             final = (StoredState.ISSUED, StoredState.FAILED)

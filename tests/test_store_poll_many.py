@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -115,15 +114,8 @@ async def test_an_order_submitted_through_the_store_is_found_by_its_order_id(
     assert (record.key, record.state) == (submitted.key, StoredState.ISSUED)
 
 
-def handle(order_id: str) -> certpoll.PendingOrder:
-    now = datetime.now(UTC)
-    return certpoll.PendingOrder(
-        ca="digicert",
-        order_id=order_id,
-        attempts=0,
-        next_poll_at=now,
-        deadline=now + timedelta(hours=1),
-    )
+def handle(order_id: str) -> certpoll.Adoption:
+    return certpoll.Adoption(ca="digicert", order_id=order_id, deadline_in=3600)
 
 
 async def test_an_order_another_owner_holds_is_left_to_it(

@@ -23,7 +23,6 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -32,12 +31,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from certpoll import (
+    Adoption,
     ConfigError,
     LeaseLost,
     OrderState,
     OrderStatus,
     OrderStore,
-    PendingOrder,
     StoredOrder,
     StoredState,
     TransientError,
@@ -146,13 +145,7 @@ async def test_a_version_1_store_is_migrated_with_its_orders(
     assert await upgraded.migrate() == 1
     (old,) = await upgraded.orders()
     # Version 2 finds an order by its CA's order id: the stored one is adopted, not copied.
-    handle = PendingOrder(
-        ca="digicert",
-        order_id=str(old.order_id),
-        attempts=0,
-        next_poll_at=datetime.now(UTC),
-        deadline=datetime.now(UTC) + timedelta(hours=1),
-    )
+    handle = Adoption(ca="digicert", order_id=str(old.order_id), deadline_in=3600)
     (adopted,) = await upgraded.adopt([handle], owner="w", lease=1)
     assert (adopted.key, adopted.owner) == ("old", "w")
 

@@ -32,14 +32,11 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final, Protocol, get_args, runtime_checkable
+from typing import Final, Protocol, get_args, runtime_checkable
 
 from .._errors import CertpollError, ConfigError, LeaseLost
 from .._models import CAName, Certificate, OrderState, OrderStatus
 from .urls import Scheme, parse_backend_url
-
-if TYPE_CHECKING:
-    from .._handles import PendingOrder
 
 __all__ = [
     "COLUMNS",
@@ -50,7 +47,7 @@ __all__ = [
     "OrderStore",
     "StoredOrder",
     "StoredState",
-    "adoptions",
+    "check_adoptions",
     "check_attempts",
     "check_claim",
     "check_intent",
@@ -203,14 +200,14 @@ class OrderStore(Protocol):
         ...
 
     async def adopt(
-        self, orders: Sequence[PendingOrder], *, owner: str, lease: float
+        self, orders: Sequence[Adoption], *, owner: str, lease: float
     ) -> list[StoredOrder]:
         """Take orders submitted elsewhere into the store, and claim them for ``lease`` seconds.
 
-        Each handle whose CA and order id the store does not hold yet is recorded
-        ``PENDING`` (keyed ``<ca>:<order_id>``, with the handle's attempts, next poll and
-        deadline). Then those of the named orders that are ``PENDING`` and free (unclaimed,
-        or their lease ran out) are claimed, whatever their due time. Returns every named
+        Each order whose CA and order id the store does not hold yet is recorded
+        ``PENDING`` (keyed ``<ca>:<order_id>``, with its attempts, next poll and deadline).
+        Then those of the named orders that are ``PENDING`` and free (unclaimed, or their
+        lease ran out) are claimed, whatever their due time. Returns every named
         order the store holds, in the order named: the ones claimed have ``owner`` as their
         owner; the others are final, or held by another owner.
         """
@@ -372,40 +369,38 @@ def check_limit(limit: int) -> int:
     return limit
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Adoption:
-    """An order to adopt (see :meth:`OrderStore.adopt`), its times in seconds from now."""
+    """An order to take into a store (:meth:`OrderStore.adopt`): where its schedule stands,
+    its times in seconds from now (:func:`certpoll.poll_many` makes these from the
+    :class:`~certpoll.PendingOrder` handles it is given)."""
 
     ca: CAName
     order_id: str
-    attempts: int
-    due_in: float
+    attempts: int = 0
+    due_in: float = 0.0
     deadline_in: float
 
     @property
     def key(self) -> str:
-        """The idempotency key of an adopted order."""
+        """The idempotency key an adopted order is stored under."""
         return f"{self.ca}:{self.order_id}"
 
 
-def adoptions(orders: Sequence[PendingOrder]) -> list[Adoption]:
-    """The handles to adopt, checked, with their times counted from now on this host."""
-    wall = datetime.now(UTC)
-    found = [
-        Adoption(
-            ca=order.ca,
-            order_id=check_order_id(order.order_id),
-            attempts=check_attempts(order.attempts),
-            due_in=max(0.0, (order.next_poll_at - wall).total_seconds()),
-            deadline_in=max(0.0, (order.deadline - wall).total_seconds()),
-        )
-        for order in orders
-    ]
-    if len({order.key for order in found}) != len(found):
+def check_adoptions(orders: Sequence[Adoption]) -> Sequence[Adoption]:
+    """The orders to adopt, checked: known CAs, order ids, counts and times; each once."""
+    for order in orders:
+        if order.ca not in _CA_NAMES:
+            raise ConfigError(f"ca must be one of {sorted(_CA_NAMES)}, not {order.ca!r}")
+        check_order_id(order.order_id)
+        check_attempts(order.attempts)
+        check_seconds(order.due_in, "due_in")
+        check_seconds(order.deadline_in, "deadline_in")
+    if len({order.key for order in orders}) != len(orders):
         raise ConfigError("an order is named twice")
-    if len(found) > MAX_CLAIM:
-        raise ConfigError(f"at most {MAX_CLAIM} orders are adopted at once, not {len(found)}")
-    return found
+    if len(orders) > MAX_CLAIM:
+        raise ConfigError(f"at most {MAX_CLAIM} orders are adopted at once, not {len(orders)}")
+    return orders
 
 
 def check_order_id(order_id: str) -> str:

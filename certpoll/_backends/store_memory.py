@@ -16,15 +16,15 @@ import heapq
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from .._models import CAName, OrderStatus
 from .store import (
     COLUMNS,
     UNCERTAIN_AFTER_CRASH,
+    Adoption,
     StoredOrder,
     StoredState,
-    adoptions,
+    check_adoptions,
     check_attempts,
     check_claim,
     check_intent,
@@ -39,9 +39,6 @@ from .store import (
     record_from_row,
     refusal,
 )
-
-if TYPE_CHECKING:
-    from .._handles import PendingOrder
 
 __all__ = ["MemoryOrderStore"]
 
@@ -256,10 +253,10 @@ class MemoryOrderStore:
         return claimed
 
     async def adopt(
-        self, orders: Sequence[PendingOrder], *, owner: str, lease: float
+        self, orders: Sequence[Adoption], *, owner: str, lease: float
     ) -> list[StoredOrder]:
         """See :meth:`certpoll.OrderStore.adopt`."""
-        wanted = adoptions(orders)
+        wanted = check_adoptions(orders)
         check_claim(owner=owner, cas={order.ca for order in wanted} or {"digicert"}, limit=1)
         lease = check_lease(lease)
         now = self._clock()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import Final, Protocol
 
 from .._models import CAName, OrderStatus
 from .store import (
@@ -28,7 +28,7 @@ from .store import (
     Adoption,
     StoredOrder,
     StoredState,
-    adoptions,
+    check_adoptions,
     check_attempts,
     check_claim,
     check_intent,
@@ -44,9 +44,6 @@ from .store import (
     record_from_row,
     refusal,
 )
-
-if TYPE_CHECKING:
-    from .._handles import PendingOrder
 
 __all__ = ["MIGRATIONS", "Database", "Session", "SQLOrderStore"]
 
@@ -423,10 +420,10 @@ class SQLOrderStore:
         return claimed
 
     async def adopt(
-        self, orders: Sequence[PendingOrder], *, owner: str, lease: float
+        self, orders: Sequence[Adoption], *, owner: str, lease: float
     ) -> list[StoredOrder]:
         """See :meth:`certpoll.OrderStore.adopt`."""
-        wanted = adoptions(orders)
+        wanted = check_adoptions(orders)
         check_claim(owner=owner, cas={order.ca for order in wanted} or {"digicert"}, limit=1)
         lease = check_lease(lease)
         found: dict[tuple[str, str], StoredOrder] = {}
