@@ -4,13 +4,12 @@
 that reads its answer, so a crash never orders twice: a key already known is never sent
 again, and an intent left without an order id becomes ``UNCERTAIN`` for a person to settle.
 
-:class:`Worker` claims due orders from the store for a lease, polls them with
-:func:`~certpoll.poll_many` (the same schedule, deadline, gate and triage as in memory: the
-store only feeds it handles and takes its answers), renews the leases while it polls and
-checkpoints each order's schedule at every renewal, writes each final answer with the
-claim's fencing token, and on :meth:`Worker.stop` stops claiming, checkpoints and releases
-what it holds. :meth:`Worker.drain` is the same until nothing is due: ``poll_many`` over a
-store, with no wiring of its own.
+:class:`Worker` claims due orders from the store for a lease and polls each claim with
+``poll_many`` over the store (a :class:`~certpoll.StoredOrderStream`: the same schedule,
+deadline, gate and triage as in memory; leases renewed with each order's schedule; each
+final answer written with the claim's fencing token); on :meth:`Worker.stop` it stops
+claiming, and each claim checkpoints and releases what it holds. :meth:`Worker.drain` is
+the same until nothing is due, with no wiring of its own.
 """
 
 from __future__ import annotations
