@@ -401,7 +401,8 @@ async def claim_with_processes(url: str, orders: int, *, kill_one: bool) -> list
     return lines
 
 
-def check_claims(events: list[dict[str, object]], orders: int) -> None:
+def check_claims(events: list[dict[str, object]], orders: int, *, unlogged: int = 0) -> None:
+    """``unlogged``: answers a killed claimer may have written but not lived to log."""
     claims: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
     done: dict[str, int] = defaultdict(int)
     for event in events:
@@ -411,7 +412,7 @@ def check_claims(events: list[dict[str, object]], orders: int) -> None:
             )
         elif "done" in event:
             done[str(event["done"])] += 1
-    assert len(done) == orders
+    assert orders - unlogged <= len(done) <= orders
     assert set(done.values()) == {1}, "an order got two final answers"
     reclaimed_after: list[float] = []
     for key, held in claims.items():
@@ -433,7 +434,14 @@ def check_claims(events: list[dict[str, object]], orders: int) -> None:
 
 async def test_claimer_processes_never_share_an_order(server_url: str) -> None:
     events = await claim_with_processes(server_url, 150, kill_one=True)
-    check_claims(events, 150)
+    # The killed claimer may die between a final answer's commit and its log line.
+    check_claims(events, 150, unlogged=1)
+    store = open_store(server_url)
+    try:
+        counts = await store.counts()
+    finally:
+        await store.aclose()
+    assert counts[StoredState.ISSUED] + counts[StoredState.FAILED] == 150, counts
 
 
 async def test_claimer_connections_never_share_an_order(fresh_postgres_url: str) -> None:
