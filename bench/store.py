@@ -11,8 +11,10 @@ docs/benchmarks.md.
 * **writes/s**: fenced writes per second on those claims (a reschedule, then the final
   answer), one transaction each.
 * **store ÷ memory, per attempt**: CPU seconds of this process per request the simulated
-  CA saw, for ``Worker`` over the store ÷ ``poll_many`` over the same orders in memory;
-  each order needs a few attempts before it is issued. (PostgreSQL's own CPU is in its
+  CA saw, for ``Worker.drain`` over the store (``poll_many`` over the store: claims, lease
+  renewals, every answer written) ÷ ``poll_many`` over the same orders in memory; each
+  order needs a few attempts before it is issued. Both run in each round, in alternating
+  order, and the median of the rounds' ratios is shown. (PostgreSQL's own CPU is in its
   server process, not counted.)
 """
 
@@ -20,9 +22,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -101,63 +104,72 @@ def _sim() -> SimulatedCA:
     )
 
 
-async def _submit(sim: SimulatedCA, orders: int) -> list[str]:
-    async with sim.client() as http, certpoll.DigiCert(_settings(sim), http=http) as dc:
-        csr = make_csr()
-        return [
-            (
-                await dc.issue(
-                    certpoll.CertificateRequest(common_name=f"o{i}.example", csr_pem=csr)
-                )
-            ).order_id
-            for i in range(orders)
-        ]
-
-
-async def _in_memory(orders: int) -> float:
-    sim = _sim()
-    ids = await _submit(sim, orders)
+async def _cpu_per_attempt(sim: SimulatedCA, work: Callable[[], Awaitable[object]]) -> float:
+    """CPU seconds of this process per request the simulated CA saw while ``work`` ran."""
     before_requests, before = sim.requests, time.process_time()
-    async with (
-        sim.client() as http,
-        certpoll.DigiCert(_settings(sim), http=http) as dc,
-        certpoll.poll_many(dc, ids) as stream,
-    ):
-        async for _ in stream:
-            pass
-    return (time.process_time() - before) / (sim.requests - before_requests)
+    await work()
+    return (time.process_time() - before) / max(1, sim.requests - before_requests)
 
 
-async def _through_store(url: str, orders: int) -> float:
+async def _cost(url: str, orders: int, *, through_store: bool) -> float:
+    """CPU per attempt polling ``orders`` orders, through the store at ``url`` or in memory.
+
+    Both ways submit the orders the same way first (through the store, intent first), so
+    that their orders are as old, and need as many attempts, when polling starts.
+    """
     sim = _sim()
     store = certpoll.open_store(url)
     try:
         async with sim.client() as http, certpoll.DigiCert(_settings(sim), http=http) as dc:
             csr = make_csr()
+            ids = []
             for index in range(orders):
                 request = certpoll.CertificateRequest(common_name=f"o{index}.example", csr_pem=csr)
-                await certpoll.submit_order(dc, store, request, key=f"cost{index}")
-            before_requests, before = sim.requests, time.process_time()
-            done = asyncio.Event()
-            settled = 0
+                record = await certpoll.submit_order(dc, store, request, key=f"cost{index}")
+                ids.append(record.order_id or "")
+            if through_store:
+                # The service's path: a worker drains the store (claims, polls, writes back).
+                worker = certpoll.Worker(store, [dc], lease=10, batch=1000, max_held=1000)
+                return await _cpu_per_attempt(sim, worker.drain)
 
-            def count(event: certpoll.WorkerEvent) -> None:
-                nonlocal settled
-                settled += event.kind in ("issued", "failed")
-                if settled == orders:
-                    done.set()
+            async def in_memory() -> None:
+                async with certpoll.poll_many(dc, ids) as stream:
+                    async for _ in stream:
+                        pass
 
-            worker = certpoll.Worker(store, [dc], lease=10, claim_interval=0.01, on_event=count)
-            running = asyncio.create_task(worker.run())
-            await done.wait()
-            worker.stop()
-            await running
-            return (time.process_time() - before) / (sim.requests - before_requests)
+            return await _cpu_per_attempt(sim, in_memory)
     finally:
         await store.aclose()
 
 
-async def measure(url: str, *, stored: int, cost_orders: int) -> StoreResult:
+async def _empty(url: str) -> None:
+    """Remove every order from the PostgreSQL store at ``url`` (each round's simulated CA
+    numbers its orders from the same first id, and a CA's order id is stored once)."""
+    import asyncpg
+
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute("TRUNCATE certpoll_orders")
+    finally:
+        await connection.close()
+
+
+async def _cost_ratio(url: str, orders: int, repeats: int) -> float:
+    """The median, over ``repeats`` rounds, of CPU per attempt through the store ÷ in
+    memory; in each round both run, one after the other, in alternating order."""
+    ratios = []
+    for round_ in range(repeats):
+        costs = {}
+        for through_store in (True, False) if round_ % 2 else (False, True):
+            fresh = _fresh(url)
+            if fresh.startswith("postgresql"):
+                await _empty(fresh)
+            costs[through_store] = await _cost(fresh, orders, through_store=through_store)
+        ratios.append(costs[True] / costs[False])
+    return statistics.median(ratios)
+
+
+async def measure(url: str, *, stored: int, cost_orders: int, repeats: int = 5) -> StoreResult:
     """All figures for one store URL (an empty store)."""
     store = certpoll.open_store(url)
     try:
@@ -165,15 +177,13 @@ async def measure(url: str, *, stored: int, cost_orders: int) -> StoreResult:
         claims, writes = await _claims_and_writes(store, stored)
     finally:
         await store.aclose()
-    cost_url = url if not url.startswith("memory") else "memory://"
-    with_store = await _through_store(_fresh(cost_url), cost_orders)
-    without = await _in_memory(cost_orders)
-    return StoreResult(url, stored, claims, writes, with_store / without)
+    ratio = await _cost_ratio(url, cost_orders, repeats)
+    return StoreResult(url, stored, claims, writes, ratio)
 
 
 def _fresh(url: str) -> str:
-    """Another empty store beside ``url`` (a new SQLite file; PostgreSQL: the same database,
-    whose keys ``cost…`` do not clash with the seeded ones)."""
+    """An empty store beside ``url``: a new SQLite file, a new memory store, or the same
+    PostgreSQL database (emptied by the caller)."""
     if url.startswith("sqlite"):
         return f"sqlite:///{tempfile.mkdtemp(prefix='certpoll-bench-')}/cost.db"
     return url
@@ -184,7 +194,11 @@ SQLITE_GOAL = 1.2
 
 
 def run(
-    *, orders: int = 100_000, cost_orders: int = 300, urls: Sequence[str] | None = None
+    *,
+    orders: int = 100_000,
+    cost_orders: int = 300,
+    repeats: int = 5,
+    urls: Sequence[str] | None = None,
 ) -> list[StoreResult]:
     """Each store's figures; without ``urls``: memory, a SQLite file and a PostgreSQL server."""
     with ExitStack() as stack:
@@ -195,7 +209,10 @@ def run(
                 f"sqlite:///{folder}/orders.db",
                 stack.enter_context(running_postgres()),
             ]
-        return [asyncio.run(measure(url, stored=orders, cost_orders=cost_orders)) for url in urls]
+        return [
+            asyncio.run(measure(url, stored=orders, cost_orders=cost_orders, repeats=repeats))
+            for url in urls
+        ]
 
 
 def section(results: Sequence[StoreResult], add: Callable[[str], object]) -> None:
@@ -206,7 +223,7 @@ def section(results: Sequence[StoreResult], add: Callable[[str], object]) -> Non
         "`bench/store.py`: claims per second (in claims of 100, until 10,000 are held) and "
         "fenced writes per second (a reschedule, then the final answer; one transaction each) "
         "with this many orders stored; and the CPU of this process per request the simulated "
-        "CA saw for `Worker` over the store ÷ `poll_many` over the same orders in memory "
+        "CA saw for `Worker.drain` over the store ÷ `poll_many` over the same orders in memory "
         f"(goal on SQLite ≤ {SQLITE_GOAL}×; PostgreSQL's own CPU is in its server process, "
         "not counted)."
     )
@@ -226,9 +243,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.store", description=__doc__)
     parser.add_argument("--orders", type=int, default=100_000, help="orders stored")
     parser.add_argument("--cost-orders", type=int, default=300, help="orders polled")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of the cost ratio")
     parser.add_argument("--url", action="append", help="a store URL (repeat)")
     args = parser.parse_args(argv)
-    section(run(orders=args.orders, cost_orders=args.cost_orders, urls=args.url), print)
+    results = run(
+        orders=args.orders, cost_orders=args.cost_orders, repeats=args.repeats, urls=args.url
+    )
+    section(results, print)
 
 
 if __name__ == "__main__":

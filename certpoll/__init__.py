@@ -47,10 +47,13 @@ from ._poller import Poller as Poller
 from ._triage import parse_retry_after as parse_retry_after
 
 if typing.TYPE_CHECKING:
+    from ._backends.store import Adoption as Adoption
     from ._backends.store import OrderStore as OrderStore
     from ._backends.store import StoredOrder as StoredOrder
     from ._backends.store import StoredState as StoredState
     from ._backends.store import open_store as open_store
+    from ._claimed import StoredOrderStream as StoredOrderStream
+    from ._claimed import WorkerEvent as WorkerEvent
     from ._connectors._base import Connector as Connector
     from ._connectors.digicert import DigiCert as DigiCert
     from ._connectors.entrust import Entrust as Entrust
@@ -71,7 +74,6 @@ if typing.TYPE_CHECKING:
     from ._settings import GlobalSignSettings as GlobalSignSettings
     from ._settings import SectigoSettings as SectigoSettings
     from ._worker import Worker as Worker
-    from ._worker import WorkerEvent as WorkerEvent
     from ._worker import request_fingerprint as request_fingerprint
     from ._worker import submit_order as submit_order
 
@@ -96,12 +98,14 @@ _LAZY: dict[str, str] = {
     "EntrustSettings": "._settings",
     "GlobalSignSettings": "._settings",
     "SectigoSettings": "._settings",
+    "Adoption": "._backends.store",
     "OrderStore": "._backends.store",
     "StoredOrder": "._backends.store",
     "StoredState": "._backends.store",
     "open_store": "._backends.store",
     "Worker": "._worker",
-    "WorkerEvent": "._worker",
+    "WorkerEvent": "._claimed",
+    "StoredOrderStream": "._claimed",
     "request_fingerprint": "._worker",
     "submit_order": "._worker",
 }
@@ -141,9 +145,11 @@ __all__ = [
     "OrderStream",
     # Orders that outlive a process
     "OrderStore",
+    "Adoption",
     "StoredOrder",
     "StoredState",
     "open_store",
+    "StoredOrderStream",
     "submit_order",
     "request_fingerprint",
     "Worker",

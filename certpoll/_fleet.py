@@ -25,7 +25,7 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from ._closing import AsyncClosing
 from ._connectors._base import Connector
@@ -42,6 +42,10 @@ from ._models import OrderState, OrderStatus
 from ._outcomes import Done, Failed, Pending, StillPending
 from ._poller import CLOCK_SLACK, report_attempt
 from ._settings import CASettings
+
+if TYPE_CHECKING:
+    from ._backends.store import OrderStore
+    from ._claimed import StoredOrderStream
 
 __all__ = ["OrderStream", "Progress", "poll_many"]
 
@@ -593,6 +597,7 @@ def _stops_the_stream(error: BaseException) -> bool:
     )
 
 
+@overload
 def poll_many(
     connector: Connector[S],
     orders: Iterable[str | PendingOrder],
@@ -600,7 +605,32 @@ def poll_many(
     concurrency: int = 10,
     on_progress: Callable[[Progress], object] | None = None,
     max_wait: float | None = None,
-) -> OrderStream:
+) -> OrderStream: ...
+
+
+@overload
+def poll_many(
+    connector: Connector[S],
+    orders: Iterable[str | PendingOrder],
+    *,
+    store: OrderStore,
+    lease: float = 30.0,
+    concurrency: int = 10,
+    on_progress: Callable[[Progress], object] | None = None,
+    max_wait: float | None = None,
+) -> StoredOrderStream: ...
+
+
+def poll_many(
+    connector: Connector[S],
+    orders: Iterable[str | PendingOrder],
+    *,
+    store: OrderStore | None = None,
+    lease: float = 30.0,
+    concurrency: int = 10,
+    on_progress: Callable[[Progress], object] | None = None,
+    max_wait: float | None = None,
+) -> OrderStream | StoredOrderStream:
     """Poll many orders through one connector; yields each :class:`OrderStatus` as it completes.
 
     ``orders`` are order ids (polled from their first attempt) or :class:`PendingOrder`
@@ -618,7 +648,26 @@ def poll_many(
     (:class:`~certpoll.EndpointNotFound`) is raised and stops everything, after which
     :meth:`OrderStream.undelivered` and :meth:`OrderStream.pending` account for every order.
     Bad arguments raise :class:`~certpoll.ConfigError` at once, before any request.
+
+    With a ``store`` (see :func:`~certpoll.open_store`), the orders are taken in the store
+    under a ``lease`` (seconds, renewed every third of it): recorded if the store does not
+    hold them, claimed when free, polled by the same scheduler, and each answer written
+    with the claim's fencing token before it is yielded; a
+    :class:`~certpoll.StoredOrderStream` says what happens to orders final in the store
+    or held by another owner, and what stopping early gives back.
     """
+    if store is not None:
+        from ._claimed import StoredOrderStream
+
+        return StoredOrderStream(
+            connector,
+            orders,
+            store=store,
+            lease=lease,
+            concurrency=concurrency,
+            on_progress=on_progress,
+            max_wait=max_wait,
+        )
     return OrderStream(
         connector, orders, concurrency=concurrency, on_progress=on_progress, max_wait=max_wait
     )

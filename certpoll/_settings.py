@@ -59,11 +59,13 @@ SHARED_STORE_VARIABLES: tuple[str, str] = ("CERTPOLL_STORE_URL", "CERTCTL_STORE_
 
 
 def shared_store_url() -> str | None:
-    """``CERTPOLL_STORE_URL``, else ``CERTCTL_STORE_URL``, else None."""
-    for name in SHARED_STORE_VARIABLES:
-        value = os.environ.get(name, "").strip()
-        if value:
-            return value
+    """``CERTPOLL_STORE_URL``, else ``CERTCTL_STORE_URL``: from the environment, else from
+    the ``.env`` file the settings read (as every other setting); None when neither is set."""
+    for source in (os.environ, _dotenv(CASettings)):
+        for name in SHARED_STORE_VARIABLES:
+            value = (source.get(name) or "").strip()
+            if value:
+                return value
     return None
 
 
@@ -314,13 +316,18 @@ def _origin(settings_cls: type[CASettings], field: str, values: dict[str, object
 
 def _dotenv_names(settings_cls: type[CASettings]) -> list[str]:
     """The variable names the settings' ``.env`` file sets (none if it cannot be read)."""
+    return list(_dotenv(settings_cls))
+
+
+def _dotenv(settings_cls: type[CASettings]) -> dict[str, str | None]:
+    """What the settings' ``.env`` file sets (nothing if it cannot be read)."""
     env_file = settings_cls.model_config.get("env_file")
     if not isinstance(env_file, str | os.PathLike) or not Path(env_file).is_file():
-        return []
+        return {}
     try:
-        return list(dotenv_values(env_file))
+        return dotenv_values(env_file)
     except (OSError, UnicodeDecodeError):
-        return []
+        return {}
 
 
 def _api_url(value: str) -> str:

@@ -4,13 +4,12 @@
 that reads its answer, so a crash never orders twice: a key already known is never sent
 again, and an intent left without an order id becomes ``UNCERTAIN`` for a person to settle.
 
-:class:`Worker` claims due orders from the store for a lease, polls them with
-:func:`~certpoll.poll_many` (the same schedule, deadline, gate and triage as in memory: the
-store only feeds it handles and takes its answers), renews the leases while it polls and
-checkpoints each order's schedule at every renewal, writes each final answer with the
-claim's fencing token, and on :meth:`Worker.stop` stops claiming, checkpoints and releases
-what it holds. :meth:`Worker.drain` is the same until nothing is due: ``poll_many`` over a
-store, with no wiring of its own.
+:class:`Worker` claims due orders from the store for a lease and polls each claim with
+``poll_many`` over the store (a :class:`~certpoll.StoredOrderStream`: the same schedule,
+deadline, gate and triage as in memory; leases renewed with each order's schedule; each
+final answer written with the claim's fencing token); on :meth:`Worker.stop` it stops
+claiming, and each claim checkpoints and releases what it holds. :meth:`Worker.drain` is
+the same until nothing is due, with no wiring of its own.
 """
 
 from __future__ import annotations
@@ -20,16 +19,13 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import signal
-import socket
-import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import IO, Any, Final, Literal
+from datetime import datetime
+from typing import IO, Any, Final
 
-from ._backends.store import OrderStore, StoredOrder, StoredState
+from ._backends.store import MAX_LEASE_SECONDS, OrderStore, StoredOrder, StoredState
+from ._claimed import MIN_LEASE, StoredOrderStream, WorkerEvent, owner_name, poll_budget
 from ._connectors._base import Connector
 from ._errors import (
     CertpollError,
@@ -39,13 +35,10 @@ from ._errors import (
     SubmissionUncertain,
     TransientError,
 )
-from ._fleet import OrderStream, poll_many
-from ._handles import PendingOrder
-from ._models import CAName, CertificateRequest, OrderState, OrderStatus
+from ._models import CAName, CertificateRequest, OrderState
 
 __all__ = [
     "Worker",
-    "WorkerEvent",
     "list_orders",
     "request_fingerprint",
     "serve_worker",
@@ -54,9 +47,7 @@ __all__ = [
 
 logger = logging.getLogger("certpoll")
 
-#: Bounds of the worker's knobs: a lease long enough to renew, short enough to recover.
-_MIN_LEASE: Final = 0.05
-_MAX_LEASE: Final = 3600.0
+#: The most orders a worker's knobs (batch, orders held, concurrency) may name.
 _MAX_HELD: Final = 100_000
 
 
@@ -69,11 +60,6 @@ def request_fingerprint(request: CertificateRequest) -> str:
         separators=(",", ":"),
     )
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _owner_name(role: str) -> str:
-    """Who holds a claim, for people reading the store: host, process, and a random tail."""
-    return f"{role}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 async def submit_order(
@@ -104,7 +90,7 @@ async def submit_order(
         ca=connector.ca,
         fingerprint=fingerprint,
         common_name=request.common_name,
-        owner=_owner_name("submit"),
+        owner=owner_name("submit"),
         lease=lease,
     )
     if not created:
@@ -130,7 +116,7 @@ async def submit_order(
         raise
     try:
         record = await store.record_submitted(
-            intent, order_id=status.order_id, deadline_in=connector.poller.max_wait
+            intent, order_id=status.order_id, deadline_in=poll_budget(connector)
         )
     except CertpollError as exc:
         logger.error(
@@ -151,50 +137,15 @@ async def submit_order(
     return await store.complete(record, status, attempts=1)
 
 
-EventKind = Literal["claimed", "issued", "failed", "still_pending", "lost", "released"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerEvent:
-    """Something a :class:`Worker` did, for its ``on_event`` callback and ``certpoll worker``.
-
-    ``claimed`` and ``released`` carry a ``count``; the others name one order: ``issued`` and
-    ``failed`` (final answer written), ``still_pending`` (PollMaxWait passed: rescheduled
-    and released, with a fresh poll budget), ``lost`` (another owner took it after the
-    lease ran out; this worker stopped polling it).
-    """
-
-    kind: EventKind
-    count: int = 1
-    key: str | None = None
-    ca: CAName | None = None
-    order_id: str | None = None
-    message: str | None = None
-
-    def as_json(self) -> str:
-        """One JSON line (no certificate, no credential)."""
-        fields = {"event": self.kind, "count": self.count, "key": self.key, "ca": self.ca}
-        fields |= {"order_id": self.order_id, "message": self.message}
-        return json.dumps({k: v for k, v in fields.items() if v is not None})
-
-
-class _Batch:
-    """The orders one claim gave this worker, polled by one stream."""
-
-    def __init__(self, connector: Connector[Any], claimed: list[StoredOrder]) -> None:
-        self.connector = connector
-        self.records = {record.order_id or "": record for record in claimed}
-        self.stream: OrderStream | None = None
-
-
 class Worker:
     """Claim due orders from ``store`` for the CAs of ``connectors`` and poll them.
 
     ``lease`` is how long a claim lasts unrenewed (renewed every third of it); a dead
     worker's orders are claimed by another after at most ``lease`` plus one
     ``claim_interval``. ``batch`` bounds one claim and ``max_held`` the orders held at once;
-    ``concurrency`` bounds the requests in flight per claim. Run with :meth:`run`; stop
-    with :meth:`stop` (SIGTERM in ``certpoll worker``).
+    ``concurrency`` bounds the requests in flight per claim. Each claim is polled by
+    :func:`~certpoll.poll_many` over the store (a :class:`~certpoll.StoredOrderStream`).
+    Run with :meth:`run`; stop with :meth:`stop` (SIGTERM in ``certpoll worker``).
     """
 
     def __init__(
@@ -217,15 +168,17 @@ class Worker:
             self._connectors[connector.ca] = connector
         if not self._connectors:
             raise ConfigError("a worker needs at least one connector")
-        if not _MIN_LEASE <= lease <= _MAX_LEASE:
-            raise ConfigError(f"lease must be {_MIN_LEASE} to {_MAX_LEASE} seconds, not {lease}")
+        if not MIN_LEASE <= lease <= MAX_LEASE_SECONDS:
+            raise ConfigError(
+                f"lease must be {MIN_LEASE} to {MAX_LEASE_SECONDS} seconds, not {lease}"
+            )
         if not 0 < claim_interval <= lease:
             raise ConfigError("claim_interval must be more than 0 and at most the lease")
         for name, value in (("batch", batch), ("max_held", max_held), ("concurrency", concurrency)):
             if not 1 <= value <= _MAX_HELD:
                 raise ConfigError(f"{name} must be 1 to {_MAX_HELD}, not {value}")
         self.store = store
-        self.owner = _owner_name("worker") if owner is None else owner
+        self.owner = owner_name("worker") if owner is None else owner
         self._lease = lease
         self._claim_interval = claim_interval
         self._batch = batch
@@ -237,15 +190,13 @@ class Worker:
         #: Set by :meth:`stop`, and in a drain when the last batch ends: the loop's wake-up.
         self._wake = asyncio.Event()
         self._wake_when_idle = False
-        self._batches: dict[asyncio.Task[None], _Batch] = {}
+        self._batches: dict[asyncio.Task[None], StoredOrderStream] = {}
         self._fatal: BaseException | None = None
-        #: Until when (loop clock) every lease held is known to last.
-        self._held_until = 0.0
 
     @property
     def held(self) -> int:
         """How many orders this worker holds now."""
-        return sum(len(batch.records) for batch in self._batches.values())
+        return sum(stream.held for stream in self._batches.values())
 
     def stop(self) -> None:
         """Stop claiming; :meth:`run` then checkpoints, releases what it holds, and returns."""
@@ -274,9 +225,6 @@ class Worker:
         await self._serve(until_idle=True)
 
     async def _serve(self, *, until_idle: bool) -> None:
-        renew_every = self._lease / 3
-        loop = asyncio.get_running_loop()
-        next_renewal = loop.time() + renew_every
         self._wake_when_idle = until_idle
         try:
             while not self._stopping.is_set():
@@ -285,53 +233,50 @@ class Worker:
                     claimed = await self._claim()
                     if until_idle and not claimed and not self._batches:
                         break
-                    if loop.time() >= next_renewal:
-                        started = loop.time()
-                        await self._renew()
-                        self._held_until = started + self._lease
-                        next_renewal = loop.time() + renew_every
                 except TransientError as exc:
                     if until_idle and not self._batches:
                         raise  # a drain does not wait for the store without end
-                    # The store is unreachable: keep trying, but stop polling before the
-                    # leases may have lapsed, so that no order gets a second poller.
+                    # Each batch stops polling before its leases may lapse; keep trying.
                     logger.warning("certpoll.worker_store_unreachable: %s", exc)
-                    if loop.time() >= self._held_until - renew_every:
-                        self._abandon()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._wake.wait(),
-                        min(self._claim_interval, max(0.0, next_renewal - loop.time())),
-                    )
+                    await asyncio.wait_for(self._wake.wait(), self._claim_interval)
         finally:
             await asyncio.shield(self._release_all())
         if self._fatal is not None:
             raise self._fatal
-
-    # -- claims ---------------------------------------------------------------------------
 
     async def _claim(self) -> int:
         """Claim what is due and room allows, and start polling it; how many were claimed."""
         room = min(self._batch, self._max_held - self.held)
         if room <= 0:
             return 0
-        if not self._batches:
-            self._held_until = asyncio.get_running_loop().time() + self._lease
         claimed = await self.store.claim(
             owner=self.owner, cas=list(self._connectors), limit=room, lease=self._lease
         )
         if not claimed:
             return 0
-        self._emit(WorkerEvent(kind="claimed", count=len(claimed)))
+        keys = tuple(record.key for record in claimed)
+        self._emit(WorkerEvent(kind="claimed", count=len(claimed), keys=keys))
         by_ca: dict[CAName, list[StoredOrder]] = {}
         for record in claimed:
             by_ca.setdefault(record.ca, []).append(record)
         for ca, records in by_ca.items():
-            batch = _Batch(self._connectors[ca], records)
-            task = asyncio.get_running_loop().create_task(
-                self._poll(batch), name=f"certpoll.worker {ca} {len(records)} orders"
+            stream = StoredOrderStream(
+                self._connectors[ca],
+                (),
+                store=self.store,
+                lease=self._lease,
+                concurrency=self._concurrency,
+                on_progress=None,
+                max_wait=None,
+                claimed=records,
+                owner=self.owner,
+                on_event=self._emit,
             )
-            self._batches[task] = batch
+            task = asyncio.get_running_loop().create_task(
+                _poll(stream), name=f"certpoll.worker {ca} {len(records)} orders"
+            )
+            self._batches[task] = stream
             task.add_done_callback(self._forget)
         return len(claimed)
 
@@ -345,171 +290,28 @@ class Worker:
             self._fatal = error
             self.stop()
 
-    async def _poll(self, batch: _Batch) -> None:
-        """Poll one batch to its end, writing each answer with its claim's token; whatever
-        is left when it stops (cancelled, lost, a refused credential) is given back."""
-        connector = batch.connector
-        handles = [_handle(record, connector) for record in batch.records.values()]
-        try:
-            async with poll_many(connector, handles, concurrency=self._concurrency) as stream:
-                batch.stream = stream
-                async for status in stream:
-                    await self._settle(batch, status)
-        finally:
-            # Stopped early: the answers the stream found but had not yielded are written
-            # too (an answer the CA gave is not thrown away), then the rest is given back.
-            if batch.stream is not None:
-                for status in batch.stream.undelivered():
-                    await self._settle(batch, status)
-            await self._give_back(batch)
-
-    async def _settle(self, batch: _Batch, status: OrderStatus) -> None:
-        """Write one answer of the stream with its claim's token; the order then leaves the
-        batch (not before: if the write is interrupted, the order is given back)."""
-        record = batch.records.get(status.order_id)
-        if record is None:
-            return  # lost meanwhile: its new owner writes its answer
-        connector = batch.connector
-        event = WorkerEvent(
-            kind="still_pending",
-            key=record.key,
-            ca=record.ca,
-            order_id=record.order_id,
-            message=status.message,
-        )
-        try:
-            if status.state is OrderState.PENDING:
-                handle = batch.stream.handle(status.order_id) if batch.stream else None
-                later = await self.store.reschedule(
-                    record,
-                    attempts=record.attempts if handle is None else handle.attempts,
-                    due_in=0.0 if handle is None else _seconds_until(handle.next_poll_at),
-                    last_error=None if status.last_error is None else str(status.last_error),
-                    deadline_in=connector.poller.max_wait,
-                )
-                await self.store.release(later)
-            else:
-                await self.store.complete(record, status, attempts=record.attempts + 1)
-                event = WorkerEvent(
-                    kind="issued" if status.state is OrderState.ISSUED else "failed",
-                    key=record.key,
-                    ca=record.ca,
-                    order_id=record.order_id,
-                    message=status.message,
-                )
-        except LeaseLost:
-            event = WorkerEvent(kind="lost", key=record.key, ca=record.ca, order_id=record.order_id)
-        except TransientError as exc:
-            # The store is unreachable: the answer is not written, and the order stays
-            # claimed until its lease runs out; then a worker polls it again.
-            logger.warning(
-                "certpoll.worker_write_failed ca=%s order_id=%s: %s",
-                record.ca,
-                record.order_id,
-                exc,
-            )
-            del batch.records[status.order_id]
-            return
-        del batch.records[status.order_id]
-        self._emit(event)
-
-    # -- leases -------------------------------------------------------------------------------
-
-    async def _renew(self) -> None:
-        """Renew every lease held; stop polling what was lost; checkpoint the rest."""
-        held = [record for batch in self._batches.values() for record in batch.records.values()]
-        if not held:
-            return
-        kept = await self.store.renew(held, lease=self._lease)
-        for task, batch in list(self._batches.items()):
-            lost = [record for record in batch.records.values() if record.key not in kept]
-            if lost:
-                # Another owner has these: stop polling them at once (no second poller);
-                # the batch's task, cancelled, gives back the rest.
-                for record in lost:
-                    del batch.records[record.order_id or ""]
-                    self._emit(
-                        WorkerEvent(
-                            kind="lost", key=record.key, ca=record.ca, order_id=record.order_id
-                        )
-                    )
-                if not task.cancelling():
-                    task.cancel()
-            else:
-                await self._checkpoint(batch)
-
-    async def _checkpoint(self, batch: _Batch) -> None:
-        """Write each held order's place in its schedule, so a crash resumes it there."""
-        stream = batch.stream
-        if stream is None:
-            return
-        for order_id, record in list(batch.records.items()):
-            handle = stream.handle(order_id)
-            if handle is None or handle.attempts == record.attempts:
-                continue
-            try:
-                batch.records[order_id] = await self.store.reschedule(
-                    record,
-                    attempts=handle.attempts,
-                    due_in=_seconds_until(handle.next_poll_at),
-                    last_error=record.last_error,
-                )
-            except LeaseLost:
-                del batch.records[order_id]
-                self._emit(
-                    WorkerEvent(kind="lost", key=record.key, ca=record.ca, order_id=order_id)
-                )
-
-    async def _give_back(self, batch: _Batch) -> None:
-        """Checkpoint and release what the batch still holds; with the store unreachable,
-        leave it to its lease (another worker takes it when the lease runs out)."""
-        released = 0
-        try:
-            await self._checkpoint(batch)
-            for record in batch.records.values():
-                await self.store.release(record)
-                released += 1
-        except TransientError as exc:
-            logger.warning("certpoll.worker_release_failed: %s; the leases will lapse", exc)
-        batch.records.clear()
-        if released:
-            self._emit(WorkerEvent(kind="released", count=released))
-
-    def _abandon(self) -> None:
-        """Stop polling everything held (the batches then try to give their orders back)."""
-        for task in self._batches:
-            if not task.cancelling():  # once: a second cancel would cut its give-back short
-                task.cancel()
-
     async def _release_all(self) -> None:
-        """On the way out: stop every batch; each checkpoints and releases what it holds."""
-        tasks = list(self._batches)
-        self._abandon()
-        if tasks:
-            await asyncio.wait(tasks)
+        """On the way out: stop every batch; each writes, checkpoints and releases."""
+        batches = list(self._batches.items())
+        for task, _ in batches:
+            task.cancel()
+        if batches:
+            await asyncio.wait([task for task, _ in batches])
+        for _, stream in batches:
+            await stream.aclose()  # a batch cancelled before it started gives back too
 
     def _emit(self, event: WorkerEvent) -> None:
         if self.on_event is not None:
             self.on_event(event)
 
 
-def _handle(record: StoredOrder, connector: Connector[Any]) -> PendingOrder:
-    """The poll_many handle of a claimed record: its schedule continues where it stopped."""
-    now = datetime.now(UTC)
-    deadline = record.deadline or now + timedelta(seconds=connector.poller.max_wait)
-    if record.order_id is None:
-        raise ConfigError(f"order {record.key!r} has no order id to poll")  # never claimed
-    return PendingOrder(
-        ca=record.ca,
-        order_id=record.order_id,
-        attempts=record.attempts,
-        next_poll_at=record.due_at or now,
-        deadline=deadline,
-    )
-
-
-def _seconds_until(when: datetime) -> float:
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+async def _poll(stream: StoredOrderStream) -> None:
+    """Poll one claim to its end (its answers are written and reported as events). A lease
+    lost or a store out of reach ends only this batch: its orders come back to a claim."""
+    with contextlib.suppress(LeaseLost, TransientError):
+        async with stream:
+            async for _ in stream:
+                pass
 
 
 def summarise(counts: Mapping[StoredState, int]) -> str:

@@ -19,7 +19,7 @@ def test_the_shared_gate_bench_runs_and_writes_its_section() -> None:
 
 def test_the_store_bench_runs_and_writes_its_section(tmp_path: Path) -> None:
     urls = ["memory://", f"sqlite:///{tmp_path / 'orders.db'}"]
-    results = store.run(orders=200, cost_orders=10, urls=urls)
+    results = store.run(orders=200, cost_orders=10, repeats=1, urls=urls)
     assert [r.stored for r in results] == [200, 200]
     assert all(r.claims_per_second > 0 and r.writes_per_second > 0 for r in results)
     assert all(r.cpu_ratio > 0 for r in results)

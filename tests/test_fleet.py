@@ -726,7 +726,7 @@ async def test_bad_arguments_are_config_errors_before_any_request(
     ca = FakeCertCentral()
     async with digicert(ca) as dc:
         with pytest.raises(ConfigError, match=message):
-            poll_many(dc, orders, **options)  # type: ignore[arg-type]
+            poll_many(dc, orders, **options)  # type: ignore[call-overload]
     assert ca.log == []
 
 

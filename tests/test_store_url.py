@@ -108,3 +108,29 @@ def test_no_backend_password_shows_in_the_settings_repr() -> None:
     assert "hunter2" not in shown
     assert "hunter3" not in shown
     assert "db/orders" in shown  # still says where the store is
+
+
+@pytest.mark.parametrize("prefix", ["CERTPOLL_", "CERTCTL_"])
+def test_the_store_url_is_read_from_dotenv_like_every_setting(
+    prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(f"{prefix}STORE_URL=sqlite:///from-dotenv.db\n")
+    assert digicert().store_url == "sqlite:///from-dotenv.db"
+    # A CA's own store, in .env too, wins over the shared one.
+    with (tmp_path / ".env").open("a") as env:
+        env.write(f"{prefix}DIGICERT_STORE_URL=sqlite:///digicert-only.db\n")
+    assert digicert().store_url == "sqlite:///digicert-only.db"
+    # The environment wins over .env.
+    monkeypatch.setenv("CERTPOLL_DIGICERT_STORE_URL", "memory://")
+    assert digicert().store_url == "memory://"
+
+
+def test_orders_reads_the_shared_store_from_dotenv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(f"CERTPOLL_STORE_URL=sqlite:///{tmp_path / 'env.db'}\n")
+    assert main(["orders", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"]["issued"] == 0
+    assert (tmp_path / "env.db").exists()

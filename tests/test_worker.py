@@ -555,3 +555,15 @@ def test_a_drain_accounts_for_every_order_once(
         await memory.aclose()
 
     asyncio.run(scenario())
+
+
+async def test_a_worker_stopped_as_it_claims_gives_back_what_it_claimed(
+    digicert: DigiCert, store: OrderStore
+) -> None:
+    for index in range(3):
+        await submit_order(digicert, store, request(f"quick{index}.example"))
+    worker = Worker(store, [digicert], claim_interval=0.05)
+    # Stopped the moment it claims: its batch is cancelled before it ever ran.
+    worker.on_event = lambda event: worker.stop() if event.kind == "claimed" else None
+    await asyncio.wait_for(worker.run(), 10)
+    assert {(r.state, r.owner) for r in await store.orders()} == {(StoredState.PENDING, None)}

@@ -43,15 +43,18 @@ __all__ = [
     "SCHEMA_VERSION",
     "STORE_SCHEMES",
     "UNCERTAIN_AFTER_CRASH",
+    "Adoption",
     "OrderStore",
     "StoredOrder",
     "StoredState",
+    "check_adoptions",
     "check_attempts",
     "check_claim",
     "check_intent",
     "check_lease",
     "check_limit",
     "check_order_id",
+    "check_schedules",
     "check_seconds",
     "error_text",
     "final_fields",
@@ -64,7 +67,7 @@ __all__ = [
 
 #: The schema this code reads and writes. A store at a higher version was migrated by a newer
 #: certpoll and is refused (:func:`newer_schema_error`) rather than misread.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 #: The longest lease and the largest claim: a crashed owner's orders come back within a
 #: lease, so an hour is already a long outage for them.
@@ -196,8 +199,33 @@ class OrderStore(Protocol):
         the order's token. Intents whose lease ran out become ``UNCERTAIN`` on the way."""
         ...
 
-    async def renew(self, claimed: Iterable[StoredOrder], *, lease: float) -> set[str]:
-        """Extend the leases still held by these claims; returns the keys still held."""
+    async def adopt(
+        self, orders: Sequence[Adoption], *, owner: str, lease: float
+    ) -> list[StoredOrder]:
+        """Take orders submitted elsewhere into the store, and claim them for ``lease`` seconds.
+
+        Each order whose CA and order id the store does not hold yet is recorded
+        ``PENDING`` (keyed ``<ca>:<order_id>``, with its attempts, next poll and deadline).
+        Then those of the named orders that are ``PENDING`` and free (unclaimed, or their
+        lease ran out) are claimed, whatever their due time. Returns every named
+        order the store holds, in the order named: the ones claimed have ``owner`` as their
+        owner; the others are final, or held by another owner.
+        """
+        ...
+
+    async def renew(
+        self,
+        claimed: Iterable[StoredOrder],
+        *,
+        lease: float,
+        schedules: Mapping[str, tuple[int, float]] | None = None,
+    ) -> set[str]:
+        """Extend the leases still held by these claims; returns the keys still held.
+
+        ``schedules`` may give, by key, the attempts so far and the seconds until the next
+        poll of orders whose schedule moved: written with the renewal (one statement for
+        many orders, where a :meth:`reschedule` each would be one per order).
+        """
         ...
 
     async def reschedule(
@@ -341,9 +369,55 @@ def check_limit(limit: int) -> int:
     return limit
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Adoption:
+    """An order to take into a store (:meth:`OrderStore.adopt`): where its schedule stands,
+    its times in seconds from now (:func:`certpoll.poll_many` makes these from the
+    :class:`~certpoll.PendingOrder` handles it is given)."""
+
+    ca: CAName
+    order_id: str
+    attempts: int = 0
+    due_in: float = 0.0
+    deadline_in: float
+
+    @property
+    def key(self) -> str:
+        """The idempotency key an adopted order is stored under."""
+        return f"{self.ca}:{self.order_id}"
+
+
+def check_adoptions(orders: Sequence[Adoption]) -> Sequence[Adoption]:
+    """The orders to adopt, checked: known CAs, order ids, counts and times; each once."""
+    for order in orders:
+        if order.ca not in _CA_NAMES:
+            raise ConfigError(f"ca must be one of {sorted(_CA_NAMES)}, not {order.ca!r}")
+        check_order_id(order.order_id)
+        check_attempts(order.attempts)
+        check_seconds(order.due_in, "due_in")
+        check_seconds(order.deadline_in, "deadline_in")
+    if len({order.key for order in orders}) != len(orders):
+        raise ConfigError("an order is named twice")
+    if len(orders) > MAX_CLAIM:
+        raise ConfigError(f"at most {MAX_CLAIM} orders are adopted at once, not {len(orders)}")
+    return orders
+
+
 def check_order_id(order_id: str) -> str:
     """The CA's order id as stored."""
     return _text(order_id, "order_id")
+
+
+def check_schedules(
+    schedules: Mapping[str, tuple[int, float]] | None,
+) -> Mapping[str, tuple[int, float]]:
+    """The schedules given to a renewal: attempts and seconds until the next poll, by key."""
+    if schedules is None:
+        return {}
+    for attempts, due_in in schedules.values():
+        check_attempts(attempts)
+        check_seconds(due_in, "due_in")
+    return schedules
 
 
 def error_text(error: str | None) -> str | None:

@@ -25,14 +25,17 @@ from .store import (
     COLUMNS,
     SCHEMA_VERSION,
     UNCERTAIN_AFTER_CRASH,
+    Adoption,
     StoredOrder,
     StoredState,
+    check_adoptions,
     check_attempts,
     check_claim,
     check_intent,
     check_lease,
     check_limit,
     check_order_id,
+    check_schedules,
     check_seconds,
     error_text,
     final_fields,
@@ -75,12 +78,14 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
         "CREATE INDEX certpoll_orders_due ON certpoll_orders (state, due_at)",
         "CREATE INDEX certpoll_orders_created ON certpoll_orders (created_at)",
     ),
+    # An order is found by its CA's order id (adopt), and is stored once under it.
+    ("CREATE UNIQUE INDEX certpoll_orders_order_id ON certpoll_orders (ca, order_id)",),
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION  # a migration per version, always
 
 _ALL: Final = ", ".join(COLUMNS)
-#: Leases renewed per statement (two bound parameters each, well under every limit).
-_RENEW_CHUNK: Final = 1000
+#: Rows named per statement (at most ten bound parameters each, well under every limit).
+_CHUNK: Final = 1000
 _VERSION_TABLE: Final = "certpoll_store_version"
 
 
@@ -414,33 +419,106 @@ class SQLOrderStore:
         claimed.sort(key=lambda record: (record.due_at, record.key))
         return claimed
 
-    async def renew(self, claimed: Iterable[StoredOrder], *, lease: float) -> set[str]:
+    async def adopt(
+        self, orders: Sequence[Adoption], *, owner: str, lease: float
+    ) -> list[StoredOrder]:
+        """See :meth:`certpoll.OrderStore.adopt`."""
+        wanted = check_adoptions(orders)
+        check_claim(owner=owner, cas={order.ca for order in wanted} or {"digicert"}, limit=1)
+        lease = check_lease(lease)
+        found: dict[tuple[str, str], StoredOrder] = {}
+        async with await self._session() as session:
+            now = await session.now()
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
+                found.update(await self._adopt(session, chunk, owner=owner, now=now, lease=lease))
+        named = ((order.ca, order.order_id) for order in wanted)
+        return [found[name] for name in named if name in found]
+
+    async def _adopt(
+        self, session: Session, chunk: Sequence[Adoption], *, owner: str, now: float, lease: float
+    ) -> dict[tuple[str, str], StoredOrder]:
+        params: dict[str, object] = {
+            "owner": owner,
+            "until": now + lease,
+            "now": now,
+            "pending": StoredState.PENDING.value,
+        }
+        rows, named = [], []
+        for i, order in enumerate(chunk):
+            rows.append(
+                f"(:k{i}, :c{i}, '', '', :pending, :o{i}, :a{i}, 0, :d{i}, :e{i}, :now, :now)"
+            )
+            named.append(f"(:c{i}, :o{i})")
+            params |= {f"k{i}": order.key, f"c{i}": order.ca, f"o{i}": order.order_id}
+            params |= {f"a{i}": order.attempts, f"d{i}": now + order.due_in}
+            params[f"e{i}"] = now + order.deadline_in
+        pairs = ", ".join(named)
+        # A row for an order id already stored (under any key) is not added again.
+        await session.execute(
+            "INSERT INTO certpoll_orders (key, ca, fingerprint, common_name, state, order_id, "
+            "attempts, token, due_at, deadline, created_at, updated_at) VALUES "
+            f"{', '.join(rows)} ON CONFLICT DO NOTHING",
+            params,
+        )
+        await session.execute(
+            "UPDATE certpoll_orders SET owner = :owner, lease_until = :until, "
+            "token = token + 1, updated_at = :now WHERE key IN ("
+            f"SELECT key FROM certpoll_orders WHERE (ca, order_id) IN (VALUES {pairs}) "
+            "AND state = :pending AND (lease_until IS NULL OR lease_until <= :now)"
+            f"{self._db.claim_lock})",
+            params,
+        )
+        stored = await session.fetch(
+            f"SELECT {_ALL} FROM certpoll_orders WHERE (ca, order_id) IN (VALUES {pairs})",
+            params,
+        )
+        records = (record_from_row(row) for row in stored)
+        return {(record.ca, record.order_id or ""): record for record in records}
+
+    async def renew(
+        self,
+        claimed: Iterable[StoredOrder],
+        *,
+        lease: float,
+        schedules: Mapping[str, tuple[int, float]] | None = None,
+    ) -> set[str]:
         """See :meth:`certpoll.OrderStore.renew`."""
         lease = check_lease(lease)
+        progress = check_schedules(schedules)
         held: set[str] = set()
         records = list(claimed)
         if not records:
             return held
         async with await self._session() as session:
             now = await session.now()
-            for start in range(0, len(records), _RENEW_CHUNK):
-                chunk = records[start : start + _RENEW_CHUNK]
-                pairs = ", ".join(f"(:k{i}, CAST(:t{i} AS BIGINT))" for i in range(len(chunk)))
+            for start in range(0, len(records), _CHUNK):
+                chunk = records[start : start + _CHUNK]
+                rows = ", ".join(
+                    f"(:k{i}, CAST(:t{i} AS BIGINT), CAST(:a{i} AS INTEGER), "
+                    f"CAST(:d{i} AS DOUBLE PRECISION))"
+                    for i in range(len(chunk))
+                )
                 params: dict[str, object] = {
                     "until": now + lease,
                     "now": now,
                     "intent": StoredState.INTENT.value,
                     "pending": StoredState.PENDING.value,
                 }
-                for index, record in enumerate(chunk):
-                    params[f"k{index}"], params[f"t{index}"] = record.key, record.token
-                rows = await session.fetch(
-                    "UPDATE certpoll_orders SET lease_until = :until, updated_at = :now "
-                    f"WHERE (key, token) IN (VALUES {pairs}) AND state IN (:intent, :pending) "
-                    "RETURNING key",
+                for i, record in enumerate(chunk):
+                    attempts, due_in = progress.get(record.key, (None, None))
+                    params |= {f"k{i}": record.key, f"t{i}": record.token, f"a{i}": attempts}
+                    params[f"d{i}"] = None if due_in is None else now + due_in
+                # One statement per chunk: the leases, and where each schedule stands.
+                found = await session.fetch(
+                    "UPDATE certpoll_orders SET lease_until = :until, updated_at = :now, "
+                    "attempts = COALESCE(v.column3, attempts), "
+                    "due_at = COALESCE(v.column4, due_at) "
+                    f"FROM (VALUES {rows}) AS v WHERE key = v.column1 AND token = v.column2 "
+                    "AND state IN (:intent, :pending) RETURNING key",
                     params,
                 )
-                held.update(str(row["key"]) for row in rows)
+                held.update(str(row["key"]) for row in found)
         return held
 
     # -- reading ----------------------------------------------------------------------------

@@ -1,0 +1,234 @@
+"""``poll_many(connector, orders, store=...)`` against a SQLite file and a PostgreSQL server.
+
+The orders are taken in the store under a lease (recorded if the store does not hold them),
+polled by the same scheduler as in memory, and each answer is written with the claim's
+fencing token before it is yielded; whatever is held when the stream stops is given back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+import certpoll
+from certpoll import (
+    DigiCert,
+    LeaseLost,
+    OrderState,
+    OrderStore,
+    StoredState,
+    open_store,
+    poll_many,
+    submit_order,
+)
+from certpoll.testing import Credentials, OrderScript, Profile, SimulatedCA
+from tests.helpers import DIGICERT_API_KEY
+from tests.test_worker import SPEED, request, settings
+
+
+def make_sim() -> SimulatedCA:
+    return SimulatedCA(
+        profile=Profile.fixed(OrderScript(approval_for=120, issue_after=30)),
+        credentials=Credentials(digicert_api_key=DIGICERT_API_KEY),
+        speed=SPEED,
+    )
+
+
+@pytest.fixture
+def sim() -> SimulatedCA:
+    return make_sim()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'orders.db'}"
+    else:
+        yield request.getfixturevalue("fresh_postgres_url")
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[OrderStore]:
+    opened = open_store(store_url)
+    yield opened
+    await opened.aclose()
+
+
+@pytest.fixture
+async def digicert(sim: SimulatedCA) -> AsyncIterator[DigiCert]:
+    async with sim.client() as http, DigiCert(settings(sim.base_urls().digicert), http=http) as dc:
+        yield dc
+
+
+async def order_ids(dc: DigiCert, names: list[str]) -> list[str]:
+    """Orders placed without the store, as a service that predates it would."""
+    return [(await dc.issue(request(name))).order_id for name in names]
+
+
+async def test_orders_are_recorded_claimed_polled_and_every_answer_written(
+    sim: SimulatedCA, digicert: DigiCert, store: OrderStore
+) -> None:
+    sim.script_common_name("no.example", OrderScript(issue_after=10, reject=True))
+    ids = await order_ids(digicert, [f"p{i}.example" for i in range(5)] + ["no.example"])
+    seen: dict[str, OrderState] = {}
+    async with poll_many(digicert, ids, store=store, lease=2.0) as stream:
+        async for status in stream:
+            # Written before it is yielded: the store already holds this answer.
+            stored = await store.get(f"digicert:{status.order_id}")
+            assert stored is not None
+            assert (stored.state.value, stored.owner) == (status.state.value, None)
+            seen[status.order_id] = status.state
+        assert stream.held == 0
+    assert sorted(seen) == sorted(ids)
+    assert list(seen.values()).count(OrderState.FAILED) == 1
+    counts = await store.counts()
+    assert (counts[StoredState.ISSUED], counts[StoredState.FAILED]) == (5, 1)
+    for record in await store.orders(states=[StoredState.ISSUED]):
+        assert record.certificate is not None
+        assert record.attempts >= 1
+    # Asked again: every answer comes from the store, without a request to the CA.
+    requests = sim.requests
+    async with poll_many(digicert, ids, store=store) as again:
+        answers = {status.order_id: status.state async for status in again}
+    assert answers == seen
+    assert sim.requests == requests
+    assert sim.order_count == len(ids)
+
+
+async def test_an_order_submitted_through_the_store_is_found_by_its_order_id(
+    digicert: DigiCert, store: OrderStore
+) -> None:
+    submitted = await submit_order(digicert, store, request("known.example"))
+    assert submitted.order_id is not None
+    async with poll_many(digicert, [submitted.order_id], store=store) as stream:
+        (status,) = [status async for status in stream]
+    assert status.state is OrderState.ISSUED
+    (record,) = await store.orders()  # the same row, not a copy under another key
+    assert (record.key, record.state) == (submitted.key, StoredState.ISSUED)
+
+
+def handle(order_id: str) -> certpoll.Adoption:
+    return certpoll.Adoption(ca="digicert", order_id=order_id, deadline_in=3600)
+
+
+async def test_an_order_another_owner_holds_is_left_to_it(
+    digicert: DigiCert, store: OrderStore
+) -> None:
+    ids = await order_ids(digicert, ["mine.example", "theirs.example"])
+    (held,) = await store.adopt([handle(ids[1])], owner="someone else", lease=60)
+    assert held.owner == "someone else"
+    async with poll_many(digicert, ids, store=store) as stream:
+        answered = [status.order_id async for status in stream]
+    assert answered == [ids[0]]  # neither polled nor yielded
+    other = await store.get(f"digicert:{ids[1]}")
+    assert other is not None
+    assert (other.state, other.owner, other.token) == (StoredState.PENDING, "someone else", 1)
+
+
+async def test_a_stream_stopped_early_gives_back_what_it_holds_with_its_schedule(
+    sim: SimulatedCA, digicert: DigiCert, store: OrderStore
+) -> None:
+    sim.script_next(OrderScript(approval_for=10**6), count=3)  # never issued while we look
+    ids = await order_ids(digicert, [f"slow{i}.example" for i in range(3)])
+    async with poll_many(digicert, ids, store=store, lease=0.3) as stream:
+        first = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.4)  # a few attempts, and a renewal that writes the schedule
+        assert stream.held == 3
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+    for record in await store.orders():
+        assert (record.state, record.owner) == (StoredState.PENDING, None)
+        assert record.attempts >= 1  # the next owner goes on from there
+
+
+async def test_a_lost_lease_stops_every_poll_and_is_raised(
+    sim: SimulatedCA, digicert: DigiCert, tmp_path: Path
+) -> None:
+    sim.script_next(OrderScript(approval_for=10**6), count=2)
+    ids = await order_ids(digicert, ["a.example", "b.example"])
+    url = f"sqlite:///{tmp_path / 'lost.db'}"
+    store = open_store(url)
+    # Another process whose clock is past the lease: to it, the lease ran out.
+    later = open_store(url, clock=lambda: time.time() + 3600)
+    try:
+        async with poll_many(digicert, ids, store=store, lease=0.3) as stream:
+            taking = asyncio.ensure_future(anext(stream))
+            while stream.held < 2:  # noqa: ASYNC110 -- the stream has no event to wait on
+                await asyncio.sleep(0.01)
+            taken = await later.claim(owner="next", cas=["digicert"], limit=1, lease=60)
+            with pytest.raises(LeaseLost, match="another owner claimed"):
+                await asyncio.wait_for(taking, 10)
+            requests = sim.requests
+            await asyncio.sleep(0.1)
+            assert sim.requests == requests  # no poll of any order after the loss
+        (kept,) = taken
+        for record in await store.orders():
+            expected = ("next", kept.token) if record.key == kept.key else (None, record.token)
+            assert (record.owner, record.token) == expected
+    finally:
+        await later.aclose()
+        await store.aclose()
+
+
+@hypothesis_settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    plan=st.lists(st.sampled_from(["new", "submitted", "held", "issued"]), min_size=1, max_size=6),
+    concurrency=st.integers(1, 3),
+)
+def test_every_order_named_is_answered_once_or_left_to_its_owner(
+    plan: list[str], concurrency: int
+) -> None:
+    """Whatever mix of orders the store holds: each one free to claim is answered exactly
+    once and written; each held by another owner is untouched; nothing is ordered again."""
+
+    async def scenario() -> None:
+        ca = make_sim()
+        memory = open_store("memory://")
+        async with (
+            ca.client() as http,
+            DigiCert(settings(ca.base_urls().digicert), http=http) as dc,
+        ):
+            ids = []
+            for index, kind in enumerate(plan):
+                name = f"o{index}.example"
+                if kind == "new":
+                    ids.append((await dc.issue(request(name))).order_id)
+                    continue
+                record = await submit_order(dc, memory, request(name))
+                assert record.order_id is not None
+                ids.append(record.order_id)
+            by_kind = {
+                kind: [i for i, k in zip(ids, plan, strict=True) if k == kind] for kind in plan
+            }
+            async with poll_many(dc, by_kind.get("issued", []), store=memory) as first:
+                async for _ in first:  # final in the store before they are named again
+                    pass
+            for order_id in by_kind.get("held", []):
+                await memory.adopt([handle(order_id)], owner="other", lease=600)
+            requests = ca.requests
+            async with poll_many(dc, ids, store=memory, concurrency=concurrency) as stream:
+                answers = [status.order_id async for status in stream]
+        held = set(by_kind.get("held", []))
+        assert sorted(answers) == sorted(set(ids) - held)
+        if set(plan) <= {"issued", "held"}:
+            assert ca.requests == requests  # answered from the store alone
+        for order_id in ids:
+            (record,) = [r for r in await memory.orders() if r.order_id == order_id]
+            if order_id in held:
+                assert (record.state, record.owner) == (StoredState.PENDING, "other")
+            else:
+                assert (record.state, record.owner) == (StoredState.ISSUED, None)
+        assert ca.order_count == len(ids)
+        await memory.aclose()
+
+    asyncio.run(scenario())
