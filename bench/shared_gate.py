@@ -37,15 +37,17 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from certpoll import DigiCert, OrderState, poll_many
-from certpoll._backends.gate import (
-    DEFAULT_MARGIN,
+from certpoll import (
     Admitted,
+    Answer,
+    DigiCert,
     GateRules,
+    OrderState,
+    UpstreamGate,
     gate_key,
     open_gate_backend,
+    poll_many,
 )
-from certpoll._gate import UpstreamGate
 from certpoll.testing import DIGICERT, SimulatedCA, serve
 from tests.realservers import running_postgres, running_redis
 
@@ -68,7 +70,7 @@ async def _cost(url: str, admissions: int) -> tuple[list[float], list[float]]:
             decision = await backend.admit(KEY, RULES)
             admitted = time.perf_counter()
             assert isinstance(decision, Admitted)
-            await backend.report(KEY, RULES, ticket=decision.ticket)
+            await backend.report(KEY, RULES, Answer(decision.ticket))
             admits.append(admitted - started)
             reports.append(time.perf_counter() - admitted)
     finally:
@@ -148,7 +150,7 @@ async def _poll_share(
         rate_limits=limits,
         backend=open_gate_backend(gate_url),
         key=gate_key("digicert", settings.api_key.get_secret_value()),
-        margin=DEFAULT_MARGIN / speed,
+        margin=GateRules().margin / speed,
     )
     async with DigiCert(settings, gate=gate) as dc, poll_many(dc, orders) as stream:
         async for status in stream:

@@ -42,6 +42,7 @@ from ._backends.gate import (
     DEFAULT_LOST_AFTER,
     DEFAULT_MARGIN,
     Admitted,
+    Answer,
     GateBackend,
     GateRules,
     Hold,
@@ -169,8 +170,9 @@ class UpstreamGate:
     running event loop's ``time()`` and :func:`asyncio.sleep`.
 
     ``backend`` holds the windows and the hold (default: this process's memory, on
-    ``clock``); every gate on the same backend and ``key`` shares them, across processes
-    and hosts for a shared backend. :meth:`aclose` closes it.
+    ``clock``; :func:`~certpoll.open_gate_backend` opens one from a ``gate_url``); every
+    gate on the same backend and ``key`` (:func:`~certpoll.gate_key` of the credential)
+    shares them, across processes and hosts for a shared backend. :meth:`aclose` closes it.
     """
 
     __slots__ = (
@@ -281,7 +283,7 @@ class UpstreamGate:
         hold = self._count_hold(seconds, rate_limited=False)
         if hold is not None:
             self._held_for(
-                await self._backend.report(self._key, self._rules, ticket=None, hold=hold)
+                await self._backend.report(self._key, self._rules, Answer(None, hold=hold))
             )
 
     async def aclose(self) -> None:
@@ -430,13 +432,8 @@ class UpstreamGate:
         """
         if admission.ticket is None:
             return
-        report = self._backend.report(
-            self._key,
-            self._rules,
-            ticket=admission.ticket,
-            conclusive=conclusive,
-            hold=admission._hold,
-        )
+        answer = Answer(admission.ticket, conclusive=conclusive, hold=admission._hold)
+        report = self._backend.report(self._key, self._rules, answer)
         try:
             self._held_for(await report)
         finally:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .gate import EPSILON, MIN_WAIT, Admitted, GateRules, Hold, Wait
+from .gate import EPSILON, MIN_WAIT, Admitted, Answer, GateRules, Wait
 
 __all__ = ["GateState", "SteppedGate"]
 
@@ -88,16 +88,9 @@ class GateState:
             self.probe_deadline = now + rules.lost_after
         return Admitted(ticket, probe=self.cooling)
 
-    def report(
-        self,
-        now: float,
-        rules: GateRules,
-        *,
-        ticket: str | None,
-        conclusive: bool = True,
-        hold: Hold | None = None,
-    ) -> float:
-        """The answer to ``ticket`` arrived at ``now``; see :meth:`GateBackend.report`."""
+    def report(self, now: float, rules: GateRules, answer: Answer) -> float:
+        """The answer arrived at ``now``; see :meth:`GateBackend.report`."""
+        ticket, hold = answer.ticket, answer.hold
         if ticket is not None and self.outstanding.pop(ticket, None) is not None:
             insort(self.answered, now)
         is_probe = ticket is not None and ticket == self.probe
@@ -105,7 +98,7 @@ class GateState:
             self._hold(now, rules, hold.seconds, probe=is_probe)
         if is_probe:
             self.probe = None
-            if conclusive and hold is None:
+            if answer.conclusive and hold is None:
                 self.cooling = False
                 self.strikes = 0
                 self.not_before = -math.inf
@@ -195,18 +188,6 @@ class SteppedGate(abc.ABC):
         """See :meth:`GateBackend.admit`."""
         return await self.step(key, lambda state, now: state.admit(now, rules))
 
-    async def report(
-        self,
-        key: str,
-        rules: GateRules,
-        *,
-        ticket: str | None,
-        conclusive: bool = True,
-        hold: Hold | None = None,
-    ) -> float:
+    async def report(self, key: str, rules: GateRules, answer: Answer) -> float:
         """See :meth:`GateBackend.report`."""
-
-        def decide(state: GateState, now: float) -> float:
-            return state.report(now, rules, ticket=ticket, conclusive=conclusive, hold=hold)
-
-        return await self.step(key, decide)
+        return await self.step(key, lambda state, now: state.report(now, rules, answer))
