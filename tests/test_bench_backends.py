@@ -9,8 +9,8 @@ from bench import shared_gate, store
 
 def test_the_shared_gate_bench_runs_and_writes_its_section() -> None:
     result = shared_gate.measure(processes=2, orders=60, speed=20.0, servers=False)
-    assert [row[0] for row in result.fleet] == ["sqlite", "a gate per process"]
-    assert result.fleet[0][1] == "0"  # no 429 on the shared gate
+    assert [row.gate for row in result.fleet] == ["sqlite", "a gate per process"]
+    assert result.fleet[0].throttled == 0  # no 429 on the shared gate
     lines: list[str] = []
     shared_gate.section(result, lines.append)
     assert lines[0].startswith("## 6.")

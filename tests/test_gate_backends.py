@@ -565,20 +565,21 @@ async def _decisions(backend: GateBackend, key: str, ops: list[tuple[str, int, s
 
 
 @given(ops=_OPS)
-def test_redis_lua_and_the_python_rules_decide_alike(
-    redis_url: str, ops: list[tuple[str, int, str]]
+def test_redis_lua_and_postgresql_plpgsql_decide_as_the_python_rules(
+    redis_url: str, postgres_url: str, ops: list[tuple[str, int, str]]
 ) -> None:
-    async def run() -> tuple[list[str], list[str]]:
-        key = gate_key("digicert", f"lua-{uuid.uuid4()}")
-        memory = MemoryGate()
-        redis_gate = open_gate_backend(redis_url)
+    async def run() -> list[list[str]]:
+        key = gate_key("digicert", f"twins-{uuid.uuid4()}")
+        twins = [open_gate_backend(redis_url), open_gate_backend(postgres_url)]
         try:
-            return await _decisions(memory, key, ops), await _decisions(redis_gate, key, ops)
+            return [await _decisions(gate, key, ops) for gate in [MemoryGate(), *twins]]
         finally:
-            await redis_gate.aclose()
+            for gate in twins:
+                await gate.aclose()
 
-    expected, actual = asyncio.run(run())
-    assert actual == expected
+    expected, lua, plpgsql = asyncio.run(run())
+    assert lua == expected
+    assert plpgsql == expected
 
 
 def test_a_missing_client_library_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -593,7 +594,8 @@ def test_a_missing_client_library_names_the_extra(monkeypatch: pytest.MonkeyPatc
 async def test_a_failed_step_changes_nothing_and_holds_no_lock(rig: Rig) -> None:
     gate = rig.make()
     if not isinstance(gate, SteppedGate):
-        assert isinstance(gate, RedisGate)  # its step is one Lua script: no caller code inside
+        # Its step is one Lua script or one PL/pgSQL call: no caller code inside.
+        assert isinstance(gate, RedisGate | PostgresGate)
         return
 
     def fail(state: GateState, now: float) -> None:
