@@ -1,6 +1,7 @@
-"""The gate's rules over one key's state, given the time: used by memory, SQLite and PostgreSQL.
+"""The gate's rules over one key's state, given the time: used by memory and SQLite.
 
-(Redis runs the same rules as a Lua script on the server: :mod:`certpoll._backends.gate_redis`.)
+(Redis and PostgreSQL run the same rules on the server, as a Lua script and a PL/pgSQL
+function: :mod:`certpoll._backends.gate_redis`, :mod:`certpoll._backends.gate_postgres`.)
 
 A request is a *hit* in every window from its admission until its answer arrives, and then
 for ``seconds + margin`` more. The CA counts it from its arrival, which lies between the two,
@@ -22,6 +23,7 @@ from __future__ import annotations
 import abc
 import json
 import math
+from array import array
 from bisect import bisect_left, insort
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -126,13 +128,16 @@ class GateState:
             self.probe = None
         del self.answered[: bisect_left(self.answered, now - rules.longest - 1.0)]
 
-    # -- storage, for the backends that keep the state as text ---------------------------
+    # -- storage, for the backends that keep the state in a row -----------------------------
 
-    def dumps(self) -> str:
-        """The state as JSON text (``-inf`` as null)."""
-        return json.dumps(
+    def dump(self) -> tuple[str, bytes]:
+        """The state as stored: JSON text of all but the answer times, and those packed.
+
+        The answer times are a window's worth of numbers (1,000 at DigiCert's limit): as
+        JSON they cost ~1 ms a step to write and read, packed as 8-byte floats ~0.05 ms.
+        """
+        fields = json.dumps(
             [
-                self.answered,
                 list(self.outstanding.items()),
                 _finite(self.paced_at),
                 self.cooling,
@@ -144,17 +149,18 @@ class GateState:
             ],
             separators=(",", ":"),
         )
+        return fields, array("d", self.answered).tobytes()
 
     @classmethod
-    def loads(cls, text: str | None) -> GateState:
-        """The state :meth:`dumps` wrote; a new state for None or empty text."""
-        if not text:
+    def load(cls, fields: str | None, answered: bytes | None) -> GateState:
+        """The state :meth:`dump` wrote; a new state for None or empty text."""
+        if not fields:
             return cls()
-        answered, outstanding, paced_at, cooling, not_before, strikes, probe, deadline, issued = (
-            json.loads(text)
+        outstanding, paced_at, cooling, not_before, strikes, probe, deadline, issued = json.loads(
+            fields
         )
         return cls(
-            answered=answered,
+            answered=array("d", answered or b"").tolist(),
             outstanding=dict(outstanding),
             paced_at=_time(paced_at),
             cooling=cooling,
