@@ -2,13 +2,13 @@
 
 The gate (:mod:`certpoll._gate`) decides *who* waits in this process; a backend decides
 *whether* a request may go now, for every process on the credential at once. Each backend
-runs the same rules (:mod:`certpoll._backends.gate_state`, and its Lua twin on Redis) in one
-atomic step on one clock:
+runs the same rules (:mod:`certpoll._backends.gate_state`, and its twins in Lua on Redis and
+PL/pgSQL on PostgreSQL) in one atomic step on one clock:
 
 - ``memory://``: this process only; the event loop's clock, so it runs on virtual time.
 - ``sqlite:///path``: one file on one host, ``BEGIN IMMEDIATE``; the host's wall clock.
 - ``redis://…``: one Lua script (``EVALSHA``) on the server's ``TIME``.
-- ``postgresql://…``: one transaction holding the key's row lock, on ``clock_timestamp()``.
+- ``postgresql://…``: one function call (its own transaction) on ``clock_timestamp()``.
 
 Redis and PostgreSQL never read the client's clock, so replicas whose clocks disagree still
 share one limit; the price is that they cannot run on virtual time.
