@@ -26,14 +26,7 @@ def run_all(*, quick: bool) -> Results:
                 thread_speed=400.0,
             ),
             ratelimit=ratelimit.run(orders=120, repeats=3),
-            shared_gate=shared_gate.measure(
-                processes=2,
-                orders=60,
-                storm_orders=(10, 30),
-                speed=20.0,
-                storm_speed=600.0,
-                servers=False,
-            ),
+            shared_gate=shared_gate.quick(),
             store=store.run(orders=300, cost_orders=20, urls=["memory://"]),
         )
     else:

@@ -383,6 +383,18 @@ def measure(
     )
 
 
+def quick() -> SharedGateResult:
+    """A smoke run at tiny sizes, SQLite only: ``python -m bench --quick`` and its test."""
+    return measure(
+        processes=2,
+        orders=60,
+        storm_orders=(10, 30),
+        speed=20.0,
+        storm_speed=600.0,
+        servers=False,
+    )
+
+
 def section(result: SharedGateResult, add: Callable[[str], object]) -> None:
     """The Markdown section of docs/benchmarks.md."""
     add("## 6. Many processes on one credential: the shared gate")

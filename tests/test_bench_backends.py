@@ -11,14 +11,7 @@ from bench import shared_gate, store
 
 
 def test_the_shared_gate_bench_runs_and_writes_its_section() -> None:
-    result = shared_gate.measure(
-        processes=2,
-        orders=60,
-        storm_orders=(10, 30),
-        speed=20.0,
-        storm_speed=600.0,
-        servers=False,
-    )
+    result = shared_gate.quick()
     assert [row.gate for row in result.fleet] == ["sqlite", "a gate per process"]
     assert result.fleet[0].throttled == 0  # no 429 on the shared gate
     assert result.fleet[0].short <= 1.0

@@ -237,6 +237,8 @@ def test_a_lull_is_made_up_for_up_to_the_burst() -> None:
 
 async def test_a_hold_holds_every_client_then_exactly_one_probe_goes(rig: Rig) -> None:
     first, second = rig.make(), rig.make()
+    for client in (first, second):  # connected before the clock matters: a report of nothing
+        assert await client.report(KEY, RULES, Answer(None)) == 0.0
     sent = await rig.admitted(first)
     holding = rig.start()
     await first.report(KEY, RULES, Answer(sent.ticket, hold=Hold(0.1)))

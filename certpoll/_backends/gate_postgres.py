@@ -8,9 +8,10 @@ takes the lock (an upsert, so the first process creates the row), reads
 server's: replicas with skewed clocks share one limit.
 
 The schema is versioned by name: table ``certpoll_gate_v1``, functions
-``certpoll_gate_admit_v1`` and ``certpoll_gate_report_v1``, installed (or replaced by the
-same text) when a process connects. A change to the rules or the row ships as ``_v2``
-beside them, so a process of the old version never runs the new rules on its rows.
+``certpoll_gate_row_v1``, ``certpoll_gate_admit_v1`` and ``certpoll_gate_report_v1``,
+installed (or replaced by the same text) when a process connects. A change to the rules or
+the row ships as ``_v2`` beside them, so a process of the old version never runs the new
+rules on its rows.
 """
 
 from __future__ import annotations
@@ -51,6 +52,16 @@ CREATE TABLE IF NOT EXISTS certpoll_gate_v1 (
 """
 
 # Formatted with two constants of ours, never with input.
+# The key's row, locked: an upsert, so the first process creates it. The clock is read
+# after this returns, once the lock is held.
+_ROW = """
+CREATE OR REPLACE FUNCTION certpoll_gate_row_v1(p_key text) RETURNS certpoll_gate_v1
+LANGUAGE sql AS $$
+  INSERT INTO certpoll_gate_v1 AS t (key) VALUES (p_key)
+    ON CONFLICT (key) DO UPDATE SET key = t.key RETURNING t.*
+$$
+"""
+
 _ADMIT = f"""
 CREATE OR REPLACE FUNCTION certpoll_gate_admit_v1(
   p_key text, p_margin float8, p_lost float8, p_spacing float8, p_burst integer,
@@ -66,8 +77,7 @@ DECLARE
   excess integer;
   edge float8;
 BEGIN
-  INSERT INTO certpoll_gate_v1 AS t (key) VALUES (p_key)
-    ON CONFLICT (key) DO UPDATE SET key = t.key RETURNING t.* INTO g;
+  g := certpoll_gate_row_v1(p_key);
   now := extract(epoch FROM clock_timestamp());
   admitted := false;
   probe := false;
@@ -143,8 +153,7 @@ DECLARE
   found_at integer;
   is_probe boolean;
 BEGIN
-  INSERT INTO certpoll_gate_v1 AS t (key) VALUES (p_key)
-    ON CONFLICT (key) DO UPDATE SET key = t.key RETURNING t.* INTO g;
+  g := certpoll_gate_row_v1(p_key);
   now := extract(epoch FROM clock_timestamp());
   found_at := array_position(g.tickets, p_ticket);
   IF found_at IS NOT NULL THEN
@@ -220,7 +229,7 @@ class PostgresGate:
             async with pool.acquire() as connection, connection.transaction():
                 # Two processes installing the schema at once would collide: take turns.
                 await connection.execute("SELECT pg_advisory_xact_lock(hashtext('certpoll_gate'))")
-                for statement in (_TABLE, _ADMIT, _REPORT):
+                for statement in (_TABLE, _ROW, _ADMIT, _REPORT):
                     await connection.execute(statement)
         except BaseException:
             await pool.close()
