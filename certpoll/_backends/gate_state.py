@@ -131,7 +131,8 @@ class GateState:
     # -- storage, for the backends that keep the state in a row -----------------------------
 
     def dump(self) -> tuple[str, bytes]:
-        """The state as stored: JSON text of all but the answer times, and those packed.
+        """The state as stored: JSON text of all but the answer times (``-inf`` as null),
+        and those packed.
 
         The answer times are a window's worth of numbers (1,000 at DigiCert's limit): as
         JSON they cost ~1 ms a step to write and read, packed as 8-byte floats ~0.05 ms.
@@ -152,15 +153,13 @@ class GateState:
         return fields, array("d", self.answered).tobytes()
 
     @classmethod
-    def load(cls, fields: str | None, answered: bytes | None) -> GateState:
-        """The state :meth:`dump` wrote; a new state for None or empty text."""
-        if not fields:
-            return cls()
+    def load(cls, fields: str, answered: bytes) -> GateState:
+        """The state :meth:`dump` wrote (the floats in this host's byte order: one host)."""
         outstanding, paced_at, cooling, not_before, strikes, probe, deadline, issued = json.loads(
             fields
         )
         return cls(
-            answered=array("d", answered or b"").tolist(),
+            answered=array("d", answered).tolist(),
             outstanding=dict(outstanding),
             paced_at=_time(paced_at),
             cooling=cooling,
