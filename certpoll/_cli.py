@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import errno
 import json
-import math
 import socket
 import ssl
 import sys
@@ -23,7 +22,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Final, NoReturn, get_args
+from typing import IO, TYPE_CHECKING, Final, NoReturn, TypeVar, get_args
 from urllib.parse import quote
 
 from ._display import has_rich, live_view, order_lines
@@ -54,6 +53,7 @@ EXIT_PENDING: Final = 3
 #: 128 + SIGINT, as shells report a command stopped by Ctrl-C.
 EXIT_INTERRUPTED: Final = 130
 _CA_NAMES: Final[tuple[CAName, ...]] = get_args(CAName)
+_N = TypeVar("_N", int, float)
 
 
 class UserError(Exception):
@@ -150,34 +150,28 @@ def _version() -> str:
         return "unknown"
 
 
-def _positive_int(text: str) -> int:
+def _argument(text: str, parse: Callable[[str], _N], fits: Callable[[_N], bool], what: str) -> _N:
+    """``text`` parsed by ``parse`` when it ``fits``; else argparse's one-line refusal."""
     try:
-        value = int(text)
+        value = parse(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a positive integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"not a positive integer: {text!r}")
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+    if not fits(value):
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _argument(text, int, lambda value: value >= 1, "a positive integer")
 
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a positive number: {text!r}") from None
-    if not (value > 0) or math.isnan(value):
-        raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
-    return value
+    # NaN is not above 0, so it is refused with the rest.
+    return _argument(text, float, lambda value: value > 0, "a positive number")
 
 
 def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
-    return value
+    return _argument(text, int, lambda value: 0 <= value <= 65535, "a port number")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -585,54 +579,15 @@ def _client_key_pair(directory: Path) -> tuple[Path, Path]:
 
 
 def _announce(origin: str, creds: Credentials, client: tuple[Path, Path], stream: IO[str]) -> None:
-    from ._settings import DigiCertSettings, EntrustSettings, GlobalSignSettings, SectigoSettings
     from .testing import MOUNTS
 
     cert, key = client
-    settings_of: list[tuple[type[CASettings], dict[str, object]]] = [
-        (
-            DigiCertSettings,
-            {
-                "base_url": f"{origin}{MOUNTS['digicert']}",
-                "api_key": creds.digicert_api_key,
-                "org_id": creds.digicert_org_id,
-            },
-        ),
-        (
-            SectigoSettings,
-            {
-                "base_url": f"{origin}{MOUNTS['sectigo']}",
-                "customer_uri": creds.sectigo_customer_uri,
-                "login": creds.sectigo_login,
-                "password": creds.sectigo_password,
-                "org_id": creds.sectigo_org_id,
-                "cert_type": creds.sectigo_cert_type,
-            },
-        ),
-        (
-            EntrustSettings,
-            {
-                "api_url": f"{origin}{MOUNTS['entrust']}",
-                "ca_id": creds.entrust_ca_id,
-                "client_cert_path": cert,
-                "client_key_path": key,
-            },
-        ),
-        (
-            GlobalSignSettings,
-            {
-                "api_url": f"{origin}{MOUNTS['globalsign']}",
-                "api_key": creds.globalsign_api_key,
-                "api_secret": creds.globalsign_api_secret,
-                "client_cert_path": cert,
-                "client_key_path": key,
-            },
-        ),
-    ]
     exports = [
-        (settings.env_var(field), value)
-        for settings, values in settings_of
-        for field, value in values.items()
+        (name, value)
+        for ca in _CA_NAMES
+        for name, value in creds.environment(
+            ca, f"{origin}{MOUNTS[ca]}", client_cert_path=cert, client_key_path=key
+        ).items()
     ]
     lines = [
         f"certpoll simulated CA on {origin} (plain HTTP; Ctrl-C stops it)",

@@ -26,7 +26,6 @@ import selectors
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final
 
 from cryptography import x509
@@ -39,14 +38,8 @@ from ._connectors.registry import connector_for
 from ._display import has_rich, live_view, plain_table, rich_table
 from ._errors import CertpollError, ConfigError
 from ._fleet import poll_many
-from ._models import CAName, CertificateRequest, OrderState
-from ._settings import (
-    CASettings,
-    DigiCertSettings,
-    EntrustSettings,
-    GlobalSignSettings,
-    SectigoSettings,
-)
+from ._models import CAName, CertificateRequest, OrderState, OrderStatus
+from ._settings import CASettings
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -151,6 +144,16 @@ class Tally:
             + self.still_pending
         )
 
+    def count_settled(self, status: OrderStatus) -> bool:
+        """Count ``status`` if it is issued or failed; False (nothing counted) if pending."""
+        if status.state is OrderState.ISSUED:
+            self.issued += 1
+        elif status.state is OrderState.FAILED:
+            self.failed += 1
+        else:
+            return False
+        return True
+
 
 async def renew(
     connector: Connector[CASettings],
@@ -169,6 +172,9 @@ async def renew(
     pending: list[str] = []
     slots = asyncio.Semaphore(concurrency)
 
+    def progress(_: object) -> None:
+        tally.requests_sent, tally.rate_limited = gate.requests_sent, gate.rate_limited
+
     async def submit(request: CertificateRequest) -> None:
         async with slots:
             try:
@@ -179,13 +185,9 @@ async def renew(
                 tally.not_submitted += 1
                 return
             finally:
-                tally.requests_sent, tally.rate_limited = gate.requests_sent, gate.rate_limited
+                progress(None)
         tally.submitting -= 1
-        if status.state is OrderState.ISSUED:
-            tally.issued += 1
-        elif status.state is OrderState.FAILED:
-            tally.failed += 1
-        else:
+        if not tally.count_settled(status):
             tally.polling += 1
             pending.append(status.order_id)
 
@@ -193,19 +195,12 @@ async def renew(
         for request in requests:
             group.create_task(submit(request))
 
-    def progress(_: object) -> None:
-        tally.requests_sent, tally.rate_limited = gate.requests_sent, gate.rate_limited
-
     async with poll_many(
         connector, pending, concurrency=concurrency, on_progress=progress
     ) as stream:
         async for status in stream:
             tally.polling -= 1
-            if status.state is OrderState.ISSUED:
-                tally.issued += 1
-            elif status.state is OrderState.FAILED:
-                tally.failed += 1
-            else:
+            if not tally.count_settled(status):
                 tally.still_pending += 1
     progress(None)
 
@@ -273,45 +268,17 @@ async def run_batch(
     loop = asyncio.get_running_loop()
     started_wall, started = time.monotonic(), loop.time()
     sim = SimulatedCA(profile=Profile.realistic(seed))
-    urls, creds = sim.base_urls(), sim.credentials
+    urls = sim.base_urls()
     # In-process there is no TLS: Entrust and GlobalSign trust the transport, and their
-    # certificate paths are never opened because the connectors get the simulator's client.
-    unused = Path("in-process-no-tls.pem")
-    settings: dict[CAName, CASettings] = {
-        "digicert": DigiCertSettings(
-            api_key=creds.digicert_api_key,
-            org_id=creds.digicert_org_id,
-            base_url=urls.digicert,
+    # client key pair is never opened because the connectors get the simulator's client.
+    settings = {
+        ca: sim.credentials.settings(
+            ca,
+            urls[ca],
             poll_max_wait_seconds=DEMO_MAX_WAIT,
             attempt_timeout_seconds=DEMO_ATTEMPT_TIMEOUT,
-        ),
-        "sectigo": SectigoSettings(
-            customer_uri=creds.sectigo_customer_uri,
-            login=creds.sectigo_login,
-            password=creds.sectigo_password,
-            org_id=creds.sectigo_org_id,
-            cert_type=creds.sectigo_cert_type,
-            base_url=urls.sectigo,
-            poll_max_wait_seconds=DEMO_MAX_WAIT,
-            attempt_timeout_seconds=DEMO_ATTEMPT_TIMEOUT,
-        ),
-        "entrust": EntrustSettings(
-            api_url=urls.entrust,
-            ca_id=creds.entrust_ca_id,
-            client_cert_path=unused,
-            client_key_path=unused,
-            poll_max_wait_seconds=DEMO_MAX_WAIT,
-            attempt_timeout_seconds=DEMO_ATTEMPT_TIMEOUT,
-        ),
-        "globalsign": GlobalSignSettings(
-            api_url=urls.globalsign,
-            api_key=creds.globalsign_api_key,
-            api_secret=creds.globalsign_api_secret,
-            client_cert_path=unused,
-            client_key_path=unused,
-            poll_max_wait_seconds=DEMO_MAX_WAIT,
-            attempt_timeout_seconds=DEMO_ATTEMPT_TIMEOUT,
-        ),
+        )
+        for ca in CAS
     }
     counts = _split(orders)
     tallies = tuple(Tally(ca=ca, orders=counts[ca]) for ca in CAS)

@@ -23,12 +23,12 @@ import functools
 import heapq
 import itertools
 import math
-import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
+from ._closing import AsyncClosing
 from ._connectors._base import Connector
 from ._errors import AuthenticationError, CertpollError, ConfigError, EndpointNotFound
 from ._handles import PendingOrder, handle_at, utcnow
@@ -141,7 +141,7 @@ async def _call_after(
     then()
 
 
-class OrderStream:
+class OrderStream(AsyncClosing):
     """The async iterator :func:`poll_many` returns: each :class:`OrderStatus` as it completes.
 
     Use it as ``async with poll_many(...) as stream: async for status in stream: ...`` (or
@@ -211,17 +211,6 @@ class OrderStream:
 
     def __aiter__(self) -> Self:
         return self
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def __anext__(self) -> OrderStatus:
         if not self._ready and not self._closed:

@@ -71,7 +71,6 @@ def structlog_hook(*, logger: FilteringBoundLogger | None = None) -> PollHook:
     log: FilteringBoundLogger = structlog.get_logger("certpoll") if logger is None else logger
 
     def hook(details: PollDetails, /) -> None:
-        error = details.error
         log.info(
             "certpoll.attempt",
             ca=details.ca,
@@ -81,7 +80,7 @@ def structlog_hook(*, logger: FilteringBoundLogger | None = None) -> PollHook:
             status_code=details.status_code,
             waited_so_far=details.waited_so_far,
             next_wait=details.next_wait,
-            error=None if error is None else f"{type(error).__name__}: {error}",
+            error=_described(details.error),
         )
 
     return hook
@@ -145,7 +144,7 @@ def opentelemetry_hook(
         span, started = open_spans[key]
         # Times follow the Poller's clock, so that a virtual clock gives a consistent trace.
         now = started + int(details.waited_so_far * 1e9)
-        error = details.error
+        error = _described(details.error)
         event: dict[str, str | int | float] = {
             "certpoll.attempt": details.attempt,
             "certpoll.outcome": details.outcome,
@@ -155,7 +154,7 @@ def opentelemetry_hook(
         if details.status_code is not None:
             event["http.response.status_code"] = details.status_code
         if error is not None:
-            event["certpoll.error"] = f"{type(error).__name__}: {error}"
+            event["certpoll.error"] = error
         span.add_event("certpoll.attempt", attributes=event, timestamp=now)
         if details.next_wait is not None:
             return
@@ -168,8 +167,12 @@ def opentelemetry_hook(
             }
         )
         if details.outcome == "failed":
-            description = None if error is None else f"{type(error).__name__}: {error}"
-            span.set_status(trace.StatusCode.ERROR, description)
+            span.set_status(trace.StatusCode.ERROR, error)
         span.end(end_time=now)
 
     return hook
+
+
+def _described(error: BaseException | None) -> str | None:
+    """An attempt's error as its type and message (which never hold a credential)."""
+    return None if error is None else f"{type(error).__name__}: {error}"

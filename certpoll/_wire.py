@@ -9,15 +9,17 @@ under its :data:`MOUNTS` prefix.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
-from ._models import CAName
+from ._models import CAName, RevocationReason
 
 __all__ = [
     "DIGICERT",
     "ENTRUST",
     "GLOBALSIGN",
     "MOUNTS",
+    "RFC5280_REASON_NAMES",
     "SECTIGO",
     "path",
 ]
@@ -38,6 +40,19 @@ MOUNTS: Final[dict[CAName, str]] = {
     "sectigo": "/sectigo/api",
     "entrust": "/entrust/cagw",
     "globalsign": "/globalsign/v2",
+}
+
+
+#: RFC 5280 reasons by their ASN.1 names, as Entrust and GlobalSign write them ("caCompromise").
+RFC5280_REASON_NAMES: Final[Mapping[RevocationReason, str]] = {
+    RevocationReason.UNSPECIFIED: "unspecified",
+    RevocationReason.KEY_COMPROMISE: "keyCompromise",
+    RevocationReason.CA_COMPROMISE: "caCompromise",
+    RevocationReason.AFFILIATION_CHANGED: "affiliationChanged",
+    RevocationReason.SUPERSEDED: "superseded",
+    RevocationReason.CESSATION_OF_OPERATION: "cessationOfOperation",
+    RevocationReason.CERTIFICATE_HOLD: "certificateHold",
+    RevocationReason.PRIVILEGE_WITHDRAWN: "privilegeWithdrawn",
 }
 
 
@@ -75,6 +90,20 @@ class DIGICERT:
     RATE_LIMIT_MESSAGE: Final = "Service unavailable, please limit request volume"
     #: The documented limits, per API key: (requests, per seconds), all enforced.
     RATE_LIMITS: Final[tuple[tuple[int, float], ...]] = ((100, 5.0), (1000, 180.0))
+    #: RFC 5280 reasons as ``revocation_reason`` names: snake case ("key_compromise").
+    #: DigiCert takes the reasons a subscriber may give under the CA/Browser Forum Baseline
+    #: Requirements; the others (CA compromise, certificate hold, privilege withdrawn) are
+    #: the CA's own to give.
+    REVOCATION_REASONS: Final[Mapping[RevocationReason, str]] = {
+        reason: reason.name.lower()
+        for reason in RevocationReason
+        if reason
+        not in (
+            RevocationReason.CA_COMPROMISE,
+            RevocationReason.CERTIFICATE_HOLD,
+            RevocationReason.PRIVILEGE_WITHDRAWN,
+        )
+    }
 
 
 class SECTIGO:
@@ -104,7 +133,11 @@ class SECTIGO:
     # Revoke body.
     REASON_CODE: Final = "reasonCode"
     REASON: Final = "reason"
-    REASON_CODES: Final = frozenset({0, 1, 3, 4, 5})
+    #: The RFC 5280 reasons SCM takes, as their codes.
+    REVOCATION_REASONS: Final[Mapping[RevocationReason, int]] = {
+        reason: int(reason) for reason in RevocationReason if int(reason) in {0, 1, 3, 4, 5}
+    }
+    REASON_CODES: Final = frozenset(REVOCATION_REASONS.values())
     # Statuses the simulator sends.
     REQUESTED: Final = "Requested"
     APPLIED: Final = "Applied"
@@ -129,12 +162,14 @@ class SECTIGO:
 class ENTRUST:
     """Entrust CA Gateway v1 (mTLS)."""
 
-    ENROLL: Final = "/v1/certificate-authorities/{ca_id}/enrollments"
+    #: Every path is under one CA of the gateway.
+    CA_ROOT: Final = "/v1/certificate-authorities/{ca_id}"
+    ENROLL: Final = CA_ROOT + "/enrollments"
     #: Not in CAGW's published description; answered for enrollments held without a serial.
-    STATUS: Final = "/v1/certificate-authorities/{ca_id}/enrollments/{tracking_id}"
+    STATUS: Final = ENROLL + "/{tracking_id}"
     #: The published lookup: a certificate by its serial (hex).
-    CERTIFICATE: Final = "/v1/certificate-authorities/{ca_id}/certificates/{serial}"
-    ACTIONS: Final = "/v1/certificate-authorities/{ca_id}/certificates/{serial}/actions"
+    CERTIFICATE: Final = CA_ROOT + "/certificates/{serial}"
+    ACTIONS: Final = CERTIFICATE + "/actions"
     # The enroll body: {"profileId", "csr" (PEM or base64 DER), "requiredFormat": {"format"},
     # "subjectAltNames": [...]}
     PROFILE_ID: Final = "profileId"
@@ -158,18 +193,10 @@ class ENTRUST:
     # Revoke: {"action": {"type": "RevokeAction", "reason": ...}}
     ACTION: Final = "action"
     REVOKE_ACTION: Final = "RevokeAction"
-    REASONS: Final = frozenset(
-        {
-            "unspecified",
-            "keycompromise",
-            "cacompromise",
-            "affiliationchanged",
-            "superseded",
-            "cessationofoperation",
-            "certificatehold",
-            "privilegewithdrawn",
-        }
-    )
+    #: RFC 5280 reasons by the names a ``RevokeAction`` takes: all of them.
+    REVOCATION_REASONS: Final[Mapping[RevocationReason, str]] = RFC5280_REASON_NAMES
+    #: The reason names answered, compared without case.
+    REASONS: Final = frozenset(name.lower() for name in REVOCATION_REASONS.values())
     # Enrollment statuses the simulator sends.
     AWAITING_APPROVAL: Final = "AWAITING_APPROVAL"
     PENDING: Final = "PENDING"
@@ -213,3 +240,10 @@ class GLOBALSIGN:
     ISSUED: Final = "ISSUED"
     REVOKED: Final = "REVOKED"
     REJECTED: Final = "rejected"
+    #: RFC 5280 reasons by the names ``revocation_reason`` takes. GlobalSign's own client
+    #: offers these six; CA compromise and certificate hold are the CA's to give.
+    REVOCATION_REASONS: Final[Mapping[RevocationReason, str]] = {
+        reason: RFC5280_REASON_NAMES[reason]
+        for reason in RevocationReason
+        if reason not in (RevocationReason.CA_COMPROMISE, RevocationReason.CERTIFICATE_HOLD)
+    }

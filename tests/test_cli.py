@@ -23,11 +23,10 @@ import pytest
 
 import certpoll
 from certpoll.__main__ import main
-from certpoll.testing import Credentials, OrderScript, ServedCA, SimulatedCA, serve
+from certpoll.testing import OrderScript, ServedCA, SimulatedCA, serve
 from tests.certs import make_csr
+from tests.credentials import CREDENTIALS
 from tests.helpers import DIGICERT_API_KEY, leaked_secrets
-
-CREDENTIALS = Credentials(digicert_api_key=DIGICERT_API_KEY)
 
 
 async def run(*argv: str) -> int:
@@ -38,6 +37,16 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("CERTPOLL_", "CERTCTL_")):
             monkeypatch.delenv(name)
+
+
+def point_at(monkeypatch: pytest.MonkeyPatch, url: str, *, max_backoff: str | None) -> None:
+    """The environment of a DigiCert account at ``url``, polled every few milliseconds."""
+    clean_env(monkeypatch)
+    for name, value in CREDENTIALS.environment("digicert", url).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CERTPOLL_DIGICERT_POLL_INITIAL_WAIT_SECONDS", "0.01")
+    if max_backoff is not None:
+        monkeypatch.setenv("CERTPOLL_DIGICERT_POLL_MAX_BACKOFF_SECONDS", max_backoff)
 
 
 def check_output(capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
@@ -52,20 +61,14 @@ async def served(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Simulat
     clean_env(monkeypatch)
     sim = SimulatedCA(credentials=CREDENTIALS, speed=1000)
     async with serve(sim, tls=False) as served:
-        monkeypatch.setenv("CERTPOLL_DIGICERT_API_KEY", DIGICERT_API_KEY)
-        monkeypatch.setenv("CERTPOLL_DIGICERT_ORG_ID", "112233")
-        monkeypatch.setenv("CERTPOLL_DIGICERT_BASE_URL", served.base_urls.digicert)
-        monkeypatch.setenv("CERTPOLL_DIGICERT_POLL_INITIAL_WAIT_SECONDS", "0.01")
-        monkeypatch.setenv("CERTPOLL_DIGICERT_POLL_MAX_BACKOFF_SECONDS", "0.05")
+        point_at(monkeypatch, served.base_urls.digicert, max_backoff="0.05")
         yield sim, served
 
 
 async def submit(served: ServedCA, sim: SimulatedCA, script: OrderScript) -> str:
     sim.script_next(script)
-    settings = certpoll.DigiCertSettings(
-        api_key=DIGICERT_API_KEY, org_id=112233, base_url=served.base_urls.digicert
-    )
-    async with certpoll.DigiCert(settings) as dc:
+    settings = CREDENTIALS.settings("digicert", served.base_urls.digicert)
+    async with certpoll.connector_for(settings) as dc:
         order = await dc.issue(
             certpoll.CertificateRequest(common_name="a.example", csr_pem=make_csr("a.example"))
         )
@@ -220,13 +223,8 @@ def closed_port() -> int:
 async def test_an_unreachable_ca_shows_each_attempt_and_the_last_error(
     json_out: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    clean_env(monkeypatch)
     port = closed_port()
-    monkeypatch.setenv("CERTPOLL_DIGICERT_API_KEY", DIGICERT_API_KEY)
-    monkeypatch.setenv("CERTPOLL_DIGICERT_ORG_ID", "112233")
-    monkeypatch.setenv("CERTPOLL_DIGICERT_BASE_URL", f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("CERTPOLL_DIGICERT_POLL_INITIAL_WAIT_SECONDS", "0.01")
-    monkeypatch.setenv("CERTPOLL_DIGICERT_POLL_MAX_BACKOFF_SECONDS", "0.02")
+    point_at(monkeypatch, f"http://127.0.0.1:{port}", max_backoff="0.02")
     # Real time: a second is room for two attempts even on a loaded machine.
     argv = ["status", "digicert", "7", "--max-wait", "1", "--attempts", "always"]
     assert await run(*argv, *(["--json"] if json_out else ["--plain"])) == 3
@@ -245,11 +243,7 @@ async def test_an_unreachable_ca_shows_each_attempt_and_the_last_error(
 async def test_attempts_are_not_shown_off_a_terminal_by_default(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    clean_env(monkeypatch)
-    monkeypatch.setenv("CERTPOLL_DIGICERT_API_KEY", DIGICERT_API_KEY)
-    monkeypatch.setenv("CERTPOLL_DIGICERT_ORG_ID", "112233")
-    monkeypatch.setenv("CERTPOLL_DIGICERT_BASE_URL", f"http://127.0.0.1:{closed_port()}")
-    monkeypatch.setenv("CERTPOLL_DIGICERT_POLL_INITIAL_WAIT_SECONDS", "0.01")
+    point_at(monkeypatch, f"http://127.0.0.1:{closed_port()}", max_backoff=None)
     assert await run("status", "digicert", "7", "--max-wait", "0.05") == 3
     _, err = check_output(capsys)
     assert err == ""  # no attempt lines, and no log line either

@@ -11,9 +11,12 @@ from typing import ClassVar
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import certpoll
 from certpoll._connectors import _base as _connector
+from certpoll._connectors import _http
 from certpoll._connectors._base import Connector, path_segment
 from certpoll._triage import Triage
 from certpoll.testing import SimulatedCA
@@ -64,13 +67,9 @@ class Plain(Connector[certpoll.DigiCertSettings]):
             return sent
         return certpoll.Pending(detail=sent.text or None)
 
-    async def revoke(
-        self,
-        certificate: certpoll.Certificate | str,
-        *,
-        reason: certpoll.RevocationReason = certpoll.RevocationReason.UNSPECIFIED,
-        comment: str | None = None,
-    ) -> None:
+    async def _send_revocation(
+        self, certificate_id: str, reason: certpoll.RevocationReason, comment: str | None
+    ) -> httpx.Response | certpoll.Pending | certpoll.Failed:
         raise NotImplementedError
 
 
@@ -284,3 +283,110 @@ async def test_an_unreachable_ca_ends_pending_with_the_connection_error() -> Non
     assert isinstance(status.last_error, certpoll.TransientError)
     assert isinstance(status.last_error.__cause__, httpx.ConnectError)
     assert "Connection refused" in str(status.last_error)
+
+
+# -- redirects, as pure functions (_connectors/_http.py) ------------------------------------
+
+SECRET = "s3cr3t-value"
+HEADER_NAMES = st.sampled_from(
+    sorted(_http.CREDENTIAL_HEADERS | {"accept", "content-type", "x-trace", "user-agent"})
+)
+HEADER_VALUES = st.sampled_from(["json", "v1", SECRET, f"Bearer {SECRET}", "ok"])
+HEADERS = st.lists(st.tuples(HEADER_NAMES, HEADER_VALUES), max_size=8)
+LOCATIONS = st.sampled_from(
+    ["/next", "https://ca.test/other", "https://elsewhere.test/x", "http://ca.test:8080/y"]
+)
+
+
+def _redirected(
+    headers: list[tuple[str, str]], method: str, status: int, location: str, body: bytes
+) -> httpx.Request | None:
+    request = httpx.Request(method, "https://ca.test/api/orders", headers=headers, content=body)
+    response = httpx.Response(status, headers={"Location": location}, request=request)
+    return _http.redirect_request(request, response, holds_secret=lambda text: SECRET in text)
+
+
+@given(
+    headers=HEADERS,
+    method=st.sampled_from(["GET", "POST", "PUT", "HEAD"]),
+    status=st.sampled_from([301, 302, 303, 307, 308]),
+    location=LOCATIONS,
+    body=st.sampled_from([b"", b'{"api_key": "k"}']),
+)
+def test_a_followed_redirect_carries_no_credential_to_another_origin(
+    headers: list[tuple[str, str]], method: str, status: int, location: str, body: bytes
+) -> None:
+    following = _redirected(headers, method, status, location, body)
+    if following is None:
+        return
+    if _http.same_origin(following.url, httpx.URL("https://ca.test/")):
+        # The same origin keeps every credential header the request had.
+        kept = {name for name, _ in headers if name in _http.CREDENTIAL_HEADERS}
+        assert kept <= set(following.headers)
+        return
+    assert not following.content
+    for name, value in following.headers.items():
+        assert name not in _http.CREDENTIAL_HEADERS
+        assert SECRET not in value
+
+
+@given(method=st.sampled_from(["GET", "POST", "PUT", "HEAD"]), status=st.integers(300, 308))
+def test_a_redirect_keeps_its_method_and_body_unless_the_rule_makes_it_a_get(
+    method: str, status: int
+) -> None:
+    following = _redirected([], method, status, "/next", b"{}" if method != "HEAD" else b"")
+    if status not in (301, 302, 303, 307, 308):
+        assert following is None
+        return
+    assert following is not None
+    rewritten = (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST")
+    assert following.method == ("GET" if rewritten else method)
+    assert following.content == (b"" if rewritten or method == "HEAD" else b"{}")
+
+
+def test_a_redirect_to_another_scheme_or_without_location_is_not_followed() -> None:
+    request = httpx.Request("GET", "https://ca.test/api")
+    for headers in ({"Location": "ftp://ca.test/x"}, {}):
+        response = httpx.Response(302, headers=headers, request=request)
+        assert _http.redirect_request(request, response, holds_secret=lambda _: False) is None
+
+
+# -- revocation reasons ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("table", "reason", "sent"),
+    [
+        ({certpoll.RevocationReason.UNSPECIFIED: 0}, certpoll.RevocationReason.CA_COMPROMISE, 0),
+        (
+            {
+                certpoll.RevocationReason.UNSPECIFIED: "unspecified",
+                certpoll.RevocationReason.SUPERSEDED: "superseded",
+            },
+            certpoll.RevocationReason.SUPERSEDED,
+            "superseded",
+        ),
+    ],
+)
+def test_a_reason_the_ca_lacks_is_sent_as_its_unspecified_and_logged(
+    caplog: pytest.LogCaptureFixture,
+    table: dict[certpoll.RevocationReason, object],
+    reason: certpoll.RevocationReason,
+    sent: object,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="certpoll"):
+        assert connector()._wire_reason(reason, table) == sent
+    mapped = [r for r in caplog.records if "revocation_reason_mapped" in r.getMessage()]
+    assert bool(mapped) is (reason not in table)
+    if mapped:
+        assert mapped[0].getMessage() == (
+            f"certpoll.revocation_reason_mapped ca=digicert reason={reason.name} sent=unspecified"
+        )
+
+
+async def test_revoke_refuses_a_value_that_is_no_reason_before_any_request() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("nothing is sent")
+
+    with pytest.raises(certpoll.ConfigError, match="not a RevocationReason"):
+        await connector(httpx.MockTransport(handler)).revoke("1", reason=42)  # type: ignore[arg-type]

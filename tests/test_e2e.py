@@ -15,28 +15,10 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 import certpoll
-from certpoll._gate import UpstreamGate
-from certpoll.testing import BodyFault, Credentials, OrderScript, ServedCA, SimulatedCA, serve
+from certpoll.testing import BodyFault, OrderScript, ServedCA, SimulatedCA, serve
 from tests.certs import make_csr
-from tests.helpers import (
-    DIGICERT_API_KEY,
-    GLOBALSIGN_API_KEY,
-    GLOBALSIGN_API_SECRET,
-    GLOBALSIGN_TOKEN,
-    SECTIGO_LOGIN,
-    SECTIGO_PASSWORD,
-    FakeTime,
-    assert_no_secrets,
-)
-
-CREDENTIALS = Credentials(
-    digicert_api_key=DIGICERT_API_KEY,
-    sectigo_login=SECTIGO_LOGIN,
-    sectigo_password=SECTIGO_PASSWORD,
-    globalsign_api_key=GLOBALSIGN_API_KEY,
-    globalsign_api_secret=GLOBALSIGN_API_SECRET,
-    globalsign_token_prefix=GLOBALSIGN_TOKEN,
-)
+from tests.credentials import CREDENTIALS
+from tests.helpers import FakeTime, assert_no_secrets
 
 
 @dataclass
@@ -46,15 +28,27 @@ class World:
     http: httpx.AsyncClient
     time: FakeTime
 
-    def wire(self, settings: certpoll.CASettings) -> dict[str, object]:
-        """The keyword arguments that put a connector on the shared client and fake time."""
-        return {
-            "http": self.http,
-            "poller": settings.make_poller(clock=self.time.clock, sleep=self.time.sleep),
-            "gate": UpstreamGate(
-                rate_limits=settings.rate_limits, clock=self.time.clock, sleep=self.time.sleep
+    def connector(
+        self, ca: certpoll.CAName, **options: object
+    ) -> certpoll.Connector[certpoll.CASettings]:
+        """A connector of ``ca`` signed in to the test accounts, on the shared client and fake
+        time; ``options`` are further settings fields."""
+        served, time = self.served, self.time
+        settings = CREDENTIALS.settings(
+            ca,
+            served.base_urls[ca],
+            client_cert_path=served.client_cert_path,
+            client_key_path=served.client_key_path,
+            **options,
+        )
+        return certpoll.connector_for(
+            settings,
+            http=self.http,
+            poller=settings.make_poller(clock=time.clock, sleep=time.sleep),
+            gate=certpoll.UpstreamGate(
+                rate_limits=settings.rate_limits, clock=time.clock, sleep=time.sleep
             ),
-        }
+        )
 
 
 @pytest.fixture
@@ -101,7 +95,7 @@ def check_issued(
 
 async def test_digicert_end_to_end(world: World) -> None:
     world.sim.script_next(OrderScript(approval_for=3600, issue_after=120, errors=(429, 503)))
-    async with connector(world, "digicert") as dc:
+    async with world.connector("digicert") as dc:
         order = await dc.issue(request("dc.example.com"))
         assert order.state is certpoll.OrderState.PENDING
         status = await dc.get_order_status(order.order_id)
@@ -123,16 +117,13 @@ async def test_digicert_end_to_end(world: World) -> None:
 
 async def test_digicert_rejected_and_unknown(world: World) -> None:
     world.sim.script_next(OrderScript(issue_after=30, reject=True))
-    async with connector(world, "digicert") as dc:
+    async with world.connector("digicert") as dc:
         order = await dc.issue(request("no.example.com"))
         status = await dc.get_order_status(order.order_id)
         assert status.state is certpoll.OrderState.FAILED
         with pytest.raises(certpoll.OrderNotFound) as caught:
             await dc.get_order_status("999999")
-    bad = certpoll.DigiCertSettings(
-        api_key="wrong", org_id=112233, base_url=world.served.base_urls.digicert
-    )
-    async with certpoll.DigiCert(bad, **world.wire(bad)) as dc:  # type: ignore[arg-type]
+    async with world.connector("digicert", api_key="wrong") as dc:
         with pytest.raises(certpoll.AuthenticationError) as denied:
             await dc.get_order_status(order.order_id)
     assert_no_secrets(caught.value, denied.value)
@@ -142,7 +133,7 @@ async def test_sectigo_end_to_end(world: World) -> None:
     world.sim.script_next(
         OrderScript(approval_for=60, issue_after=60, collect_not_ready_for=300, errors=(503,))
     )
-    async with connector(world, "sectigo") as sc:
+    async with world.connector("sectigo") as sc:
         order = await sc.issue(request("sc.example.com"))
         assert order.state is certpoll.OrderState.PENDING
         status = await sc.get_order_status(order.order_id)
@@ -160,7 +151,7 @@ async def test_entrust_end_to_end(world: World) -> None:
     world.sim.script_next(
         OrderScript(approval_for=200, issue_after=10, errors=(429,), retry_after=30)
     )
-    async with connector(world, "entrust") as en:
+    async with world.connector("entrust") as en:
         order = await en.issue(request("en.example.com"))
         assert order.state is certpoll.OrderState.PENDING
         status = await en.get_order_status(order.order_id)
@@ -174,16 +165,10 @@ async def test_entrust_end_to_end(world: World) -> None:
 async def test_globalsign_end_to_end(world: World) -> None:
     world.sim.script_next(OrderScript(issue_after=900, errors=(BodyFault.NOT_JSON,)))
     world.sim.script_next(OrderScript(issue_after=30))
-    settings = certpoll.GlobalSignSettings(
-        api_url=world.served.base_urls.globalsign,
-        api_key=GLOBALSIGN_API_KEY,
-        api_secret=GLOBALSIGN_API_SECRET,
-        client_cert_path=world.served.client_cert_path,
-        client_key_path=world.served.client_key_path,
-        server_ca_path=world.served.ca_cert_path,
-        poll_max_wait_seconds=3600,
+    gs_connector = world.connector(
+        "globalsign", server_ca_path=world.served.ca_cert_path, poll_max_wait_seconds=3600
     )
-    async with certpoll.GlobalSign(settings, **world.wire(settings)) as gs:  # type: ignore[arg-type]
+    async with gs_connector as gs:
         broken = await gs.issue(request("broken.example.com"))
         with pytest.raises(certpoll.ResponseParseError):
             await gs.get_order_status(broken.order_id)
@@ -201,36 +186,6 @@ async def test_globalsign_end_to_end(world: World) -> None:
     assert world.sim.requests_by_route["globalsign.login"] >= 3
 
 
-def connector(
-    world: World, ca: certpoll.CAName
-) -> certpoll.DigiCert | certpoll.Sectigo | certpoll.Entrust:
-    """A connector of ``ca`` on the world's client and clock."""
-    urls = world.served.base_urls
-    settings: certpoll.CASettings
-    if ca == "digicert":
-        settings = certpoll.DigiCertSettings(
-            api_key=DIGICERT_API_KEY, org_id=112233, base_url=urls.digicert
-        )
-        return certpoll.DigiCert(settings, **world.wire(settings))  # type: ignore[arg-type]
-    if ca == "sectigo":
-        settings = certpoll.SectigoSettings(
-            customer_uri="sim-customer",
-            login=SECTIGO_LOGIN,
-            password=SECTIGO_PASSWORD,
-            org_id=4455,
-            cert_type=77,
-            base_url=urls.sectigo,
-        )
-        return certpoll.Sectigo(settings, **world.wire(settings))  # type: ignore[arg-type]
-    settings = certpoll.EntrustSettings(
-        api_url=urls.entrust,
-        client_cert_path=world.served.client_cert_path,
-        client_key_path=world.served.client_key_path,
-        ca_id="SIMCA1",
-    )
-    return certpoll.Entrust(settings, **world.wire(settings))  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize("ca", ["digicert", "sectigo", "entrust"])
 @pytest.mark.parametrize("awkward", [False, True])
 async def test_real_answer_shapes_end_to_end(
@@ -239,7 +194,7 @@ async def test_real_answer_shapes_end_to_end(
     """Issued at once in the CA's real shapes (awkward: root-first SCM bundles, CAGW's
     ACCEPTED): the leaf is the order's, the chain runs from its issuer to the root."""
     world.sim.script_next(OrderScript(awkward=awkward), ca=ca)
-    async with connector(world, ca) as conn:
+    async with world.connector(ca) as conn:
         order = await conn.issue(request(f"{ca}.shapes.example.com"))
         certificate = check_issued(world, ca, order)
     chain = [c.public_bytes(Encoding.PEM).decode() for c in world.sim.pki.chain]
@@ -254,7 +209,7 @@ async def test_real_answer_shapes_end_to_end(
 async def test_entrust_held_enrollment_keeps_its_id_end_to_end(world: World) -> None:
     """An enrollment held for approval has no serial yet: it is looked up by its id."""
     world.sim.script_next(OrderScript(approval_for=120), ca="entrust")
-    async with connector(world, "entrust") as conn:
+    async with world.connector("entrust") as conn:
         order = await conn.issue(request("held.example.com"))
         assert order.state is certpoll.OrderState.PENDING
         assert order.order_id.startswith("ENR-")

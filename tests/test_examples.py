@@ -25,9 +25,10 @@ from fastapi import FastAPI
 
 import certpoll
 from bench.shared_gate import CountingCA, busiest
-from certpoll.testing import DIGICERT, Credentials, OrderScript, Profile, SimulatedCA, serve
+from certpoll.testing import DIGICERT, OrderScript, Profile, SimulatedCA, serve
 from tests.certs import make_csr
-from tests.helpers import DIGICERT_API_KEY, SECTIGO_LOGIN, SECTIGO_PASSWORD
+from tests.credentials import CREDENTIALS
+from tests.helpers import DIGICERT_API_KEY
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
@@ -35,12 +36,6 @@ import aiohttp_app
 import batch_renewal
 import fastapi_app
 import resume_after_restart
-
-CREDENTIALS = Credentials(
-    digicert_api_key=DIGICERT_API_KEY,
-    sectigo_login=SECTIGO_LOGIN,
-    sectigo_password=SECTIGO_PASSWORD,
-)
 
 
 async def test_batch_renewal_main_accounts_for_every_order(
@@ -64,24 +59,12 @@ async def test_batch_renewal_main_accounts_for_every_order(
 
 def _settings(sim: SimulatedCA) -> dict[certpoll.CAName, certpoll.CASettings]:
     urls = sim.base_urls()
+    cas: tuple[certpoll.CAName, ...] = ("digicert", "sectigo")
     return {
-        "digicert": certpoll.DigiCertSettings(
-            api_key=DIGICERT_API_KEY,
-            org_id=112233,
-            base_url=urls.digicert,
-            poll_initial_wait_seconds=0.01,
-            poll_max_backoff_seconds=0.05,
-        ),
-        "sectigo": certpoll.SectigoSettings(
-            customer_uri="sim-customer",
-            login=SECTIGO_LOGIN,
-            password=SECTIGO_PASSWORD,
-            org_id=4455,
-            cert_type=77,
-            base_url=urls.sectigo,
-            poll_initial_wait_seconds=0.01,
-            poll_max_backoff_seconds=0.05,
-        ),
+        ca: CREDENTIALS.settings(
+            ca, urls[ca], poll_initial_wait_seconds=0.01, poll_max_backoff_seconds=0.05
+        )
+        for ca in cas
     }
 
 
@@ -250,9 +233,7 @@ async def test_resume_after_restart_survives_kill_9(tmp_path: Path) -> None:
     async with serve(sim, tls=False) as served:
         env = {
             **os.environ,
-            "CERTPOLL_DIGICERT_BASE_URL": served.base_urls.digicert,
-            "CERTPOLL_DIGICERT_API_KEY": DIGICERT_API_KEY,
-            "CERTPOLL_DIGICERT_ORG_ID": "112233",
+            **CREDENTIALS.environment("digicert", served.base_urls.digicert),
         }
         command = [sys.executable, str(script), store_url, "--speed", "600"]
 
@@ -315,9 +296,7 @@ async def test_fastapi_app_under_uvicorn_workers_shares_one_gate(tmp_path: Path)
     async with serve(sim, tls=False) as served:
         env = {
             **os.environ,
-            "CERTPOLL_DIGICERT_BASE_URL": served.base_urls.digicert,
-            "CERTPOLL_DIGICERT_API_KEY": sim.credentials.digicert_api_key,
-            "CERTPOLL_DIGICERT_ORG_ID": str(sim.credentials.digicert_org_id),
+            **sim.credentials.environment("digicert", served.base_urls.digicert),
             "CERTPOLL_DIGICERT_GATE_URL": f"sqlite:///{tmp_path / 'gate.db'}",
         }
         command = [

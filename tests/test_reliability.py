@@ -16,36 +16,18 @@ import tracemalloc
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 import pytest
 
 import certpoll
 from certpoll._connectors import _base as _connector
-from certpoll._connectors._base import Connector
-from certpoll.testing import Credentials, SimulatedCA
+from certpoll.testing import SimulatedCA
 from tests.certs import make_csr
-from tests.helpers import (
-    DIGICERT_API_KEY,
-    GLOBALSIGN_API_KEY,
-    GLOBALSIGN_API_SECRET,
-    GLOBALSIGN_TOKEN,
-    SECTIGO_LOGIN,
-    SECTIGO_PASSWORD,
-    FakeTime,
-    assert_no_secrets,
-)
+from tests.credentials import CREDENTIALS
+from tests.helpers import DIGICERT_API_KEY, FakeTime, assert_no_secrets
 from tests.reliability_servers import never_answer, not_tls, raw_server, reset_mid_body, trickle
 
-CREDENTIALS = Credentials(
-    digicert_api_key=DIGICERT_API_KEY,
-    sectigo_login=SECTIGO_LOGIN,
-    sectigo_password=SECTIGO_PASSWORD,
-    globalsign_api_key=GLOBALSIGN_API_KEY,
-    globalsign_api_secret=GLOBALSIGN_API_SECRET,
-    globalsign_token_prefix=GLOBALSIGN_TOKEN,
-)
 CAS: tuple[certpoll.CAName, ...] = ("digicert", "sectigo", "entrust", "globalsign")
 
 #: The request whose answer carries the order's status, per CA.
@@ -106,44 +88,11 @@ def replaced(body: bytes | Callable[[bytes], bytes], content_type: str | None = 
     return mangle
 
 
-def connector(ca: certpoll.CAName, sim: SimulatedCA, http: httpx.AsyncClient) -> Connector[Any]:
-    urls = sim.base_urls()
-    time_ = FakeTime()
-    common: dict[str, object] = {"poll_max_wait_seconds": 60}
-    settings: certpoll.CASettings
-    if ca == "digicert":
-        settings = certpoll.DigiCertSettings(
-            api_key=DIGICERT_API_KEY,
-            org_id=CREDENTIALS.digicert_org_id,
-            base_url=urls.digicert,
-            **common,  # type: ignore[arg-type]
-        )
-        return certpoll.DigiCert(settings, http=http, poller=time_.poller(max_wait=60))
-    if ca == "sectigo":
-        settings = certpoll.SectigoSettings(
-            customer_uri=CREDENTIALS.sectigo_customer_uri,
-            login=SECTIGO_LOGIN,
-            password=SECTIGO_PASSWORD,
-            org_id=CREDENTIALS.sectigo_org_id,
-            cert_type=CREDENTIALS.sectigo_cert_type,
-            base_url=urls.sectigo,
-        )
-        return certpoll.Sectigo(settings, http=http, poller=time_.poller(max_wait=60))
-    files = {"client_cert_path": "/nonexistent/c.pem", "client_key_path": "/nonexistent/k.pem"}
-    if ca == "entrust":
-        settings = certpoll.EntrustSettings(
-            api_url=urls.entrust,
-            ca_id=CREDENTIALS.entrust_ca_id,
-            **files,  # type: ignore[arg-type]
-        )
-        return certpoll.Entrust(settings, http=http, poller=time_.poller(max_wait=60))
-    settings = certpoll.GlobalSignSettings(
-        api_url=urls.globalsign,
-        api_key=GLOBALSIGN_API_KEY,
-        api_secret=GLOBALSIGN_API_SECRET,
-        **files,  # type: ignore[arg-type]
-    )
-    return certpoll.GlobalSign(settings, http=http, poller=time_.poller(max_wait=60))
+def connector(
+    ca: certpoll.CAName, sim: SimulatedCA, http: httpx.AsyncClient
+) -> certpoll.Connector[certpoll.CASettings]:
+    settings = CREDENTIALS.settings(ca, sim.base_urls()[ca])
+    return certpoll.connector_for(settings, http=http, poller=FakeTime().poller(max_wait=60))
 
 
 CSR = make_csr("rel.example")
@@ -578,15 +527,11 @@ async def test_an_outage_in_the_middle_of_a_thousand_orders_loses_none() -> None
     loop = asyncio.get_running_loop()
     start = loop.time()
     network = Outage(sim, down=start + 120, up=start + 300)
-    settings = certpoll.DigiCertSettings(
-        api_key=DIGICERT_API_KEY,
-        org_id=CREDENTIALS.digicert_org_id,
-        base_url=sim.base_urls().digicert,
-        rate_limits=(),
-        poll_max_wait_seconds=7200,
+    settings = CREDENTIALS.settings(
+        "digicert", sim.base_urls().digicert, rate_limits=(), poll_max_wait_seconds=7200
     )
     async with httpx.AsyncClient(transport=network) as http:
-        dc = certpoll.DigiCert(settings, http=http)
+        dc = certpoll.connector_for(settings, http=http)
         orders = [await dc.issue(request()) for _ in range(1000)]
         assert {o.state for o in orders} == {certpoll.OrderState.PENDING}
         assert sim.epoch == start  # issuing took no virtual time: windows count from start

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,7 +22,6 @@ import certpoll
 from certpoll.testing import (
     DIGICERT,
     BodyFault,
-    Credentials,
     Fault,
     OrderScript,
     Profile,
@@ -27,6 +29,7 @@ from certpoll.testing import (
 )
 from certpoll.testing._http import with_client_cert
 from tests.certs import make_csr
+from tests.credentials import CREDENTIALS, ENTRUST_CA_PATH
 from tests.helpers import (
     DIGICERT_API_KEY,
     GLOBALSIGN_API_KEY,
@@ -37,21 +40,13 @@ from tests.helpers import (
     FakeTime,
 )
 
-CREDENTIALS = Credentials(
-    digicert_api_key=DIGICERT_API_KEY,
-    digicert_org_id=42,
-    sectigo_customer_uri="acme-corp",
-    sectigo_login=SECTIGO_LOGIN,
-    sectigo_password=SECTIGO_PASSWORD,
-    sectigo_org_id=7,
-    sectigo_cert_type=99,
-    entrust_ca_id="CA1",
-    globalsign_api_key=GLOBALSIGN_API_KEY,
-    globalsign_api_secret=GLOBALSIGN_API_SECRET,
-    globalsign_token_prefix=GLOBALSIGN_TOKEN,
-)
 DC = {"X-DC-DEVKEY": DIGICERT_API_KEY}
-SC = {"customerUri": "acme-corp", "login": SECTIGO_LOGIN, "password": SECTIGO_PASSWORD}
+SC = {
+    "customerUri": CREDENTIALS.sectigo_customer_uri,
+    "login": SECTIGO_LOGIN,
+    "password": SECTIGO_PASSWORD,
+}
+EN = "/entrust/cagw" + ENTRUST_CA_PATH
 
 
 @pytest.fixture
@@ -72,7 +67,7 @@ def dc_order(common_name: str = "www.example.com", /, **changes: object) -> dict
             "csr": make_csr(common_name),
             "dns_names": ["alt.example.com"],
         },
-        "organization": {"id": 42},
+        "organization": {"id": CREDENTIALS.digicert_org_id},
     }
     body.update(changes)
     return body
@@ -80,8 +75,8 @@ def dc_order(common_name: str = "www.example.com", /, **changes: object) -> dict
 
 def sc_enroll(**changes: object) -> dict[str, object]:
     body: dict[str, object] = {
-        "orgId": 7,
-        "certType": 99,
+        "orgId": CREDENTIALS.sectigo_org_id,
+        "certType": CREDENTIALS.sectigo_cert_type,
         "term": 365,
         "csr": make_csr("sectigo.example.com"),
         "subjAltNames": "a.example.com,b.example.com",
@@ -209,7 +204,7 @@ async def test_digicert_approval_then_processing_then_issued(
         ({"certificate": "nope"}, "missing_param"),
         ({"certificate": {"common_name": "a", "csr": "x", "dns_names": "a"}}, "invalid_param"),
         ({"organization": {"id": 1}}, "invalid_organization"),
-        ({"organization": {"id": "42"}}, "missing_param"),
+        ({"organization": {"id": str(CREDENTIALS.digicert_org_id)}}, "missing_param"),
     ],
 )
 async def test_digicert_refuses_bad_orders(
@@ -432,7 +427,7 @@ def en_body(**changes: object) -> dict[str, object]:
 async def test_entrust_enroll_poll_revoke(
     sim: SimulatedCA, http: httpx.AsyncClient, fake_time: FakeTime
 ) -> None:
-    base = "/entrust/cagw/v1/certificate-authorities/CA1"
+    base = EN
     sim.script_next(OrderScript(approval_for=60, issue_after=60))
     response = await http.post(f"{base}/enrollments", json=en_body())
     assert response.status_code == 201
@@ -493,7 +488,7 @@ async def test_entrust_enroll_poll_revoke(
 async def test_entrust_issues_at_once_and_refuses_bad_input(
     sim: SimulatedCA, http: httpx.AsyncClient
 ) -> None:
-    base = "/entrust/cagw/v1/certificate-authorities/CA1"
+    base = EN
     response = await http.post(
         f"{base}/enrollments",
         json=en_body(csr=make_csr("pem.example.com"), requiredFormat={"format": "PEM"}),
@@ -527,10 +522,10 @@ async def test_entrust_issues_at_once_and_refuses_bad_input(
 
 
 async def test_entrust_profile_is_checked_when_configured(fake_time: FakeTime) -> None:
-    credentials = Credentials(entrust_ca_id="CA1", entrust_profile_id="P1")
+    credentials = dataclasses.replace(CREDENTIALS, entrust_profile_id="P1")
     sim = SimulatedCA(credentials=credentials, clock=fake_time.clock)
     async with sim.client(base_url="http://sim") as http:
-        url = "/entrust/cagw/v1/certificate-authorities/CA1/enrollments"
+        url = f"{EN}/enrollments"
         assert (await http.post(url, json=en_body(profileId="P2"))).status_code == 400
         assert (await http.post(url, json=en_body())).status_code == 201
 
@@ -538,7 +533,7 @@ async def test_entrust_profile_is_checked_when_configured(fake_time: FakeTime) -
 async def test_mtls_routes_refuse_a_peer_without_client_certificate(sim: SimulatedCA) -> None:
     transport = httpx.ASGITransport(app=with_client_cert(sim, False))  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://sim") as http:
-        url = "/entrust/cagw/v1/certificate-authorities/CA1/enrollments/ENR-1"
+        url = f"{EN}/enrollments/ENR-1"
         assert (await http.get(url)).status_code == 403
         assert (await http.post("/globalsign/v2/login", json={})).status_code == 403
         assert (await dc_status(http, 1)).status_code == 404
@@ -698,12 +693,12 @@ async def test_rejection_in_each_ca_words(
         status_url, headers = f"/sectigo/api/ssl/v1/{order_id}", SC
     elif ca == "entrust":
         response = await http.post(
-            "/entrust/cagw/v1/certificate-authorities/CA1/enrollments",
+            f"{EN}/enrollments",
             json=en_body(csr=make_csr("no.example.com")),
         )
         order_id = response.json()["enrollment"]["id"]
         status_url, headers = (
-            f"/entrust/cagw/v1/certificate-authorities/CA1/enrollments/{order_id}",
+            f"{EN}/enrollments/{order_id}",
             {},
         )
     else:
@@ -877,3 +872,23 @@ def test_import_certpoll_does_not_import_the_simulator() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
     code = "import sys, certpoll.testing; assert 'uvicorn' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("ca", ["digicert", "sectigo", "entrust", "globalsign"])
+def test_credentials_settings_and_environment_name_the_same_account(
+    ca: certpoll.CAName, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The variables ``environment`` gives (what serve-sim prints) read back into the settings
+    ``settings`` builds, with any further settings fields given."""
+    monkeypatch.chdir(tmp_path)  # no .env
+    for name in list(os.environ):
+        if name.startswith(("CERTPOLL_", "CERTCTL_")):
+            monkeypatch.delenv(name)
+    url = f"http://127.0.0.1:9/{ca}"
+    pair = {"client_cert_path": tmp_path / "c.pem", "client_key_path": tmp_path / "k.pem"}
+    built = CREDENTIALS.settings(ca, url, **pair)
+    for name, value in CREDENTIALS.environment(ca, url, **pair).items():
+        monkeypatch.setenv(name, value)
+    assert type(built)() == built
+    assert getattr(built, built.url_field) == url
+    assert CREDENTIALS.settings(ca, url, poll_max_wait_seconds=7).poll_max_wait_seconds == 7

@@ -8,15 +8,10 @@ import httpx
 import pytest
 
 import certpoll
-from certpoll.testing import Credentials, SimulatedCA, serve
+from certpoll.testing import SimulatedCA, serve
 from tests.certs import make_csr
+from tests.credentials import CREDENTIALS, ENTRUST_CA_PATH
 from tests.helpers import DIGICERT_API_KEY, GLOBALSIGN_API_KEY, GLOBALSIGN_API_SECRET
-
-CREDENTIALS = Credentials(
-    digicert_api_key=DIGICERT_API_KEY,
-    globalsign_api_key=GLOBALSIGN_API_KEY,
-    globalsign_api_secret=GLOBALSIGN_API_SECRET,
-)
 
 
 async def test_served_with_tls_and_client_certificates() -> None:
@@ -35,7 +30,7 @@ async def test_served_with_tls_and_client_certificates() -> None:
                         "common_name": "tls.example.com",
                         "csr": make_csr("tls.example.com"),
                     },
-                    "organization": {"id": 112233},
+                    "organization": {"id": CREDENTIALS.digicert_org_id},
                 },
             )
             assert order.status_code == 201
@@ -45,14 +40,14 @@ async def test_served_with_tls_and_client_certificates() -> None:
             )
             assert login.status_code == 200
             enrollment = await http.post(
-                f"{urls.entrust}/v1/certificate-authorities/SIMCA1/enrollments",
+                f"{urls.entrust}{ENTRUST_CA_PATH}/enrollments",
                 json={"csr": make_csr("mtls.example.com"), "requiredFormat": {"format": "X509"}},
             )
             assert enrollment.json()["enrollment"]["status"] == "ISSUED"
             # The mTLS routes are not on the server without client authentication.
             wrong = await http.get(
                 urls.digicert.split("/digicert")[0]
-                + "/entrust/cagw/v1/certificate-authorities/SIMCA1/enrollments/x"
+                + f"/entrust/cagw{ENTRUST_CA_PATH}/enrollments/x"
             )
             assert wrong.status_code == 403
         # Without the client certificate, the mTLS server refuses the TLS session.
@@ -80,8 +75,9 @@ async def test_served_without_tls() -> None:
         with pytest.raises(certpoll.ConfigError):
             served.ssl_context()
         async with served.client() as http:
+            ca_id = sim.credentials.entrust_ca_id
             response = await http.get(
-                f"{served.base_urls.entrust}/v1/certificate-authorities/SIMCA1/enrollments/x"
+                f"{served.base_urls.entrust}/v1/certificate-authorities/{ca_id}/enrollments/x"
             )
             assert response.status_code == 404
 

@@ -15,13 +15,14 @@ import functools
 import json
 import logging
 import re
-import types
 from collections.abc import Awaitable, Callable, Mapping
-from typing import ClassVar, Generic, Self, TypeVar
+from typing import ClassVar, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
 
+from .._certs import certificate_from_pem
+from .._closing import AsyncClosing
 from .._errors import (
     CertpollError,
     ConfigError,
@@ -39,38 +40,27 @@ from .._models import (
     OrderStatus,
     RevocationReason,
 )
+from .._mtls import mtls_mounts
 from .._outcomes import Done, Failed, Pending, StillPending
 from .._poller import Poller, attempt_deadline
 from .._redaction import Redactor
-from .._settings import CASettings
+from .._settings import CASettings, EntrustSettings, GlobalSignSettings
 from .._triage import Triage
+from ._http import read_capped, redirect_request, same_origin
 
-__all__ = ["Connector", "decimal_id", "path_segment"]
+__all__ = ["Connector", "JsonAnswer", "decimal_id", "path_segment", "positive_int"]
 
 logger = logging.getLogger("certpoll")
 
 #: Covariant: a DigiCert (a Connector[DigiCertSettings]) is a Connector[CASettings].
 S = TypeVar("S", bound=CASettings, covariant=True)
+T = TypeVar("T")
 
 #: Reading stops here: no certificate answer is anywhere near this size.
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 
 #: Redirects followed at most, when ``follow_redirects`` is on.
 MAX_REDIRECTS = 5
-_REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
-#: Headers carrying a CA credential (DigiCert's key, Sectigo's account, GlobalSign's bearer
-#: token): never sent to another origin. Any header holding a credential value is dropped too.
-CREDENTIAL_HEADERS = frozenset(
-    {
-        "x-dc-devkey",
-        "customeruri",
-        "login",
-        "password",
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-    }
-)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DECIMAL_ID = re.compile(r"[1-9][0-9]{0,19}")
@@ -80,6 +70,14 @@ _WARNED_STATUSES: set[tuple[str, str]] = set()
 _MAX_WARNED_STATUSES = 1024
 #: Transport errors raised before any byte of the request left: safe to send again.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JsonAnswer:
+    """A 2xx answer whose body is a JSON object (see :meth:`Connector._json_answer`)."""
+
+    response: httpx.Response
+    body: Mapping[str, object]
 
 
 @dataclasses.dataclass(slots=True)
@@ -112,17 +110,6 @@ def _marking_issue(issue: _Issue) -> _Issue:
     return issue_without_waiting
 
 
-def _declared_within_cap(headers: httpx.Headers) -> bool:
-    """Whether the body is declared, unencoded, no larger than :data:`MAX_RESPONSE_BYTES`.
-
-    An encoded body (gzip) may inflate far past its Content-Length, so it is read in chunks.
-    """
-    length = headers.get("content-length")
-    if length is None or not length.isdigit() or "content-encoding" in headers:
-        return False
-    return int(length) <= MAX_RESPONSE_BYTES
-
-
 def path_segment(value: str, *, what: str = "order id") -> str:
     """``value`` escaped as exactly one URL path segment, or a :class:`ConfigError`.
 
@@ -149,8 +136,20 @@ def decimal_id(value: str, *, what: str = "order id") -> str:
     return value
 
 
-class Connector(abc.ABC, Generic[S]):
+def positive_int(value: object) -> int | None:
+    """``value`` if it is a positive JSON integer (a CA's numeric id), else None."""
+    # bool is an int to Python, never an id to a CA.
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
+
+
+class Connector(AsyncClosing, Generic[S]):
     """The shape shared by :class:`~certpoll.DigiCert`, ``Sectigo``, ``Entrust``, ``GlobalSign``.
+
+    >>> async with certpoll.connector_for(settings) as connector:  # doctest: +SKIP
+    ...     order = await connector.issue(request)
+    ...     status = await connector.get_order_status(order.order_id)
 
     ``http`` is the ``httpx.AsyncClient`` to share; without it the connector creates one and
     closes it in :meth:`aclose`. A client passed in is never closed by the connector.
@@ -238,13 +237,23 @@ class Connector(abc.ABC, Generic[S]):
             timeout=self.settings.attempt_timeout_seconds, verify=self.settings.tls_verify
         )
 
+    @staticmethod
+    def _mtls_client(settings: EntrustSettings | GlobalSignSettings) -> httpx.AsyncClient:
+        """A client authenticated by the settings' client certificate, for ``api_url``."""
+        return httpx.AsyncClient(
+            timeout=settings.attempt_timeout_seconds, mounts=mtls_mounts(settings)
+        )
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
 
     @property
-    @abc.abstractmethod
     def base_url(self) -> str:
-        """The CA's API root, without a trailing slash."""
+        """The CA's API root (the settings' ``base_url`` or ``api_url``), without a trailing
+        slash.
+        """
+        root: str = getattr(self.settings, self.settings.url_field)
+        return root.rstrip("/")
 
     # -- the lifecycle ------------------------------------------------------------------
 
@@ -254,17 +263,6 @@ class Connector(abc.ABC, Generic[S]):
             await self.http.aclose()
         if self._owns_gate:
             await self.gate.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- what each CA implements ----------------------------------------------------------
 
@@ -276,7 +274,6 @@ class Connector(abc.ABC, Generic[S]):
     async def poll_once(self, order_id: str) -> Done[OrderStatus] | Pending | Failed:
         """One triaged look at an order (status and, when issued, the download)."""
 
-    @abc.abstractmethod
     async def revoke(
         self,
         certificate: Certificate | str,
@@ -286,9 +283,41 @@ class Connector(abc.ABC, Generic[S]):
     ) -> None:
         """Revoke a certificate, given as a :class:`Certificate` or its ``ca_certificate_id``.
 
+        ``reason`` goes by the CA's own name or code for it; a reason the CA does not take is
+        sent as its "unspecified" (logged as ``certpoll.revocation_reason_mapped``).
         ``comment`` is the free text the CA records with the request (default: the reason);
-        a CA that takes none (GlobalSign) ignores it.
+        a CA that takes none (GlobalSign) ignores it. A refusal raises the triaged error
+        (:class:`AuthenticationError`, :class:`OrderNotFound`, :class:`PermanentError`,
+        :class:`TransientError`).
         """
+        certificate_id = (
+            certificate.ca_certificate_id if isinstance(certificate, Certificate) else certificate
+        )
+        try:
+            rfc_reason = RevocationReason(reason)
+        except ValueError as exc:
+            raise ConfigError(f"{reason!r} is not a RevocationReason") from exc
+        sent = await self._send_revocation(certificate_id, rfc_reason, comment)
+        if not isinstance(sent, httpx.Response):
+            raise self._error_for(sent)
+
+    @abc.abstractmethod
+    async def _send_revocation(
+        self, certificate_id: str, reason: RevocationReason, comment: str | None
+    ) -> httpx.Response | Pending | Failed:
+        """Send the CA's revocation request; ``certificate_id`` is not yet checked."""
+
+    def _wire_reason(self, reason: RevocationReason, names: Mapping[RevocationReason, T]) -> T:
+        """``reason`` as the CA's table ``names`` writes it; one it lacks as "unspecified"."""
+        if reason in names:
+            return names[reason]
+        logger.info(
+            "certpoll.revocation_reason_mapped ca=%s reason=%s sent=unspecified",
+            self.ca,
+            reason.name,
+            extra={"certpoll_ca": self.ca},
+        )
+        return names[RevocationReason.UNSPECIFIED]
 
     def check_order_id(self, order_id: str) -> str:
         """The order id as this CA accepts it; a :class:`ConfigError` before any request."""
@@ -354,6 +383,21 @@ class Connector(abc.ABC, Generic[S]):
             status_code=response.status_code,
             body_excerpt=self.triage.excerpt(response),
         )
+
+    def _accepted_order(
+        self, request: CertificateRequest, response: httpx.Response, *, id_field: str
+    ) -> tuple[str, Mapping[str, object]]:
+        """The order id (the positive integer at ``id_field``) and the body of a 2xx answer
+        to an order; an answer without them is :meth:`_unreadable_submission`.
+        """
+        try:
+            answer = self._json(response, order_id=None)
+            number = positive_int(answer.get(id_field))
+            if number is None:
+                raise self._parse_error(f"the answer has no {id_field}", response, None)
+        except ResponseParseError as exc:
+            raise self._unreadable_submission(request, response) from exc
+        return str(number), answer
 
     def redact(self, text: str) -> str:
         """``text`` with every credential of these settings, in any spelling, redacted."""
@@ -555,112 +599,35 @@ class Connector(abc.ABC, Generic[S]):
         if not self.settings.follow_redirects:
             return response
         for _ in range(MAX_REDIRECTS):
-            following = self._redirect(request, response)
+            following = redirect_request(request, response, holds_secret=self._holds_secret)
             if following is None:
                 break
+            url = following.url
+            logger.info(
+                "certpoll.redirect ca=%s status=%s to=%s same_origin=%s",
+                self.ca,
+                response.status_code,
+                self.redact(f"{url.scheme}://{url.netloc.decode('ascii')}{url.path}"),
+                same_origin(url, request.url),
+            )
             request = following
             response = await self._read(request, order_id=order_id)
         return response
-
-    def _redirect(self, request: httpx.Request, response: httpx.Response) -> httpx.Request | None:
-        """The request a 3xx answer points to, without credentials if it leaves the origin."""
-        location = response.headers.get("Location")
-        if response.status_code not in _REDIRECT_CODES or not location:
-            return None
-        try:
-            url = request.url.join(location)
-            content = request.content
-        except (httpx.InvalidURL, httpx.RequestNotRead):
-            return None
-        if url.scheme not in ("http", "https"):
-            return None
-        method = request.method
-        status = response.status_code
-        if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
-            method, content = "GET", b""
-        same_origin = (url.scheme, url.host, url.port) == (
-            request.url.scheme,
-            request.url.host,
-            request.url.port,
-        )
-        # Host and lengths are recomputed for the new request; a body that changes to GET
-        # takes its Content-Type with it.
-        dropped = {"host", "content-length", "transfer-encoding"}
-        if not content:
-            dropped.add("content-type")
-        if not same_origin:
-            if content:
-                # A body may hold a credential (GlobalSign's login): never to another origin.
-                return None
-            dropped |= CREDENTIAL_HEADERS
-        headers = [
-            (name, value)
-            for name, value in request.headers.raw
-            if name.decode("latin-1").lower() not in dropped
-            and (same_origin or not self._holds_secret(value.decode("latin-1")))
-        ]
-        logger.info(
-            "certpoll.redirect ca=%s status=%s to=%s same_origin=%s",
-            self.ca,
-            status,
-            self.redact(f"{url.scheme}://{url.netloc.decode('ascii')}{url.path}"),
-            same_origin,
-        )
-        return httpx.Request(
-            method, url, headers=headers, content=content or None, extensions=request.extensions
-        )
 
     def _holds_secret(self, text: str) -> bool:
         return self.redact(text) != text
 
     async def _read(self, request: httpx.Request, *, order_id: str | None) -> httpx.Response:
-        """Send ``request`` and read its body, refusing bodies over the cap."""
-        response = await self.http.send(request, stream=True, follow_redirects=False)
-        if _declared_within_cap(response.headers):
-            # The common case: one read, and httpx's own response kept as it is. The framing
-            # (h11) stops at Content-Length; the check after the read covers a transport
-            # that does not.
-            try:
-                content = await response.aread()
-            finally:
-                await response.aclose()
-            if len(content) <= MAX_RESPONSE_BYTES:
-                return response
-            raise self._too_large(request, response, order_id)
-        try:
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_RESPONSE_BYTES:
-                    raise self._too_large(request, response, order_id)
-                chunks.append(chunk)
-        finally:
-            await response.aclose()
-        # The body is already decoded: drop the headers that describe the encoded form.
-        # Raw bytes: a header value that is not ASCII must not break the copy.
-        headers = [
-            (k, v)
-            for k, v in response.headers.raw
-            if k.lower() not in (b"content-encoding", b"content-length", b"transfer-encoding")
-        ]
-        return httpx.Response(
-            response.status_code,
-            headers=headers,
-            content=b"".join(chunks),
-            request=request,
-            extensions=response.extensions,
-        )
-
-    def _too_large(
-        self, request: httpx.Request, response: httpx.Response, order_id: str | None
-    ) -> ResponseParseError:
-        return ResponseParseError(
-            f"{self.ca}: the answer to {request.method} {self.redact(request.url.path)} is "
-            f"larger than {MAX_RESPONSE_BYTES} bytes; reading stopped",
-            ca=self.ca,
-            order_id=order_id,
-            status_code=response.status_code,
+        """Send ``request`` and read its body, refusing bodies over :data:`MAX_RESPONSE_BYTES`."""
+        return await read_capped(
+            self.http,
+            request,
+            limit=MAX_RESPONSE_BYTES,
+            too_large=lambda response: self._parse_error(
+                f"the answer is larger than {MAX_RESPONSE_BYTES} bytes; reading stopped",
+                response,
+                order_id,
+            ),
         )
 
     def _json(self, response: httpx.Response, *, order_id: str | None) -> Mapping[str, object]:
@@ -674,6 +641,61 @@ class Connector(abc.ABC, Generic[S]):
                 f"the answer is a JSON {type(body).__name__}, not an object", response, order_id
             )
         return body
+
+    def _json_answer(
+        self, sent: httpx.Response | Pending | Failed, *, order_id: str | None
+    ) -> JsonAnswer | Pending | Failed:
+        """What :meth:`_send` gave, its body read as a JSON object; an unreadable one Failed."""
+        if not isinstance(sent, httpx.Response):
+            return sent
+        try:
+            return JsonAnswer(sent, self._json(sent, order_id=order_id))
+        except ResponseParseError as exc:
+            return Failed(exc)
+
+    async def _look(
+        self, request: httpx.Request, *, order_id: str
+    ) -> JsonAnswer | Done[OrderStatus] | Pending | Failed:
+        """Send a status request: its answer if the ``status`` there is issued, else what
+        the answer means (:meth:`_answer_status`) or what the sending gave.
+        """
+        answer = self._json_answer(await self._send(request, order_id=order_id), order_id=order_id)
+        if not isinstance(answer, JsonAnswer):
+            return answer
+        outcome = self._answer_status(answer.body, answer.response, order_id)
+        return answer if outcome is None else outcome
+
+    def _answer_status(
+        self, answer: Mapping[str, object], response: httpx.Response, order_id: str
+    ) -> Done[OrderStatus] | Pending | Failed | None:
+        """What the answer's ``status`` says (:meth:`_status_outcome`); None if issued."""
+        status = answer.get("status")
+        if not isinstance(status, str):
+            return Failed(self._parse_error("the answer has no status", response, order_id))
+        return self._status_outcome(status, order_id=order_id)
+
+    def _issued_from_pem(
+        self,
+        pem: str | bytes,
+        *,
+        order_id: str,
+        ca_certificate_id: str,
+        chain: str = "",
+        public_key: bytes | None = None,
+    ) -> Done[OrderStatus] | Failed:
+        """The issued order, its certificate (and chain) read from ``pem``, or Failed."""
+        try:
+            certificate = certificate_from_pem(
+                pem,
+                ca=self.ca,
+                order_id=order_id,
+                ca_certificate_id=ca_certificate_id,
+                chain=chain,
+                public_key=public_key,
+            )
+        except ResponseParseError as exc:
+            return Failed(exc)
+        return self._issued(order_id, certificate)
 
     def _parse_error(
         self, problem: str, response: httpx.Response, order_id: str | None

@@ -11,17 +11,13 @@ Revocation uses the certificate id, not the serial.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
-from typing import ClassVar, final
+from typing import final
 
 import httpx
 
-from .._certs import certificate_from_pem, csr_public_key
-from .._errors import ConfigError, ResponseParseError
+from .._certs import csr_public_key
 from .._models import (
-    CAName,
-    Certificate,
     CertificateRequest,
     OrderStatus,
     RevocationReason,
@@ -29,11 +25,9 @@ from .._models import (
 from .._outcomes import Done, Failed, Pending
 from .._settings import DigiCertSettings
 from .._wire import DIGICERT, path
-from ._base import Connector, decimal_id, path_segment
+from ._base import Connector, JsonAnswer, decimal_id, path_segment, positive_int
 
-__all__ = ["REVOCATION_REASONS", "DigiCert"]
-
-logger = logging.getLogger("certpoll")
+__all__ = ["DigiCert"]
 
 #: Order statuses that mean "not yet".
 PENDING_STATUSES = frozenset(
@@ -42,54 +36,22 @@ PENDING_STATUSES = frozenset(
 #: Order statuses that are a final "no".
 FAILED_STATUSES = frozenset({"rejected", "denied", "canceled", "revoked", "expired"})
 
-#: RFC 5280 reasons as DigiCert's ``revocation_reason`` names. DigiCert takes the reasons a
-#: subscriber may give under the CA/Browser Forum Baseline Requirements; the others (CA
-#: compromise, certificate hold, privilege withdrawn) are the CA's own to give and are sent
-#: as ``unspecified``.
-REVOCATION_REASONS: Mapping[RevocationReason, str] = {
-    RevocationReason.UNSPECIFIED: "unspecified",
-    RevocationReason.KEY_COMPROMISE: "key_compromise",
-    RevocationReason.CA_COMPROMISE: "unspecified",
-    RevocationReason.AFFILIATION_CHANGED: "affiliation_changed",
-    RevocationReason.SUPERSEDED: "superseded",
-    RevocationReason.CESSATION_OF_OPERATION: "cessation_of_operation",
-    RevocationReason.CERTIFICATE_HOLD: "unspecified",
-    RevocationReason.PRIVILEGE_WITHDRAWN: "unspecified",
-}
-
-
-def _positive_int(value: object) -> int | None:
-    # bool is an int to Python, never an id to DigiCert.
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    return None
-
 
 @final
 class DigiCert(Connector[DigiCertSettings]):
     """DigiCert CertCentral.
 
-    >>> async with certpoll.DigiCert(certpoll.DigiCertSettings()) as dc:  # doctest: +SKIP
-    ...     order = await dc.issue(request)
-    ...     status = await dc.get_order_status(order.order_id)
-
     Order ids and certificate ids are DigiCert's integers, as decimal strings.
     """
 
-    ca: ClassVar[CAName] = "digicert"
-    order_noun: ClassVar[str] = "order"
-    pending_words: ClassVar[frozenset[str]] = PENDING_STATUSES
-    failed_words: ClassVar[frozenset[str]] = FAILED_STATUSES
-    issued_word: ClassVar[str] = DIGICERT.ISSUED
-    missing_route_words: ClassVar[tuple[str, ...]] = (
+    ca = "digicert"
+    pending_words = PENDING_STATUSES
+    failed_words = FAILED_STATUSES
+    issued_word = DIGICERT.ISSUED
+    missing_route_words = (
         *Connector.missing_route_words,
         "not_found|route",
     )
-
-    @property
-    def base_url(self) -> str:
-        """``settings.base_url`` without a trailing slash."""
-        return self.settings.base_url.rstrip("/")
 
     def check_order_id(self, order_id: str) -> str:
         """``order_id`` if it is a positive decimal integer, else :class:`ConfigError`."""
@@ -126,18 +88,11 @@ class DigiCert(Connector[DigiCertSettings]):
             self._request("POST", path(DIGICERT.SUBMIT, product_type=product), body=body),
             certificate_request=request,
         )
-        try:
-            answer = self._json(response, order_id=None)
-            number = _positive_int(answer.get("id"))
-            if number is None:
-                raise self._parse_error("the answer has no order id", response, None)
-        except ResponseParseError as exc:
-            raise self._unreadable_submission(request, response) from exc
-        order_id = str(number)
+        order_id, answer = self._accepted_order(request, response, id_field="id")
         status = answer.get("status")
         if isinstance(status, str) and status in FAILED_STATUSES:
             return self._rejected(order_id, f"order {order_id} is {status}")
-        certificate_id = _positive_int(answer.get("certificate_id"))
+        certificate_id = positive_int(answer.get("certificate_id"))
         chain = answer.get("certificate_chain")
         if chain is not None:
             return self._submitted(
@@ -163,52 +118,33 @@ class DigiCert(Connector[DigiCertSettings]):
             if isinstance(chain, list)
             else []
         )
-        try:
-            if certificate_id is None:
-                raise self._parse_error(
-                    "the order came back issued without a certificate_id", response, order_id
-                )
-            if not pems or not all(isinstance(pem, str) for pem in pems):
-                raise self._parse_error(
-                    "certificate_chain is not a list of {pem}", response, order_id
-                )
-            certificate = certificate_from_pem(
-                "".join(str(pem) for pem in pems),
-                ca=self.ca,
-                order_id=order_id,
-                ca_certificate_id=str(certificate_id),
-                public_key=csr_public_key(request.csr_pem),
-            )
-        except ResponseParseError as exc:
-            return Failed(exc)
-        return self._issued(order_id, certificate)
+        if certificate_id is None:
+            problem = "the order came back issued without a certificate_id"
+            return Failed(self._parse_error(problem, response, order_id))
+        if not pems or not all(isinstance(pem, str) for pem in pems):
+            problem = "certificate_chain is not a list of {pem}"
+            return Failed(self._parse_error(problem, response, order_id))
+        return self._issued_from_pem(
+            "".join(str(pem) for pem in pems),
+            order_id=order_id,
+            ca_certificate_id=str(certificate_id),
+            public_key=csr_public_key(request.csr_pem),
+        )
 
     async def poll_once(self, order_id: str) -> Done[OrderStatus] | Pending | Failed:
         """Look at the order once and, when it is issued, download the certificate."""
         order_id = self.check_order_id(order_id)
-        sent = await self._send(
-            self._request("GET", path(DIGICERT.STATUS, order_id=order_id)), order_id=order_id
-        )
-        if not isinstance(sent, httpx.Response):
-            return sent
-        try:
-            answer = self._json(sent, order_id=order_id)
-            status = answer.get("status")
-            if not isinstance(status, str):
-                raise self._parse_error("the answer has no status", sent, order_id)
-        except ResponseParseError as exc:
-            return Failed(exc)
-        outcome = self._status_outcome(status, order_id=order_id)
-        if outcome is not None:
-            return outcome
-        certificate = answer.get("certificate")
+        request = self._request("GET", path(DIGICERT.STATUS, order_id=order_id))
+        answer = await self._look(request, order_id=order_id)
+        if not isinstance(answer, JsonAnswer):
+            return answer
+        certificate = answer.body.get("certificate")
         certificate_id = (
-            _positive_int(certificate.get("id")) if isinstance(certificate, dict) else None
+            positive_int(certificate.get("id")) if isinstance(certificate, dict) else None
         )
         if certificate_id is None:
-            return Failed(
-                self._parse_error("the order is issued but has no certificate id", sent, order_id)
-            )
+            problem = "the order is issued but has no certificate id"
+            return Failed(self._parse_error(problem, answer.response, order_id))
         return await self._download(order_id, certificate_id)
 
     async def _download(
@@ -218,49 +154,24 @@ class DigiCert(Connector[DigiCertSettings]):
         sent = await self._send(request, order_id=order_id)
         if not isinstance(sent, httpx.Response):
             return sent
-        try:
-            certificate = certificate_from_pem(
-                sent.content,
-                ca=self.ca,
-                order_id=order_id,
-                ca_certificate_id=str(certificate_id),
-            )
-        except ResponseParseError as exc:
-            return Failed(exc)
-        return self._issued(order_id, certificate)
+        return self._issued_from_pem(
+            sent.content, order_id=order_id, ca_certificate_id=str(certificate_id)
+        )
 
-    async def revoke(
-        self,
-        certificate: Certificate | str,
-        *,
-        reason: RevocationReason = RevocationReason.UNSPECIFIED,
-        comment: str | None = None,
-    ) -> None:
-        """Ask DigiCert to revoke a certificate, by its DigiCert certificate id.
+    async def _send_revocation(
+        self, certificate_id: str, reason: RevocationReason, comment: str | None
+    ) -> httpx.Response | Pending | Failed:
+        """``PUT`` a revocation of DigiCert's certificate id (not the serial).
 
-        ``certificate`` is a :class:`Certificate` (its ``ca_certificate_id`` is used) or the
-        id itself. ``reason`` is mapped by :data:`REVOCATION_REASONS`; ``comment`` goes to the
-        approver (default: the reason). DigiCert may hold the request for an administrator's
-        approval. A refusal raises the triaged error (:class:`AuthenticationError`,
-        :class:`OrderNotFound`, :class:`PermanentError`, :class:`TransientError`).
+        ``comment`` goes to the approver: DigiCert may hold the request for an
+        administrator's approval.
         """
-        raw = certificate.ca_certificate_id if isinstance(certificate, Certificate) else certificate
-        certificate_id = decimal_id(raw, what="DigiCert certificate id")
-        try:
-            name = REVOCATION_REASONS[RevocationReason(reason)]
-        except ValueError as exc:
-            raise ConfigError(f"{reason!r} is not a RevocationReason") from exc
-        if name == "unspecified" and reason != RevocationReason.UNSPECIFIED:
-            logger.info(
-                "certpoll.revocation_reason_mapped ca=digicert reason=%s sent=unspecified",
-                RevocationReason(reason).name,
-            )
+        certificate_id = decimal_id(certificate_id, what="DigiCert certificate id")
+        name = self._wire_reason(reason, DIGICERT.REVOCATION_REASONS)
         body = {
             "revocation_reason": name,
             "comments": comment if comment is not None else f"revoked through certpoll: {name}",
         }
-        sent = await self._send(
+        return await self._send(
             self._request("PUT", path(DIGICERT.REVOKE, certificate_id=certificate_id), body=body)
         )
-        if not isinstance(sent, httpx.Response):
-            raise self._error_for(sent)

@@ -25,26 +25,23 @@ import binascii
 import dataclasses
 import re
 from collections.abc import Callable, Mapping
-from typing import ClassVar, final
+from typing import final
 
 import httpx
 
 from .._certs import csr_public_key, issued_certificate, read_certificates
 from .._errors import ConfigError, ResponseParseError
 from .._models import (
-    CAName,
-    Certificate,
     CertificateRequest,
     OrderStatus,
     RevocationReason,
 )
-from .._mtls import mtls_mounts
 from .._outcomes import Done, Failed, Pending
 from .._settings import EntrustSettings
 from .._wire import ENTRUST, path
-from ._base import Connector, path_segment
+from ._base import Connector, JsonAnswer, path_segment
 
-__all__ = ["REVOCATION_REASONS", "Entrust", "hex_serial"]
+__all__ = ["Entrust", "hex_serial"]
 
 #: Enrollment statuses that mean "not yet" (approval workflows can hold one for days: set
 #: ``poll_max_wait_seconds`` to 86400 for those).
@@ -56,18 +53,6 @@ FAILED_STATUSES = frozenset({"REJECTED", "DENIED", "FAILED", "DECLINED"})
 #: What a certificate lookup says of a certificate that is no longer good (CAGW writes
 #: ``normal`` for a good one; ECS-backed CAs leave the status out).
 CERTIFICATE_FAILED_STATUSES = frozenset({"REVOKED", "HELD", "SUSPENDED", "EXPIRED"})
-
-#: RFC 5280 reasons by the names CAGW's ``RevokeAction`` takes.
-REVOCATION_REASONS: Mapping[RevocationReason, str] = {
-    RevocationReason.UNSPECIFIED: "unspecified",
-    RevocationReason.KEY_COMPROMISE: "keyCompromise",
-    RevocationReason.CA_COMPROMISE: "caCompromise",
-    RevocationReason.AFFILIATION_CHANGED: "affiliationChanged",
-    RevocationReason.SUPERSEDED: "superseded",
-    RevocationReason.CESSATION_OF_OPERATION: "cessationOfOperation",
-    RevocationReason.CERTIFICATE_HOLD: "certificateHold",
-    RevocationReason.PRIVILEGE_WITHDRAWN: "privilegeWithdrawn",
-}
 
 _PEM_ARMOUR = re.compile(r"-----(BEGIN|END) [A-Z ]+-----")
 #: An order id that is a serial number (hex), looked up as a certificate.
@@ -129,36 +114,25 @@ def _chain_items(chain: object, parse_error: Callable[[str], ResponseParseError]
 class Entrust(Connector[EntrustSettings]):
     """Entrust CA Gateway, over mTLS.
 
-    >>> async with certpoll.Entrust(certpoll.EntrustSettings()) as entrust:  # doctest: +SKIP
-    ...     order = await entrust.issue(request)
-    ...     status = await entrust.get_order_status(order.order_id)
-
     Without ``http=`` the connector creates its own client with an :class:`MTLSTransport`
     mounted for ``api_url``; a shared client must mount one itself (see
     :func:`certpoll.mtls_mounts`). Order ids are certificate serials in hex, as CAGW writes
     them, or the enrollment id of an enrollment held without one.
     """
 
-    ca: ClassVar[CAName] = "entrust"
-    order_noun: ClassVar[str] = "enrollment"
-    pending_words: ClassVar[frozenset[str]] = PENDING_STATUSES
-    failed_words: ClassVar[frozenset[str]] = FAILED_STATUSES
-    issued_word: ClassVar[str] = ENTRUST.ISSUED
+    ca = "entrust"
+    order_noun = "enrollment"
+    pending_words = PENDING_STATUSES
+    failed_words = FAILED_STATUSES
+    issued_word = ENTRUST.ISSUED
 
     @staticmethod
     def _status_word(status: str) -> str:
         """CA Gateway's words are upper case; be lenient about case and spaces."""
         return status.strip().upper()
 
-    @property
-    def base_url(self) -> str:
-        """``settings.api_url`` without a trailing slash."""
-        return self.settings.api_url.rstrip("/")
-
     def _default_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            timeout=self.settings.attempt_timeout_seconds, mounts=mtls_mounts(self.settings)
-        )
+        return self._mtls_client(self.settings)
 
     def _ca_url(self, template: str, **segments: str) -> str:
         ca_id = path_segment(self.settings.ca_id, what="Entrust CA id")
@@ -223,15 +197,12 @@ class Entrust(Connector[EntrustSettings]):
             else self._ca_url(ENTRUST.STATUS, tracking_id=segment)
         )
         sent = await self._send(self._request("GET", url), order_id=order_id)
-        if not isinstance(sent, httpx.Response):
-            return sent
-        try:
-            answer = self._json(sent, order_id=order_id)
-        except ResponseParseError as exc:
-            return Failed(exc)
+        answer = self._json_answer(sent, order_id=order_id)
+        if not isinstance(answer, JsonAnswer):
+            return answer
         if by_serial:
-            return self._lookup_outcome(answer, sent, order_id)
-        return self._enrollment_outcome(self._enrollment(answer), sent, order_id)
+            return self._lookup_outcome(answer.body, answer.response, order_id)
+        return self._enrollment_outcome(self._enrollment(answer.body), answer.response, order_id)
 
     def _enrollment(self, answer: Mapping[str, object]) -> Mapping[str, object]:
         nested = answer.get("enrollment")
@@ -255,9 +226,7 @@ class Entrust(Connector[EntrustSettings]):
         body = _text(enrollment.get("certificate"))
         if body is not None:
             return self._certificate(body, enrollment.get("chain"), response, order_id, public_key)
-        if not isinstance(status, str):
-            return Failed(self._parse_error("the answer has no status", response, order_id))
-        outcome = self._status_outcome(status, order_id=order_id)
+        outcome = self._answer_status(enrollment, response, order_id)
         if outcome is not None:
             return outcome
         return Failed(
@@ -308,25 +277,14 @@ class Entrust(Connector[EntrustSettings]):
         )
         return self._issued(order_id, certificate)
 
-    async def revoke(
-        self,
-        certificate: Certificate | str,
-        *,
-        reason: RevocationReason = RevocationReason.UNSPECIFIED,
-        comment: str | None = None,
-    ) -> None:
-        """Revoke a certificate with a ``RevokeAction``, by its hexadecimal serial.
-
-        ``certificate`` is a :class:`Certificate` (its ``ca_certificate_id``, the serial as
-        :func:`hex_serial` writes it, is used) or that serial itself. ``comment`` is recorded
-        by the CA (default: the reason). A refusal raises the triaged error.
+    async def _send_revocation(
+        self, certificate_id: str, reason: RevocationReason, comment: str | None
+    ) -> httpx.Response | Pending | Failed:
+        """``POST`` a ``RevokeAction`` for a hexadecimal serial, as :func:`hex_serial` writes
+        it (a :class:`Certificate`'s ``ca_certificate_id``). CAGW records ``comment``.
         """
-        raw = certificate.ca_certificate_id if isinstance(certificate, Certificate) else certificate
-        serial = path_segment(raw, what="Entrust certificate serial")
-        try:
-            name = REVOCATION_REASONS[RevocationReason(reason)]
-        except ValueError as exc:
-            raise ConfigError(f"{reason!r} is not a RevocationReason") from exc
+        serial = path_segment(certificate_id, what="Entrust certificate serial")
+        name = self._wire_reason(reason, ENTRUST.REVOCATION_REASONS)
         body = {
             "action": {
                 "type": "RevokeAction",
@@ -334,8 +292,6 @@ class Entrust(Connector[EntrustSettings]):
                 "comment": comment if comment is not None else f"revoked through certpoll: {name}",
             }
         }
-        sent = await self._send(
+        return await self._send(
             self._request("POST", self._ca_url(ENTRUST.ACTIONS, serial=serial), body)
         )
-        if not isinstance(sent, httpx.Response):
-            raise self._error_for(sent)

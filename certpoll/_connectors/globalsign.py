@@ -27,44 +27,26 @@ from urllib.parse import unquote
 
 import httpx
 
-from .._certs import certificate_from_pem
 from .._errors import AuthenticationError, ConfigError, ResponseParseError
 from .._gate import UpstreamGate
 from .._models import (
-    CAName,
-    Certificate,
     CertificateRequest,
     OrderStatus,
     RevocationReason,
 )
-from .._mtls import mtls_mounts
 from .._outcomes import Done, Failed, Pending
 from .._poller import Poller
 from .._settings import GlobalSignSettings
 from .._triage import Triage
 from .._wire import GLOBALSIGN, path
-from ._base import Connector, path_segment
+from ._base import Connector, JsonAnswer, path_segment
 
-__all__ = ["REVOCATION_REASONS", "GlobalSign"]
+__all__ = ["GlobalSign"]
 
 #: Status words (lowercased) that mean "not yet", besides HTTP 202.
 PENDING_STATUSES = frozenset({"pending", "processing"})
 #: Status words (lowercased) that are a final "no".
 FAILED_STATUSES = frozenset({"revoked", "rejected", "denied", "failed"})
-
-#: RFC 5280 reasons by the names HVCA's ``revocation_reason`` takes. GlobalSign's own client
-#: offers six; CA compromise and certificate hold are the CA's to give, sent as
-#: ``unspecified``.
-REVOCATION_REASONS: Mapping[RevocationReason, str] = {
-    RevocationReason.UNSPECIFIED: "unspecified",
-    RevocationReason.KEY_COMPROMISE: "keyCompromise",
-    RevocationReason.CA_COMPROMISE: "unspecified",
-    RevocationReason.AFFILIATION_CHANGED: "affiliationChanged",
-    RevocationReason.SUPERSEDED: "superseded",
-    RevocationReason.CESSATION_OF_OPERATION: "cessationOfOperation",
-    RevocationReason.CERTIFICATE_HOLD: "unspecified",
-    RevocationReason.PRIVILEGE_WITHDRAWN: "privilegeWithdrawn",
-}
 
 _JSON_UTF8 = "application/json;charset=utf-8"
 
@@ -82,21 +64,17 @@ class _Token:
 class GlobalSign(Connector[GlobalSignSettings]):
     """GlobalSign Atlas HVCA, over mTLS with a bearer token.
 
-    >>> async with certpoll.GlobalSign(certpoll.GlobalSignSettings()) as gs:  # doctest: +SKIP
-    ...     order = await gs.issue(request)
-    ...     status = await gs.get_order_status(order.order_id)
-
     Without ``http=`` the connector creates its own client with an :class:`MTLSTransport`
     mounted for ``api_url`` (pinning ``server_ca_path`` when set); a shared client must mount
     one itself (see :func:`certpoll.mtls_mounts`). ``clock`` (default: the Poller's) times
     the token. Order ids are HVCA serial numbers.
     """
 
-    ca: ClassVar[CAName] = "globalsign"
-    order_noun: ClassVar[str] = "certificate"
-    pending_words: ClassVar[frozenset[str]] = PENDING_STATUSES
-    failed_words: ClassVar[frozenset[str]] = FAILED_STATUSES
-    issued_word: ClassVar[str] = "issued"
+    ca = "globalsign"
+    order_noun = "certificate"
+    pending_words = PENDING_STATUSES
+    failed_words = FAILED_STATUSES
+    issued_word = "issued"
 
     @staticmethod
     def _status_word(status: str) -> str:
@@ -123,15 +101,8 @@ class GlobalSign(Connector[GlobalSignSettings]):
         self._logins_done = 0
         self._login_failure: Pending | Failed | None = None
 
-    @property
-    def base_url(self) -> str:
-        """``settings.api_url`` without a trailing slash."""
-        return self.settings.api_url.rstrip("/")
-
     def _default_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            timeout=self.settings.attempt_timeout_seconds, mounts=mtls_mounts(self.settings)
-        )
+        return self._mtls_client(self.settings)
 
     def _make_triage(self) -> Triage:
         return Triage(
@@ -179,14 +150,13 @@ class GlobalSign(Connector[GlobalSignSettings]):
             GLOBALSIGN.API_SECRET: self.settings.api_secret.get_secret_value(),
         }
         sent = await self._send(self._request("POST", self.url(path(GLOBALSIGN.LOGIN)), body=body))
-        if not isinstance(sent, httpx.Response):
-            return sent
-        try:
-            value = self._json(sent, order_id=None).get(GLOBALSIGN.ACCESS_TOKEN)
-            if not isinstance(value, str) or not value.strip():
-                raise self._parse_error("the login answer has no access_token", sent, None)
-        except ResponseParseError as exc:
-            return Failed(exc)
+        answer = self._json_answer(sent, order_id=None)
+        if not isinstance(answer, JsonAnswer):
+            return answer
+        value = answer.body.get(GLOBALSIGN.ACCESS_TOKEN)
+        if not isinstance(value, str) or not value.strip():
+            problem = "the login answer has no access_token"
+            return Failed(self._parse_error(problem, answer.response, None))
         self._tokens.append(value)
         return _Token(value, started + self.token_lifetime)
 
@@ -299,21 +269,15 @@ class GlobalSign(Connector[GlobalSignSettings]):
         serial = path_segment(order_id, what="GlobalSign serial number")
         url = self.url(path(GLOBALSIGN.CERTIFICATE, serial=serial))
         sent = await self._authorised("GET", url, order_id=order_id)
-        if not isinstance(sent, httpx.Response):
-            return sent
-        try:
-            answer = self._json(sent, order_id=order_id)
-        except ResponseParseError as exc:
-            return Failed(exc)
-        return self._outcome(answer, sent, order_id)
+        answer = self._json_answer(sent, order_id=order_id)
+        if not isinstance(answer, JsonAnswer):
+            return answer
+        return self._outcome(answer.body, answer.response, order_id)
 
     def _outcome(
         self, answer: Mapping[str, object], response: httpx.Response, serial: str
     ) -> Done[OrderStatus] | Pending | Failed:
-        status = answer.get("status")
-        if not isinstance(status, str):
-            return Failed(self._parse_error("the answer has no status", response, serial))
-        outcome = self._status_outcome(status, order_id=serial)
+        outcome = self._answer_status(answer, response, serial)
         if outcome is not None:
             return outcome
         pem = answer.get("certificate")
@@ -324,46 +288,30 @@ class GlobalSign(Connector[GlobalSignSettings]):
                 )
             )
         chain = answer.get("chain")
-        try:
-            certificate = certificate_from_pem(
-                pem,
-                ca=self.ca,
-                order_id=serial,
-                ca_certificate_id=serial,
-                chain=chain if isinstance(chain, str) else "",
-            )
-        except ResponseParseError as exc:
-            return Failed(exc)
-        return self._issued(serial, certificate)
+        return self._issued_from_pem(
+            pem,
+            order_id=serial,
+            ca_certificate_id=serial,
+            chain=chain if isinstance(chain, str) else "",
+        )
 
-    async def revoke(
-        self,
-        certificate: Certificate | str,
-        *,
-        reason: RevocationReason = RevocationReason.UNSPECIFIED,
-        comment: str | None = None,
-    ) -> None:
-        """Revoke a certificate by its HVCA serial number (``PATCH /certificates/{serial}``).
+    async def _send_revocation(
+        self, certificate_id: str, reason: RevocationReason, comment: str | None
+    ) -> httpx.Response | Pending | Failed:
+        """``PATCH /certificates/{serial}`` with the reason and the current time.
 
-        ``certificate`` is a :class:`Certificate` (its ``ca_certificate_id``) or the serial.
-        The reason goes as ``revocation_reason`` with the current time as
-        ``revocation_time``. HVCA records no free text, so ``comment`` is ignored (it is
-        accepted so that every connector's ``revoke`` takes the same arguments). A refusal
-        raises the triaged error.
+        HVCA records no free text, so ``comment`` is ignored (it is accepted so that every
+        connector's ``revoke`` takes the same arguments).
         """
         del comment  # HVCA's revocation has no field for it
-        raw = certificate.ca_certificate_id if isinstance(certificate, Certificate) else certificate
-        serial = path_segment(raw, what="GlobalSign serial number")
-        try:
-            name = REVOCATION_REASONS[RevocationReason(reason)]
-        except ValueError as exc:
-            raise ConfigError(f"{reason!r} is not a RevocationReason") from exc
-        body = {"revocation_reason": name, "revocation_time": int(time.time())}
-        sent = await self._authorised(
+        serial = path_segment(certificate_id, what="GlobalSign serial number")
+        body = {
+            "revocation_reason": self._wire_reason(reason, GLOBALSIGN.REVOCATION_REASONS),
+            "revocation_time": int(time.time()),
+        }
+        return await self._authorised(
             "PATCH", self.url(path(GLOBALSIGN.CERTIFICATE, serial=serial)), body=body
         )
-        if not isinstance(sent, httpx.Response):
-            raise self._error_for(sent)
 
 
 def _still_issuing(response: httpx.Response) -> str | None:

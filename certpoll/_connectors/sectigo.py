@@ -15,15 +15,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import ClassVar, final
+from typing import final
 
 import httpx
 
-from .._certs import certificate_from_pem
-from .._errors import ConfigError, ResponseParseError
+from .._errors import ConfigError
 from .._models import (
-    CAName,
-    Certificate,
     CertificateRequest,
     OrderStatus,
     RevocationReason,
@@ -32,7 +29,7 @@ from .._outcomes import Done, Failed, Pending
 from .._settings import SectigoSettings
 from .._triage import Triage
 from .._wire import SECTIGO, path
-from ._base import Connector, decimal_id
+from ._base import Connector, JsonAnswer, decimal_id
 
 __all__ = ["COLLECT_NOT_READY_CODES", "Sectigo"]
 
@@ -52,8 +49,6 @@ COLLECT_FORMAT = "pemia"
 #: available now, -183 not collectable, -195 CA not available, -140 CSR decoding
 #: unavailable, -130 SSL state is not ISSUED.
 COLLECT_NOT_READY_CODES = frozenset({-1400, -109, -183, -195, -140, -130})
-#: The RFC 5280 reason codes SCM accepts; any other is sent as 0 (unspecified).
-ACCEPTED_REASON_CODES = frozenset({0, 1, 3, 4, 5})
 
 _COLLECT_PATH = "/" + path(SECTIGO.COLLECT, ssl_id="")
 _CODE = re.compile(r"-?[0-9]{1,9}")
@@ -80,39 +75,24 @@ def _collect_not_ready(response: httpx.Response) -> str | None:
     return f"issued, but not ready to collect yet (SCM code {code}: {words})"
 
 
-def _positive_int(value: object) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    return None
-
-
 @final
 class Sectigo(Connector[SectigoSettings]):
     """Sectigo Certificate Manager.
-
-    >>> async with certpoll.Sectigo(certpoll.SectigoSettings()) as scm:  # doctest: +SKIP
-    ...     order = await scm.issue(request)
-    ...     status = await scm.get_order_status(order.order_id)
 
     Order ids are SCM's ``sslId``: positive decimal integers, strictly (``"12abc"`` is a
     :class:`ConfigError`, not 12).
     """
 
-    ca: ClassVar[CAName] = "sectigo"
-    order_noun: ClassVar[str] = "enrollment"
-    pending_words: ClassVar[frozenset[str]] = PENDING_STATUSES
-    failed_words: ClassVar[frozenset[str]] = FAILED_STATUSES
-    issued_word: ClassVar[str] = SECTIGO.ISSUED
+    ca = "sectigo"
+    order_noun = "enrollment"
+    pending_words = PENDING_STATUSES
+    failed_words = FAILED_STATUSES
+    issued_word = SECTIGO.ISSUED
 
     @staticmethod
     def _status_word(status: str) -> str:
         """Every word SCM uses for an issued certificate reads as ``Issued``."""
         return SECTIGO.ISSUED if status in ISSUED_STATUSES else status
-
-    @property
-    def base_url(self) -> str:
-        """``settings.base_url`` without a trailing slash."""
-        return self.settings.base_url.rstrip("/")
 
     def _make_triage(self) -> Triage:
         return Triage(ca=self.ca, not_ready=_collect_not_ready, redact=self.redact)
@@ -163,34 +143,16 @@ class Sectigo(Connector[SectigoSettings]):
             self._request("POST", path(SECTIGO.ENROLL), body=body),
             certificate_request=request,
         )
-        try:
-            answer = self._json(response, order_id=None)
-            ssl_id = _positive_int(answer.get("sslId"))
-            if ssl_id is None:
-                raise self._parse_error("the answer has no sslId", response, None)
-        except ResponseParseError as exc:
-            raise self._unreadable_submission(request, response) from exc
-        order_id = str(ssl_id)
+        order_id, _ = self._accepted_order(request, response, id_field="sslId")
         return self._submitted(order_id, await self.poll_once(order_id))
 
     async def poll_once(self, order_id: str) -> Done[OrderStatus] | Pending | Failed:
         """Look at the enrollment once and, when it is issued, collect the certificate."""
         order_id = self.check_order_id(order_id)
-        sent = await self._send(
-            self._request("GET", path(SECTIGO.STATUS, ssl_id=order_id)), order_id=order_id
-        )
-        if not isinstance(sent, httpx.Response):
-            return sent
-        try:
-            answer = self._json(sent, order_id=order_id)
-            status = answer.get("status")
-            if not isinstance(status, str):
-                raise self._parse_error("the answer has no status", sent, order_id)
-        except ResponseParseError as exc:
-            return Failed(exc)
-        outcome = self._status_outcome(status, order_id=order_id)
-        if outcome is not None:
-            return outcome
+        request = self._request("GET", path(SECTIGO.STATUS, ssl_id=order_id))
+        answer = await self._look(request, order_id=order_id)
+        if not isinstance(answer, JsonAnswer):
+            return answer
         return await self._collect(order_id)
 
     async def _collect(self, order_id: str) -> Done[OrderStatus] | Pending | Failed:
@@ -200,45 +162,24 @@ class Sectigo(Connector[SectigoSettings]):
         sent = await self._send(request, order_id=order_id)
         if not isinstance(sent, httpx.Response):
             return sent
-        try:
-            certificate = certificate_from_pem(
-                sent.text, ca=self.ca, order_id=order_id, ca_certificate_id=order_id
-            )
-        except ResponseParseError as exc:
-            return Failed(exc)
-        return self._issued(order_id, certificate)
+        return self._issued_from_pem(sent.text, order_id=order_id, ca_certificate_id=order_id)
 
-    async def revoke(
-        self,
-        certificate: Certificate | str,
-        *,
-        reason: RevocationReason = RevocationReason.UNSPECIFIED,
-        comment: str | None = None,
-    ) -> None:
-        """Revoke a certificate, by its ``sslId``.
+    async def _send_revocation(
+        self, certificate_id: str, reason: RevocationReason, comment: str | None
+    ) -> httpx.Response | Pending | Failed:
+        """``POST`` a revocation of an ``sslId`` (a :class:`Certificate`'s ``ca_certificate_id``).
 
-        ``certificate`` is a :class:`Certificate` (its ``ca_certificate_id`` is the sslId) or
-        the sslId itself. SCM takes the reason codes 0, 1, 3, 4 and 5; any other is sent as 0.
-        ``comment`` (1 to 512 characters; default: the reason) is SCM's required ``reason``
-        text. A refusal raises the triaged error.
+        SCM takes the reason codes 0, 1, 3, 4 and 5. ``comment`` (1 to 512 characters;
+        default: the reason) is SCM's required ``reason`` text.
         """
-        raw = certificate.ca_certificate_id if isinstance(certificate, Certificate) else certificate
-        ssl_id = decimal_id(raw, what="Sectigo sslId")
-        try:
-            rfc_reason = RevocationReason(reason)
-        except ValueError as exc:
-            raise ConfigError(f"{reason!r} is not a RevocationReason") from exc
-        code = int(rfc_reason) if rfc_reason in ACCEPTED_REASON_CODES else 0
+        ssl_id = decimal_id(certificate_id, what="Sectigo sslId")
+        code = self._wire_reason(reason, SECTIGO.REVOCATION_REASONS)
         text = (
-            comment
-            if comment is not None
-            else f"revoked through certpoll: {rfc_reason.name.lower()}"
+            comment if comment is not None else f"revoked through certpoll: {reason.name.lower()}"
         )
         if not text.strip() or len(text) > _MAX_REASON_CHARS:
             raise ConfigError(f"comment must be 1 to {_MAX_REASON_CHARS} characters")
         body = {"reasonCode": code, "reason": text}
-        sent = await self._send(
+        return await self._send(
             self._request("POST", path(SECTIGO.REVOKE, ssl_id=ssl_id), body=body)
         )
-        if not isinstance(sent, httpx.Response):
-            raise self._error_for(sent)

@@ -19,6 +19,7 @@ from ._app import SimulatedCA as SimulatedCA
 from ._clock import VirtualClock as VirtualClock
 from ._orders import Credentials as Credentials
 from ._orders import OrderInfo as OrderInfo
+from ._pki import Authority as Authority
 from ._pki import TestPKI as TestPKI
 from ._scenario import BodyFault as BodyFault
 from ._scenario import Fault as Fault
@@ -37,6 +38,7 @@ __all__ = [
     "Fault",
     "Profile",
     "TestPKI",
+    "Authority",
     "VirtualClock",
     "serve",
     "ServedCA",

@@ -83,6 +83,19 @@ class SimulatedCA:
     per order :meth:`order`.
     """
 
+    profile: Profile
+    credentials: Credentials
+    pki: TestPKI
+    speed: float
+    #: Every request the simulator saw.
+    requests: int
+    #: Requests per route, e.g. ``"digicert.submit"``, ``"sectigo.collect"``, ``"unknown"``.
+    requests_by_route: Counter[str]
+    #: Responses per HTTP status code.
+    responses_by_status: Counter[int]
+    #: HTTP 429 answers sent (DigiCert's limits, faults and scripts together).
+    throttled: int
+
     def __init__(
         self,
         *,
@@ -126,13 +139,9 @@ class SimulatedCA:
             "entrust": EntrustService(book=book, credentials=credentials, now=now),
             "globalsign": self._globalsign,
         }
-        #: Every request the simulator saw.
         self.requests = 0
-        #: Requests per route, e.g. ``"digicert.submit"``, ``"sectigo.collect"``, ``"unknown"``.
-        self.requests_by_route: Counter[str] = Counter()
-        #: Responses per HTTP status code.
-        self.responses_by_status: Counter[int] = Counter()
-        #: HTTP 429 answers sent (DigiCert's limits, faults and scripts together).
+        self.requests_by_route = Counter()
+        self.responses_by_status = Counter()
         self.throttled = 0
 
     def __repr__(self) -> str:

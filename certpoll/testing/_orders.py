@@ -12,7 +12,8 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
@@ -21,6 +22,9 @@ from .._errors import ConfigError
 from .._models import CAName
 from ._pki import TestPKI
 from ._scenario import OrderScript, Profile
+
+if TYPE_CHECKING:
+    from .._settings import CASettings
 
 __all__ = ["Clock", "Credentials", "Order", "OrderBook", "OrderIds", "OrderInfo", "OrderPhase"]
 
@@ -31,6 +35,9 @@ Clock = Callable[[], float]
 
 #: A CA's ids of a new order from its running number and serial: (order id, certificate id).
 OrderIds = Callable[[int, int], tuple[str, str]]
+
+#: The client key pair of in-process settings: no TLS runs there, so no file is opened.
+_IN_PROCESS_ONLY: Final = Path("in-process-no-tls.pem")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +61,79 @@ class Credentials:
 
     def __repr__(self) -> str:
         return "Credentials(...)"
+
+    def settings(
+        self,
+        ca: CAName,
+        url: str,
+        *,
+        client_cert_path: Path | None = None,
+        client_key_path: Path | None = None,
+        **options: object,
+    ) -> CASettings:
+        """Settings that sign ``ca``'s connector in to these accounts at ``url``.
+
+        ``url`` is the simulator's API root for ``ca`` (``sim.base_urls().digicert``, or
+        ``served.base_urls.digicert``). Entrust and GlobalSign need a client key pair: pass
+        ``ServedCA``'s when served with TLS; in-process, where the connector gets
+        ``sim.client()`` and never opens the files, they default to a path that need not
+        exist. ``options`` are further settings fields (``poll_max_wait_seconds=60``,
+        ``server_ca_path=...``); they win over the accounts' values. Build the connector
+        with :func:`certpoll.connector_for`.
+        """
+        settings_type, values = self._fields(ca, url, client_cert_path, client_key_path)
+        if "client_cert_path" in settings_type.model_fields:
+            values.setdefault("client_cert_path", _IN_PROCESS_ONLY)
+            values.setdefault("client_key_path", _IN_PROCESS_ONLY)
+        return settings_type(**(values | options))
+
+    def environment(
+        self,
+        ca: CAName,
+        url: str,
+        *,
+        client_cert_path: Path | None = None,
+        client_key_path: Path | None = None,
+    ) -> dict[str, str]:
+        """The ``CERTPOLL_<CA>_*`` variables that sign ``ca``'s connector in to these accounts
+        at ``url``: for a process that reads its settings from the environment (what
+        ``certpoll serve-sim`` prints). Entrust and GlobalSign need the client key pair.
+        """
+        settings_type, values = self._fields(ca, url, client_cert_path, client_key_path)
+        return {settings_type.env_var(field): str(value) for field, value in values.items()}
+
+    def _fields(
+        self, ca: CAName, url: str, client_cert_path: Path | None, client_key_path: Path | None
+    ) -> tuple[type[CASettings], dict[str, object]]:
+        """``ca``'s settings class, and the values of its fields these accounts set."""
+        # The connectors' settings (pydantic) load only when asked for.
+        from .._connectors.registry import settings_type_for
+
+        settings_type = settings_type_for(ca)
+        values: dict[str, object] = {settings_type.url_field: url}
+        if ca == "digicert":
+            values.update(api_key=self.digicert_api_key, org_id=self.digicert_org_id)
+        elif ca == "sectigo":
+            values.update(
+                customer_uri=self.sectigo_customer_uri,
+                login=self.sectigo_login,
+                password=self.sectigo_password,
+                org_id=self.sectigo_org_id,
+                cert_type=self.sectigo_cert_type,
+            )
+        elif ca == "entrust":
+            values["ca_id"] = self.entrust_ca_id
+            if self.entrust_profile_id is not None:
+                values["profile_id"] = self.entrust_profile_id
+        else:
+            values.update(api_key=self.globalsign_api_key, api_secret=self.globalsign_api_secret)
+        for field, path in (
+            ("client_cert_path", client_cert_path),
+            ("client_key_path", client_key_path),
+        ):
+            if path is not None and field in settings_type.model_fields:
+                values[field] = path
+        return settings_type, values
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

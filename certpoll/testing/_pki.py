@@ -187,14 +187,23 @@ class TestPKI:
 
     __test__ = False  # not a pytest test class, whatever its name
 
+    root: Authority
+    #: The issuer of every leaf, signed by the root.
+    intermediate: Authority
+    #: How long a leaf is valid.
+    validity: timedelta
+    #: The issuers of every leaf: the intermediate, then the root.
+    chain: tuple[x509.Certificate, x509.Certificate]
+    #: The intermediate then the root, in PEM: what follows a leaf in a full bundle.
+    chain_pem: str
+    root_pem: str
+
     def __init__(self, *, name: str = "certpoll simulated CA", validity_days: int = 90) -> None:
         now = datetime.now(UTC)
         self.root = Authority.root(f"{name} root", now=now)
         self.intermediate = self.root.intermediate(f"{name} intermediate", now=now)
         self.validity = timedelta(days=validity_days)
-        #: The issuers of every leaf: the intermediate, then the root.
         self.chain = (self.intermediate.certificate, self.root.certificate)
-        #: The intermediate then the root, in PEM: what follows a leaf in a full bundle.
         self.chain_pem = pem(self.intermediate.certificate) + pem(self.root.certificate)
         self.root_pem = pem(self.root.certificate)
 

@@ -194,18 +194,15 @@ class Profile:
                 retry_after = rng.choice([None, 3.0, 20.0])
             not_ready = rng.uniform(5, 60) if ca == "sectigo" and rng.random() < 0.3 else 0.0
             awkward = rng.random() < 1 / 3
-            if roll < 0.35:
-                at_once = ca == "digicert" and rng.random() < 0.2
-                return OrderScript(
-                    issue_after=0.0 if at_once else rng.uniform(0, 30),
-                    errors=errors,
-                    retry_after=retry_after,
-                    collect_not_ready_for=not_ready,
-                    awkward=awkward,
-                )
             if roll < 0.85:
+                if roll >= 0.35:
+                    issue_after = rng.uniform(30, 900)
+                elif ca == "digicert" and rng.random() < 0.2:
+                    issue_after = 0.0  # DigiCert issues some orders at once
+                else:
+                    issue_after = rng.uniform(0, 30)
                 return OrderScript(
-                    issue_after=rng.uniform(30, 900),
+                    issue_after=issue_after,
                     errors=errors,
                     retry_after=retry_after,
                     collect_not_ready_for=not_ready,
