@@ -234,7 +234,7 @@ def unreachable(backend: BackendURL, exc: BaseException) -> TransientError:
 
 
 def open_gate_backend(
-    url: str | BackendURL,
+    url: str,
     *,
     setting: str = "gate_url",
     clock: Callable[[], float] | None = None,
@@ -245,11 +245,7 @@ def open_gate_backend(
     a clock every process shares: SQLite the host's wall clock, Redis and PostgreSQL the
     server's.
     """
-    parsed = (
-        url
-        if isinstance(url, BackendURL)
-        else parse_backend_url(url, setting=setting, allowed=GATE_SCHEMES)
-    )
+    parsed = parse_backend_url(url, setting=setting, allowed=GATE_SCHEMES)
     if parsed.scheme == "memory":
         from .gate_memory import MemoryGate
 
