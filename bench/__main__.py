@@ -26,7 +26,7 @@ def run_all(*, quick: bool) -> Results:
                 thread_speed=400.0,
             ),
             ratelimit=ratelimit.run(orders=120, repeats=3),
-            shared_gate=shared_gate.measure(processes=2, orders=60, speed=20.0, servers=False),
+            shared_gate=shared_gate.quick(),
             store=store.run(orders=300, cost_orders=20, repeats=1, urls=["memory://"]),
         )
     else:

@@ -48,6 +48,14 @@ from ._triage import parse_retry_after as parse_retry_after
 
 if typing.TYPE_CHECKING:
     from ._backends.store import Adoption as Adoption
+    from ._backends.gate import Admitted as Admitted
+    from ._backends.gate import Answer as Answer
+    from ._backends.gate import GateBackend as GateBackend
+    from ._backends.gate import GateRules as GateRules
+    from ._backends.gate import Hold as Hold
+    from ._backends.gate import Wait as Wait
+    from ._backends.gate import gate_key as gate_key
+    from ._backends.gate import open_gate_backend as open_gate_backend
     from ._backends.store import OrderStore as OrderStore
     from ._backends.store import StoredOrder as StoredOrder
     from ._backends.store import StoredState as StoredState
@@ -99,6 +107,14 @@ _LAZY: dict[str, str] = {
     "GlobalSignSettings": "._settings",
     "SectigoSettings": "._settings",
     "Adoption": "._backends.store",
+    "GateBackend": "._backends.gate",
+    "GateRules": "._backends.gate",
+    "Admitted": "._backends.gate",
+    "Wait": "._backends.gate",
+    "Hold": "._backends.gate",
+    "Answer": "._backends.gate",
+    "open_gate_backend": "._backends.gate",
+    "gate_key": "._backends.gate",
     "OrderStore": "._backends.store",
     "StoredOrder": "._backends.store",
     "StoredState": "._backends.store",
@@ -143,6 +159,15 @@ __all__ = [
     "PendingOrder",
     "Progress",
     "OrderStream",
+    # One gate shared by many processes
+    "GateBackend",
+    "GateRules",
+    "Admitted",
+    "Wait",
+    "Answer",
+    "Hold",
+    "open_gate_backend",
+    "gate_key",
     # Orders that outlive a process
     "OrderStore",
     "Adoption",

@@ -46,6 +46,7 @@ from ._backends.gate import (
     DEFAULT_LOST_AFTER,
     DEFAULT_MARGIN,
     Admitted,
+    Answer,
     GateBackend,
     GateRules,
     Hold,
@@ -179,8 +180,9 @@ class UpstreamGate:
     running event loop's ``time()`` and :func:`asyncio.sleep`.
 
     ``backend`` holds the windows and the hold (default: this process's memory, on
-    ``clock``); every gate on the same backend and ``key`` shares them, across processes
-    and hosts for a shared backend. :meth:`aclose` closes it.
+    ``clock``; :func:`~certpoll.open_gate_backend` opens one from a ``gate_url``); every
+    gate on the same backend and ``key`` (:func:`~certpoll.gate_key` of the credential)
+    shares them, across processes and hosts for a shared backend. :meth:`aclose` closes it.
     """
 
     __slots__ = (
@@ -296,7 +298,7 @@ class UpstreamGate:
         hold = self._count_hold(seconds, rate_limited=False)
         if hold is not None:
             self._held_for(
-                await self._backend.report(self._key, self._rules, ticket=None, hold=hold)
+                await self._backend.report(self._key, self._rules, Answer(None, hold=hold))
             )
 
     async def aclose(self) -> None:
@@ -469,37 +471,22 @@ class UpstreamGate:
         """
         if admission.ticket is None:
             return None
+        answer = Answer(admission.ticket, conclusive=conclusive, hold=admission._hold)
         backend = self._backend
         if not isinstance(backend, MemoryGate):
-            return self._report(backend, admission, conclusive=conclusive)
+            return self._report(backend, answer, admission)
         try:
-            self._held_for(
-                backend.report_now(
-                    self._key,
-                    self._rules,
-                    ticket=admission.ticket,
-                    conclusive=conclusive,
-                    hold=admission._hold,
-                )
-            )
+            self._held_for(backend.report_now(self._key, self._rules, answer))
         finally:
             self._reported(admission, conclusive=conclusive)
         return None
 
-    async def _report(
-        self, backend: GateBackend, admission: Admission, *, conclusive: bool
-    ) -> None:
-        report = backend.report(
-            self._key,
-            self._rules,
-            ticket=admission.ticket,
-            conclusive=conclusive,
-            hold=admission._hold,
-        )
+    async def _report(self, backend: GateBackend, answer: Answer, admission: Admission) -> None:
+        report = backend.report(self._key, self._rules, answer)
         try:
             self._held_for(await report)
         finally:
-            self._reported(admission, conclusive=conclusive)
+            self._reported(admission, conclusive=answer.conclusive)
 
     def _reported(self, admission: Admission, *, conclusive: bool) -> None:
         """The backend knows the answer to ``admission`` (or could not be told)."""

@@ -20,17 +20,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from certpoll import ConfigError, TransientError
-from certpoll._backends.gate import (
-    GATE_SCHEMES,
+from certpoll import (
     Admitted,
+    Answer,
+    ConfigError,
     GateBackend,
     GateRules,
     Hold,
+    TransientError,
     Wait,
     gate_key,
     open_gate_backend,
 )
+from certpoll._backends.gate import GATE_SCHEMES
 from certpoll._backends.gate_memory import MemoryGate
 from certpoll._backends.gate_postgres import PostgresGate
 from certpoll._backends.gate_redis import RedisGate
@@ -165,7 +167,7 @@ async def test_windows_admit_the_limit_then_wait_until_the_answer_plus_the_windo
     await rig.waits(gate)
     answered = rig.start()
     for ticket in tickets:
-        await gate.report(KEY, RULES, ticket=ticket.ticket)
+        await gate.report(KEY, RULES, Answer(ticket.ticket))
     # From the answer, not from the admission (which would leave 0.2 s less).
     rig.assert_wait(await rig.waits(gate), SPAN, answered)
     wait = await rig.waits(gate)
@@ -221,7 +223,7 @@ def test_a_lull_is_made_up_for_up_to_the_burst() -> None:
             now += decision.seconds
             continue
         times.append(now)
-        state.report(now, rules, ticket=decision.ticket)
+        state.report(now, rules, Answer(decision.ticket))
     # Five at once, then one per 0.1 s.
     assert times[:5] == [0.0] * 5
     assert times[5:] == pytest.approx([0.1, 0.2, 0.3], abs=2e-3)
@@ -235,9 +237,11 @@ def test_a_lull_is_made_up_for_up_to_the_burst() -> None:
 
 async def test_a_hold_holds_every_client_then_exactly_one_probe_goes(rig: Rig) -> None:
     first, second = rig.make(), rig.make()
+    for client in (first, second):  # connected before the clock matters: a report of nothing
+        assert await client.report(KEY, RULES, Answer(None)) == 0.0
     sent = await rig.admitted(first)
     holding = rig.start()
-    await first.report(KEY, RULES, ticket=sent.ticket, hold=Hold(0.1))
+    await first.report(KEY, RULES, Answer(sent.ticket, hold=Hold(0.1)))
     held = await rig.waits(second)
     rig.assert_wait(held, 0.1, holding)
     assert not held.for_probe
@@ -249,7 +253,7 @@ async def test_a_hold_holds_every_client_then_exactly_one_probe_goes(rig: Rig) -
         assert waiting.for_probe
         assert waiting.seconds == RULES.recheck
     # The probe's answer is fine: the cooldown ends for everyone.
-    await second.report(KEY, RULES, ticket=probe.ticket)
+    await second.report(KEY, RULES, Answer(probe.ticket))
     after = await rig.admitted(first)
     assert not after.probe
 
@@ -258,14 +262,14 @@ async def test_a_rate_limited_probe_extends_the_hold_growing(rig: Rig) -> None:
     rules = GateRules(limits=((50, WINDOW),), margin=0.05, cooldowns=(0.1, 0.3))
     gate = rig.make()
     holding = rig.start()
-    await gate.report(KEY, rules, ticket=None, hold=Hold(None))
+    await gate.report(KEY, rules, Answer(None, hold=Hold(None)))
     first = await rig.waits(gate, rules)
     rig.assert_wait(first, 0.1, holding)
     await rig.sleep(first.seconds)
     probe = await rig.admitted(gate, rules)
     assert probe.probe
     holding = rig.start()
-    await gate.report(KEY, rules, ticket=probe.ticket, hold=Hold(None))  # 429 again
+    await gate.report(KEY, rules, Answer(probe.ticket, hold=Hold(None)))  # 429 again
     second = await rig.waits(gate, rules)
     rig.assert_wait(second, 0.3, holding)  # 0.1 × 3
     await rig.sleep(second.seconds)
@@ -273,14 +277,14 @@ async def test_a_rate_limited_probe_extends_the_hold_growing(rig: Rig) -> None:
     assert again.probe
     # An inconclusive answer (the request failed on our side) does not end the cooldown:
     # the next request probes instead.
-    await gate.report(KEY, rules, ticket=again.ticket, conclusive=False)
+    await gate.report(KEY, rules, Answer(again.ticket, conclusive=False))
     assert (await rig.admit_after_waits(gate, rules)).probe
 
 
 async def test_a_probe_whose_process_died_is_given_up(rig: Rig) -> None:
     rules = GateRules(limits=((50, WINDOW),), margin=0.05, lost_after=0.3)
     dead, alive = rig.make(), rig.make()
-    await dead.report(KEY, rules, ticket=None, hold=Hold(0.0))
+    await dead.report(KEY, rules, Answer(None, hold=Hold(0.0)))
     assert (await rig.admitted(dead, rules)).probe  # and then its process is killed
     assert (await rig.waits(alive, rules)).for_probe
     await rig.sleep(rules.lost_after + 0.02)
@@ -340,13 +344,13 @@ def test_no_window_of_the_ca_ever_holds_more_than_its_limit(
     for index, (to_ca, back, lost) in enumerate(latencies):
         now += gaps[index % len(gaps)]
         for when, ticket in sorted(a for a in answers if a[0] <= now):
-            state.report(when, rules, ticket=ticket)
+            state.report(when, rules, Answer(ticket))
         answers = [a for a in answers if a[0] > now]
         decision = state.admit(now, rules)
         while isinstance(decision, Wait):
             now += decision.seconds
             for when, ticket in sorted(a for a in answers if a[0] <= now):
-                state.report(when, rules, ticket=ticket)
+                state.report(when, rules, Answer(ticket))
             answers = [a for a in answers if a[0] > now]
             decision = state.admit(now, rules)
         # A lost request still reaches the CA, before lost_after has passed.
@@ -376,22 +380,26 @@ def test_an_idle_gate_admits_at_once_and_a_full_one_says_how_long(gaps: list[flo
             now += decision.seconds
             decision = state.admit(now, rules)
         assert isinstance(decision, Admitted)
-        state.report(now, rules, ticket=decision.ticket)
+        state.report(now, rules, Answer(decision.ticket))
 
 
-def test_state_round_trips_through_text() -> None:
+def test_state_round_trips_through_its_row() -> None:
     from certpoll._backends.gate_state import GateState
 
     state = GateState()
-    assert GateState.loads(state.dumps()) == state
+    assert GateState.load(*state.dump()) == state
     first = state.admit(10.0, RULES)
     assert isinstance(first, Admitted)
-    state.report(10.5, RULES, ticket=None, hold=Hold(None))
+    state.report(10.5, RULES, Answer(first.ticket, hold=Hold(None)))
     second = state.admit(20.0, RULES)
     assert isinstance(second, Admitted)
     assert second.probe
-    assert GateState.loads(state.dumps()) == state
-    assert "Infinity" not in GateState().dumps()  # PostgreSQL and JSON readers refuse it
+    assert GateState.load(*state.dump()) == state  # cooling, a probe out
+    state.report(20.5, RULES, Answer(second.ticket))
+    assert isinstance(state.admit(20.6, RULES), Admitted)
+    assert (state.answered, list(state.outstanding.values())) == ([20.5], [20.6])
+    assert GateState.load(*state.dump()) == state
+    assert "Infinity" not in GateState().dump()[0]  # JSON readers refuse it
 
 
 # -- the key, the URL, and a backend that is not there ----------------------------------------
@@ -465,7 +473,7 @@ async def test_an_unreachable_backend_is_a_transient_error_without_the_password(
     with pytest.raises(TransientError, match=r"shared gate at .* is unavailable") as caught:
         await backend.admit(KEY, RULES)
     with pytest.raises(TransientError):
-        await backend.report(KEY, RULES, ticket="1")
+        await backend.report(KEY, RULES, Answer("1"))
     await backend.aclose()
     assert caught.value.__cause__ is not None
     for error in _chain(caught.value):
@@ -552,31 +560,32 @@ async def _decisions(backend: GateBackend, key: str, ops: list[tuple[str, int, s
             ticket = tickets[index % len(tickets)]
             hold = {"429": Hold(None), "retry-after": Hold(20.0), "retry-now": Hold(0.0)}.get(how)
             held_for = await backend.report(
-                key, rules, ticket=ticket, conclusive=how != "inconclusive", hold=hold
+                key, rules, Answer(ticket, conclusive=how != "inconclusive", hold=hold)
             )
             seen.append(f"held={held_for > 1.0}")
         elif op == "hold":
             hold = {"cooldown": Hold(None), "seconds": Hold(15.0)}.get(how, Hold(0.0))
-            held_for = await backend.report(key, rules, ticket=None, hold=hold)
+            held_for = await backend.report(key, rules, Answer(None, hold=hold))
             seen.append(f"held={held_for > 1.0}")
     return seen
 
 
 @given(ops=_OPS)
-def test_redis_lua_and_the_python_rules_decide_alike(
-    redis_url: str, ops: list[tuple[str, int, str]]
+def test_redis_lua_and_postgresql_plpgsql_decide_as_the_python_rules(
+    redis_url: str, postgres_url: str, ops: list[tuple[str, int, str]]
 ) -> None:
-    async def run() -> tuple[list[str], list[str]]:
-        key = gate_key("digicert", f"lua-{uuid.uuid4()}")
-        memory = MemoryGate()
-        redis_gate = open_gate_backend(redis_url)
+    async def run() -> list[list[str]]:
+        key = gate_key("digicert", f"twins-{uuid.uuid4()}")
+        twins = [open_gate_backend(redis_url), open_gate_backend(postgres_url)]
         try:
-            return await _decisions(memory, key, ops), await _decisions(redis_gate, key, ops)
+            return [await _decisions(gate, key, ops) for gate in [MemoryGate(), *twins]]
         finally:
-            await redis_gate.aclose()
+            for gate in twins:
+                await gate.aclose()
 
-    expected, actual = asyncio.run(run())
-    assert actual == expected
+    expected, lua, plpgsql = asyncio.run(run())
+    assert lua == expected
+    assert plpgsql == expected
 
 
 def test_a_missing_client_library_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -591,7 +600,8 @@ def test_a_missing_client_library_names_the_extra(monkeypatch: pytest.MonkeyPatc
 async def test_a_failed_step_changes_nothing_and_holds_no_lock(rig: Rig) -> None:
     gate = rig.make()
     if not isinstance(gate, SteppedGate):
-        assert isinstance(gate, RedisGate)  # its step is one Lua script: no caller code inside
+        # Its step is one Lua script or one PL/pgSQL call: no caller code inside.
+        assert isinstance(gate, RedisGate | PostgresGate)
         return
 
     def fail(state: GateState, now: float) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from certpoll._backends.gate import Admitted, GateBackend, GateRules, Hold, gate_key
+from certpoll import Admitted, Answer, GateBackend, GateRules, Hold, gate_key
 from certpoll._backends.gate_memory import MemoryGate
 
 pytestmark = pytest.mark.looptime
@@ -81,7 +81,7 @@ class Client:
         accepted = self.ca.arrive(asyncio.get_running_loop().time())
         await asyncio.sleep(self._latency())
         await self.backend.report(
-            KEY, self.rules, ticket=decision.ticket, hold=None if accepted else Hold(None)
+            KEY, self.rules, Answer(decision.ticket, hold=None if accepted else Hold(None))
         )
 
 
@@ -137,7 +137,7 @@ async def test_without_the_answer_rule_the_same_burst_is_rate_limited() -> None:
                 if isinstance(decision, Admitted):
                     break
                 await asyncio.sleep(decision.seconds)
-            await client.backend.report(KEY, old_rules, ticket=decision.ticket)
+            await client.backend.report(KEY, old_rules, Answer(decision.ticket))
         await asyncio.sleep(client._latency())
         client.ca.arrive(asyncio.get_running_loop().time())
 

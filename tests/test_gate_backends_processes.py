@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from certpoll._backends.gate import Admitted, GateRules, gate_key, open_gate_backend
+from certpoll import Admitted, Answer, GateRules, gate_key, open_gate_backend
 
 LIMIT, WINDOW = 5, 0.2
 RULES = GateRules(limits=((LIMIT, WINDOW),), margin=0.05, lost_after=1.0)
@@ -40,7 +40,7 @@ async def _send(url: str, requests: int) -> list[float]:
                 await asyncio.sleep(decision.seconds)
             sent.append(time.time())
             await asyncio.sleep(0.01)  # the round trip to the CA
-            await backend.report(KEY, RULES, ticket=decision.ticket)
+            await backend.report(KEY, RULES, Answer(decision.ticket))
     finally:
         await backend.aclose()
     return sent

@@ -44,9 +44,6 @@ OTHER_LIBRARIES = frozenset(
 #: being fixed on another branch; empty this list when they merge.
 KNOWN: frozenset[tuple[str, str]] = frozenset(
     {
-        # UpstreamGate(backend=) takes, and .backend returns, the private GateBackend.
-        ("certpoll.UpstreamGate.__init__", "certpoll._backends.gate.GateBackend"),
-        ("certpoll.UpstreamGate.backend", "certpoll._backends.gate.GateBackend"),
         # UpstreamGate.admit() returns the private Admission, whose observe() users call.
         ("certpoll.UpstreamGate.admit", "certpoll._gate.Admission"),
     }

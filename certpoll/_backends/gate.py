@@ -2,13 +2,13 @@
 
 The gate (:mod:`certpoll._gate`) decides *who* waits in this process; a backend decides
 *whether* a request may go now, for every process on the credential at once. Each backend
-runs the same rules (:mod:`certpoll._backends.gate_state`, and its Lua twin on Redis) in one
-atomic step on one clock:
+runs the same rules (:mod:`certpoll._backends.gate_state`, and its twins in Lua on Redis and
+PL/pgSQL on PostgreSQL) in one atomic step on one clock:
 
 - ``memory://``: this process only; the event loop's clock, so it runs on virtual time.
 - ``sqlite:///path``: one file on one host, ``BEGIN IMMEDIATE``; the host's wall clock.
 - ``redis://…``: one Lua script (``EVALSHA``) on the server's ``TIME``.
-- ``postgresql://…``: one transaction holding the key's row lock, on ``clock_timestamp()``.
+- ``postgresql://…``: one function call (its own transaction) on ``clock_timestamp()``.
 
 Redis and PostgreSQL never read the client's clock, so replicas whose clocks disagree still
 share one limit; the price is that they cannot run on virtual time.
@@ -39,6 +39,7 @@ __all__ = [
     "LONGEST_HOLD",
     "MIN_WAIT",
     "Admitted",
+    "Answer",
     "GateBackend",
     "GateRules",
     "Hold",
@@ -148,8 +149,38 @@ class Hold:
             object.__setattr__(self, "seconds", min(seconds, LONGEST_HOLD))
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What became of an admitted request, for :meth:`GateBackend.report`.
+
+    ``ticket`` is the request's (None: no request, only a hold). ``conclusive`` is False
+    when the request failed on this side (cancelled, timed out, an exception) so its answer
+    says nothing of the CA; ``hold`` holds every request on the key.
+    """
+
+    ticket: str | None
+    conclusive: bool = True
+    hold: Hold | None = None
+
+
 class GateBackend(Protocol):
-    """Shared gate state; every method is one atomic step on the backend's clock."""
+    """Where an :class:`~certpoll.UpstreamGate` keeps the state it shares with other processes.
+
+    :func:`open_gate_backend` makes the four certpoll ships (``memory://``, SQLite, Redis,
+    PostgreSQL); this protocol is for one of your own. Its contract:
+
+    - Every method is **one atomic step** on one clock that every process on the backend
+      reads: no two steps on a key ever decide on the same state.
+    - State is per ``key`` (:func:`gate_key`: the CA and a keyed hash of the credential);
+      the :class:`GateRules` come with every call, so a backend stores no configuration.
+    - :meth:`admit` checks every window, the pace and the hold, and either records the
+      request (returning :class:`Admitted` with a ticket unique on the key) or says how long
+      to wait (:class:`Wait`). :meth:`report` is told what became of a ticket
+      (:class:`Answer`). The rules themselves are spelled out on :class:`GateRules`,
+      :class:`Answer` and in docs/many-orders.md ("Many processes").
+    - A backend that cannot be reached raises :class:`~certpoll.TransientError` naming it
+      without its password; it never falls back to state of its own.
+    """
 
     #: The backend's URL without its password, for messages.
     name: str
@@ -158,18 +189,10 @@ class GateBackend(Protocol):
         """Admit one request now (recording it in every window), or say how long to wait."""
         ...
 
-    async def report(
-        self,
-        key: str,
-        rules: GateRules,
-        *,
-        ticket: str | None,
-        conclusive: bool = True,
-        hold: Hold | None = None,
-    ) -> float:
-        """The answer to ``ticket`` arrived (None: no request, only a hold).
+    async def report(self, key: str, rules: GateRules, answer: Answer) -> float:
+        """The answer to ``answer.ticket`` arrived (or, without a ticket, only a hold).
 
-        The hit then counts from now; ``hold`` holds every request on the key; a probe's
+        The hit then counts from now; a hold holds every request on the key; a probe's
         conclusive answer without a hold ends the cooldown, otherwise the next request
         becomes the probe. Returns the seconds the key is held from now (0: not held).
         """
@@ -211,7 +234,7 @@ def unreachable(backend: BackendURL, exc: BaseException) -> TransientError:
 
 
 def open_gate_backend(
-    url: str | BackendURL,
+    url: str,
     *,
     setting: str = "gate_url",
     clock: Callable[[], float] | None = None,
@@ -222,11 +245,7 @@ def open_gate_backend(
     a clock every process shares: SQLite the host's wall clock, Redis and PostgreSQL the
     server's.
     """
-    parsed = (
-        url
-        if isinstance(url, BackendURL)
-        else parse_backend_url(url, setting=setting, allowed=GATE_SCHEMES)
-    )
+    parsed = parse_backend_url(url, setting=setting, allowed=GATE_SCHEMES)
     if parsed.scheme == "memory":
         from .gate_memory import MemoryGate
 

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 
-from .gate import Admitted, GateRules, Hold, Wait
+from .gate import Admitted, Answer, GateRules, Wait
 from .gate_state import GateState, SteppedGate
 
 _T = TypeVar("_T")
@@ -49,19 +49,9 @@ class MemoryGate(SteppedGate):
         """:meth:`admit` as a plain call."""
         return self._state(key).admit(self._now(), rules)
 
-    def report_now(
-        self,
-        key: str,
-        rules: GateRules,
-        *,
-        ticket: str | None,
-        conclusive: bool = True,
-        hold: Hold | None = None,
-    ) -> float:
+    def report_now(self, key: str, rules: GateRules, answer: Answer) -> float:
         """:meth:`report` as a plain call."""
-        return self._state(key).report(
-            self._now(), rules, ticket=ticket, conclusive=conclusive, hold=hold
-        )
+        return self._state(key).report(self._now(), rules, answer)
 
     async def step(self, key: str, decide: Callable[[GateState, float], _T]) -> _T:
         return decide(self._state(key), self._now())

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from .gate import EPSILON, MIN_WAIT, Admitted, GateRules, Hold, Wait, unreachable
+from .gate import EPSILON, MIN_WAIT, Admitted, Answer, GateRules, Wait, unreachable
 from .urls import BackendURL
 
 if TYPE_CHECKING:
@@ -205,15 +205,8 @@ class RedisGate:
             return Admitted(value.decode(), probe=flag == 1)
         return Wait(float(value), for_probe=flag == 1)
 
-    async def report(
-        self,
-        key: str,
-        rules: GateRules,
-        *,
-        ticket: str | None,
-        conclusive: bool = True,
-        hold: Hold | None = None,
-    ) -> float:
+    async def report(self, key: str, rules: GateRules, answer: Answer) -> float:
+        hold = answer.hold
         if hold is None:
             held = ""
         elif hold.seconds is None:
@@ -221,8 +214,8 @@ class RedisGate:
         else:
             held = _number(hold.seconds)
         args = [
-            ticket or "",
-            "1" if conclusive else "0",
+            answer.ticket or "",
+            "1" if answer.conclusive else "0",
             held,
             _number(self._ttl(rules)),
             *(_number(seconds) for seconds in rules.cooldowns),

@@ -28,11 +28,15 @@ _T = TypeVar("_T")
 #: something is wrong with the file.
 BUSY_TIMEOUT = 5.0
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS certpoll_gate (key TEXT PRIMARY KEY, state TEXT NOT NULL)"
+# Versioned by name: a change to the row ships as certpoll_gate_v2 beside it.
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS certpoll_gate_v1 "
+    "(key TEXT PRIMARY KEY, state TEXT NOT NULL, answered BLOB NOT NULL)"
+)
 
 
 class SQLiteGate(SteppedGate):
-    """Gate state per key, one row each, in a SQLite file."""
+    """Gate state per key, one row each, in a SQLite file (table ``certpoll_gate_v1``)."""
 
     def __init__(self, url: BackendURL, *, clock: Callable[[], float] | None = None) -> None:
         assert url.path is not None  # parse_backend_url gives every sqlite URL a path
@@ -70,13 +74,14 @@ class SQLiteGate(SteppedGate):
                 connection.execute("BEGIN IMMEDIATE")
                 try:
                     row = connection.execute(
-                        "SELECT state FROM certpoll_gate WHERE key = ?", (key,)
+                        "SELECT state, answered FROM certpoll_gate_v1 WHERE key = ?", (key,)
                     ).fetchone()
-                    state = GateState.loads(None if row is None else row[0])
+                    state = GateState() if row is None else GateState.load(*row)
                     result = decide(state, self._clock())
                     connection.execute(
-                        "INSERT OR REPLACE INTO certpoll_gate (key, state) VALUES (?, ?)",
-                        (key, state.dumps()),
+                        "INSERT OR REPLACE INTO certpoll_gate_v1 (key, state, answered) "
+                        "VALUES (?, ?, ?)",
+                        (key, *state.dump()),
                     )
                     connection.execute("COMMIT")
                 except BaseException:

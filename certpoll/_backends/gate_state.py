@@ -1,6 +1,7 @@
-"""The gate's rules over one key's state, given the time: used by memory, SQLite and PostgreSQL.
+"""The gate's rules over one key's state, given the time: used by memory and SQLite.
 
-(Redis runs the same rules as a Lua script on the server: :mod:`certpoll._backends.gate_redis`.)
+(Redis and PostgreSQL run the same rules on the server, as a Lua script and a PL/pgSQL
+function: :mod:`certpoll._backends.gate_redis`, :mod:`certpoll._backends.gate_postgres`.)
 
 A request is a *hit* in every window from its admission until its answer arrives, and then
 for ``seconds + margin`` more. The CA counts it from its arrival, which lies between the two,
@@ -22,12 +23,13 @@ from __future__ import annotations
 import abc
 import json
 import math
+from array import array
 from bisect import bisect_left, insort
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .gate import EPSILON, MIN_WAIT, Admitted, GateRules, Hold, Wait
+from .gate import EPSILON, MIN_WAIT, Admitted, Answer, GateRules, Wait
 
 __all__ = ["GateState", "SteppedGate"]
 
@@ -88,16 +90,9 @@ class GateState:
             self.probe_deadline = now + rules.lost_after
         return Admitted(ticket, probe=self.cooling)
 
-    def report(
-        self,
-        now: float,
-        rules: GateRules,
-        *,
-        ticket: str | None,
-        conclusive: bool = True,
-        hold: Hold | None = None,
-    ) -> float:
-        """The answer to ``ticket`` arrived at ``now``; see :meth:`GateBackend.report`."""
+    def report(self, now: float, rules: GateRules, answer: Answer) -> float:
+        """The answer arrived at ``now``; see :meth:`GateBackend.report`."""
+        ticket, hold = answer.ticket, answer.hold
         if ticket is not None and self.outstanding.pop(ticket, None) is not None:
             insort(self.answered, now)
         is_probe = ticket is not None and ticket == self.probe
@@ -105,7 +100,7 @@ class GateState:
             self._hold(now, rules, hold.seconds, probe=is_probe)
         if is_probe:
             self.probe = None
-            if conclusive and hold is None:
+            if answer.conclusive and hold is None:
                 self.cooling = False
                 self.strikes = 0
                 self.not_before = -math.inf
@@ -133,13 +128,17 @@ class GateState:
             self.probe = None
         del self.answered[: bisect_left(self.answered, now - rules.longest - 1.0)]
 
-    # -- storage, for the backends that keep the state as text ---------------------------
+    # -- storage, for the backends that keep the state in a row -----------------------------
 
-    def dumps(self) -> str:
-        """The state as JSON text (``-inf`` as null)."""
-        return json.dumps(
+    def dump(self) -> tuple[str, bytes]:
+        """The state as stored: JSON text of all but the answer times (``-inf`` as null),
+        and those packed.
+
+        The answer times are a window's worth of numbers (1,000 at DigiCert's limit): as
+        JSON they cost ~1 ms a step to write and read, packed as 8-byte floats ~0.05 ms.
+        """
+        fields = json.dumps(
             [
-                self.answered,
                 list(self.outstanding.items()),
                 _finite(self.paced_at),
                 self.cooling,
@@ -151,17 +150,16 @@ class GateState:
             ],
             separators=(",", ":"),
         )
+        return fields, array("d", self.answered).tobytes()
 
     @classmethod
-    def loads(cls, text: str | None) -> GateState:
-        """The state :meth:`dumps` wrote; a new state for None or empty text."""
-        if not text:
-            return cls()
-        answered, outstanding, paced_at, cooling, not_before, strikes, probe, deadline, issued = (
-            json.loads(text)
+    def load(cls, fields: str, answered: bytes) -> GateState:
+        """The state :meth:`dump` wrote (the floats in this host's byte order: one host)."""
+        outstanding, paced_at, cooling, not_before, strikes, probe, deadline, issued = json.loads(
+            fields
         )
         return cls(
-            answered=answered,
+            answered=array("d", answered).tolist(),
             outstanding=dict(outstanding),
             paced_at=_time(paced_at),
             cooling=cooling,
@@ -195,18 +193,6 @@ class SteppedGate(abc.ABC):
         """See :meth:`GateBackend.admit`."""
         return await self.step(key, lambda state, now: state.admit(now, rules))
 
-    async def report(
-        self,
-        key: str,
-        rules: GateRules,
-        *,
-        ticket: str | None,
-        conclusive: bool = True,
-        hold: Hold | None = None,
-    ) -> float:
+    async def report(self, key: str, rules: GateRules, answer: Answer) -> float:
         """See :meth:`GateBackend.report`."""
-
-        def decide(state: GateState, now: float) -> float:
-            return state.report(now, rules, ticket=ticket, conclusive=conclusive, hold=hold)
-
-        return await self.step(key, decide)
+        return await self.step(key, lambda state, now: state.report(now, rules, answer))
