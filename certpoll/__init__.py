@@ -47,7 +47,6 @@ from ._poller import Poller as Poller
 from ._triage import parse_retry_after as parse_retry_after
 
 if typing.TYPE_CHECKING:
-    from ._backends.store import Adoption as Adoption
     from ._backends.gate import Admitted as Admitted
     from ._backends.gate import Answer as Answer
     from ._backends.gate import GateBackend as GateBackend
@@ -56,6 +55,7 @@ if typing.TYPE_CHECKING:
     from ._backends.gate import Wait as Wait
     from ._backends.gate import gate_key as gate_key
     from ._backends.gate import open_gate_backend as open_gate_backend
+    from ._backends.store import Adoption as Adoption
     from ._backends.store import OrderStore as OrderStore
     from ._backends.store import StoredOrder as StoredOrder
     from ._backends.store import StoredState as StoredState
@@ -71,6 +71,7 @@ if typing.TYPE_CHECKING:
     from ._fleet import OrderStream as OrderStream
     from ._fleet import Progress as Progress
     from ._fleet import poll_many as poll_many
+    from ._gate import Admission as Admission
     from ._gate import UpstreamGate as UpstreamGate
     from ._handles import PendingOrder as PendingOrder
     from ._handles import resume as resume
@@ -90,6 +91,7 @@ _LAZY: dict[str, str] = {
     "Connector": "._connectors._base",
     "connector_for": "._connectors.registry",
     "UpstreamGate": "._gate",
+    "Admission": "._gate",
     "DigiCert": "._connectors.digicert",
     "Entrust": "._connectors.entrust",
     "GlobalSign": "._connectors.globalsign",
@@ -147,6 +149,7 @@ __all__ = [
     "Connector",
     "connector_for",
     "UpstreamGate",
+    "Admission",
     "DigiCert",
     "Sectigo",
     "Entrust",

@@ -113,15 +113,19 @@ class Admission:
 
     __slots__ = ("_deadline", "_gate", "_hold", "held", "probe", "ticket")
 
+    #: The backend's name for this request, once admitted.
+    ticket: str | None
+    #: True when this request is the one probe sent after a cooldown.
+    probe: bool
+    #: True once this request asked the gate to hold.
+    held: bool
+
     def __init__(self, gate: UpstreamGate, deadline: float | None) -> None:
         self._gate = gate
         self._deadline = deadline
         self._hold: Hold | None = None
-        #: The backend's name for this request, once admitted.
-        self.ticket: str | None = None
-        #: True when this request is the one probe sent after a cooldown.
+        self.ticket = None
         self.probe = False
-        #: True once this request asked the gate to hold.
         self.held = False
 
     async def __aenter__(self) -> Admission:
@@ -204,6 +208,15 @@ class UpstreamGate:
         "requests_sent",
     )
 
+    #: The ``(requests, seconds)`` windows enforced, as checked.
+    rate_limits: tuple[tuple[int, float], ...]
+    #: Requests admitted so far.
+    requests_sent: int
+    #: Answers reported as rate limited (429) so far.
+    rate_limited: int
+    #: Holds so far (429s and other answers with ``Retry-After``).
+    holds: int
+
     def __init__(
         self,
         *,
@@ -238,11 +251,8 @@ class UpstreamGate:
         self._opens_at = -math.inf
         self._probe_out = False
         self._probe_waiter: asyncio.Future[None] | None = None
-        #: Requests admitted so far.
         self.requests_sent = 0
-        #: Answers reported as rate limited (429) so far.
         self.rate_limited = 0
-        #: Holds so far (429s and other answers with ``Retry-After``).
         self.holds = 0
 
     def __repr__(self) -> str:

@@ -148,6 +148,9 @@ class Worker:
     Run with :meth:`run`; stop with :meth:`stop` (SIGTERM in ``certpoll worker``).
     """
 
+    #: The name this worker claims orders under (``owner``, or one made from host and pid).
+    owner: str
+
     def __init__(
         self,
         store: OrderStore,

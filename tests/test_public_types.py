@@ -40,28 +40,6 @@ OTHER_LIBRARIES = frozenset(
     }
 )
 
-#: Known violations, in code this test's author does not own: ``(where, class)``. Each is
-#: being fixed on another branch; empty this list when they merge.
-KNOWN: frozenset[tuple[str, str]] = frozenset(
-    {
-        # UpstreamGate.admit() returns the private Admission, whose observe() users call.
-        ("certpoll.UpstreamGate.admit", "certpoll._gate.Admission"),
-    }
-)
-
-#: Public attributes ``__init__`` sets without an annotation in the class body (so the walk
-#: cannot read their type), in code this test's author does not own: ``(class, attribute)``.
-#: Annotate them in the class body, then take them off this list.
-UNANNOTATED: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("certpoll.UpstreamGate", "rate_limits"),
-        ("certpoll.UpstreamGate", "requests_sent"),
-        ("certpoll.UpstreamGate", "rate_limited"),
-        ("certpoll.UpstreamGate", "holds"),
-        ("certpoll.Worker", "owner"),
-    }
-)
-
 #: Methods a user calls by syntax rather than by name.
 DUNDERS = ("__init__", "__call__")
 
@@ -200,15 +178,10 @@ def violations() -> set[tuple[str, str]]:
 
 
 def test_every_type_in_a_public_signature_is_public() -> None:
-    unexpected = violations() - KNOWN
+    unexpected = violations()
     assert not unexpected, "private types in public signatures:\n" + "\n".join(
         f"  {where}: {name}" for where, name in sorted(unexpected)
     )
-
-
-def test_the_known_violations_are_still_there() -> None:
-    """An allow-list entry that no longer matches anything goes (so the list only shrinks)."""
-    assert violations() >= KNOWN
 
 
 def unannotated_attributes() -> set[tuple[str, str]]:
@@ -249,9 +222,7 @@ def unannotated_attributes() -> set[tuple[str, str]]:
 
 
 def test_public_instance_attributes_are_annotated_in_the_class_body() -> None:
-    found = unannotated_attributes()
-    assert found - UNANNOTATED == set(), "annotate these in the class body"
-    assert found >= UNANNOTATED, "take the annotated ones off UNANNOTATED"
+    assert unannotated_attributes() == set(), "annotate these in the class body"
 
 
 def test_the_walk_sees_what_it_must() -> None:
