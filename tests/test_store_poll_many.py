@@ -28,17 +28,8 @@ from certpoll import (
     poll_many,
     submit_order,
 )
-from certpoll.testing import Credentials, OrderScript, Profile, SimulatedCA
-from tests.helpers import DIGICERT_API_KEY
-from tests.test_worker import SPEED, request, settings
-
-
-def make_sim() -> SimulatedCA:
-    return SimulatedCA(
-        profile=Profile.fixed(OrderScript(approval_for=120, issue_after=30)),
-        credentials=Credentials(digicert_api_key=DIGICERT_API_KEY),
-        speed=SPEED,
-    )
+from certpoll.testing import OrderScript, SimulatedCA
+from tests.test_worker import make_sim, request, settings
 
 
 @pytest.fixture

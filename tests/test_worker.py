@@ -53,13 +53,18 @@ def request(name: str) -> CertificateRequest:
     return CertificateRequest(common_name=name, csr_pem=make_csr(name))
 
 
-@pytest.fixture
-def sim() -> SimulatedCA:
+def make_sim() -> SimulatedCA:
+    """The simulated CA of these tests: orders approved after 120 s, issued 30 s later."""
     return SimulatedCA(
         profile=Profile.fixed(OrderScript(approval_for=120, issue_after=30)),
         credentials=Credentials(digicert_api_key=DIGICERT_API_KEY),
         speed=SPEED,
     )
+
+
+@pytest.fixture
+def sim() -> SimulatedCA:
+    return make_sim()
 
 
 @pytest.fixture
