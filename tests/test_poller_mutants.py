@@ -295,3 +295,65 @@ async def test_the_default_hook_logs_each_attempt_at_its_own_level(
         await later_clock().poller(NO_JITTER).poll(attempt, ca="sectigo", order_id="9")
     levels = [r.levelno for r in caplog.records if r.name == "certpoll"]
     assert levels == [x for x in (logging.DEBUG, logging.INFO, logging.WARNING) if x >= level]
+
+
+# -- the attempt's scope: one watchdog per Poller, paused by the gate ------------------------
+
+
+@pytest.mark.looptime(start=START)
+async def test_run_attempt_cut_off_names_the_ca_and_the_order_and_keeps_its_cause() -> None:
+    async def hung() -> Done[None] | Pending:
+        await asyncio.sleep(10_000)
+        return Pending()
+
+    poller = Poller(NO_JITTER, attempt_timeout=3.0)
+    outcome = await poller.run_attempt(hung, ca="sectigo", order_id="777")
+    assert isinstance(outcome, Pending)
+    error = outcome.error
+    assert isinstance(error, certpoll.AttemptTimeout)
+    assert (error.ca, error.order_id) == ("sectigo", "777")
+    # Chained as asyncio.timeout chains it: TimeoutError, from the cancellation that cut it off.
+    assert isinstance(error.__cause__, TimeoutError)
+    assert isinstance(error.__cause__.__cause__, asyncio.CancelledError)
+    assert asyncio.get_running_loop().time() == pytest.approx(START + 3.0)
+
+
+@pytest.mark.looptime(start=START)
+async def test_an_attempt_without_a_timeout_still_carries_its_deadline_and_pauses() -> None:
+    seen: list[float | None] = []
+
+    async def queued_then_answered() -> Done[str]:
+        seen.append(attempt_deadline())
+        with attempt_clock_paused():  # the gate, with no attempt clock to stop
+            await asyncio.sleep(50.0)
+        return Done("cert")
+
+    poller = Poller(NO_JITTER, max_wait=600.0, attempt_timeout=math.inf)
+    assert await poller.poll(queued_then_answered) == Done("cert")
+    assert seen == [START + 600.0]
+
+
+@pytest.mark.looptime(start=START)
+async def test_a_nested_pause_stops_the_clock_once_and_counts_on_after_it() -> None:
+    async def paused_twice_then_slow() -> Done[str] | Pending:
+        with attempt_clock_paused():
+            await asyncio.sleep(20.0)
+            with attempt_clock_paused():  # a second layer of queueing: still paused
+                await asyncio.sleep(20.0)
+        await asyncio.sleep(29.0)  # 29 s of the 30 s clock: in time
+        return Done("cert")
+
+    poller = Poller(NO_JITTER, max_wait=600.0, attempt_timeout=30.0)
+    assert await poller.run_attempt(paused_twice_then_slow) == Done("cert")
+
+    async def paused_twice_then_too_slow() -> Done[str] | Pending:
+        with attempt_clock_paused(), attempt_clock_paused():
+            await asyncio.sleep(20.0)
+        await asyncio.sleep(31.0)
+        return Done("late")
+
+    started = asyncio.get_running_loop().time()
+    outcome = await poller.run_attempt(paused_twice_then_too_slow)
+    assert isinstance(outcome, Pending)
+    assert isinstance(outcome.error, certpoll.AttemptTimeout)
+    assert asyncio.get_running_loop().time() - started == pytest.approx(20.0 + 30.0)
