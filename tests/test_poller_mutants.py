@@ -357,3 +357,24 @@ async def test_a_nested_pause_stops_the_clock_once_and_counts_on_after_it() -> N
     assert isinstance(outcome, Pending)
     assert isinstance(outcome.error, certpoll.AttemptTimeout)
     assert asyncio.get_running_loop().time() - started == pytest.approx(20.0 + 30.0)
+
+
+async def test_an_attempt_outside_a_task_is_refused_by_name() -> None:
+    """Reachable from a loop callback: the loop runs, but no task does."""
+    loop = asyncio.get_running_loop()
+    refused: asyncio.Future[RuntimeError] = loop.create_future()
+
+    async def attempt() -> Done[str]:
+        return Done("x")
+
+    def run_in_a_callback() -> None:
+        coroutine = Poller().run_attempt(attempt)
+        try:
+            coroutine.send(None)
+        except RuntimeError as error:
+            refused.set_result(error)
+        finally:
+            coroutine.close()
+
+    loop.call_soon(run_in_a_callback)
+    assert str(await refused) == "a poll attempt runs in an asyncio task"
