@@ -186,13 +186,21 @@ async def test_an_order_issued_at_once_is_stored_final(store: OrderStore) -> Non
 # -- the worker -----------------------------------------------------------------------------
 
 
+async def submit_with_one_refused(
+    sim: SimulatedCA, digicert: DigiCert, store: OrderStore, *, prefix: str, count: int
+) -> list[str]:
+    """Submit ``count`` orders the CA issues and one it refuses (``no.example``); their names."""
+    sim.script_common_name("no.example", OrderScript(issue_after=10, reject=True))
+    names = [f"{prefix}{i}.example" for i in range(count)] + ["no.example"]
+    for name in names:
+        await submit_order(digicert, store, request(name))
+    return names
+
+
 async def test_a_worker_polls_every_stored_order_to_its_answer(
     sim: SimulatedCA, digicert: DigiCert, store: OrderStore
 ) -> None:
-    sim.script_common_name("no.example", OrderScript(issue_after=10, reject=True))
-    names = [f"w{i}.example" for i in range(6)] + ["no.example"]
-    for name in names:
-        await submit_order(digicert, store, request(name))
+    names = await submit_with_one_refused(sim, digicert, store, prefix="w", count=6)
     events: list[WorkerEvent] = []
     done = asyncio.Event()
 
@@ -424,10 +432,7 @@ async def test_a_stopped_worker_writes_the_answers_it_found_but_had_not_written(
 async def test_a_drain_polls_every_due_order_to_its_answer_and_returns(
     sim: SimulatedCA, digicert: DigiCert, store: OrderStore
 ) -> None:
-    sim.script_common_name("no.example", OrderScript(issue_after=10, reject=True))
-    names = [f"d{i}.example" for i in range(12)] + ["no.example"]
-    for name in names:
-        await submit_order(digicert, store, request(name))
+    names = await submit_with_one_refused(sim, digicert, store, prefix="d", count=12)
     kinds: list[str] = []
     worker = Worker(
         store,
