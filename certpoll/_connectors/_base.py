@@ -219,6 +219,9 @@ class Connector(AsyncClosing, Generic[S]):
         self._triage = self._make_triage()
 
     def _make_triage(self) -> Triage:
+        """The triage of every request: a connector adds its CA's own words to this one
+        (``dataclasses.replace``), so the redaction, the Retry-After cap and the missing-route
+        check hold for every CA."""
         return Triage(
             ca=self.ca,
             redact=self.redact,

@@ -17,6 +17,7 @@ case-insensitively: HVCA writes ``ISSUED``/``REVOKED``, older clients ``issued``
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections import deque
@@ -105,11 +106,10 @@ class GlobalSign(Connector[GlobalSignSettings]):
         return self._mtls_client(self.settings)
 
     def _make_triage(self) -> Triage:
-        return Triage(
-            ca=self.ca,
+        return dataclasses.replace(
+            super()._make_triage(),
             pending_status_codes=frozenset({202}),
             not_ready=_still_issuing,
-            redact=self.redact,
         )
 
     def redact(self, text: str) -> str:
