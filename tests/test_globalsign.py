@@ -12,8 +12,10 @@ server is in tests/test_mtls.py.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -259,6 +261,58 @@ async def test_the_token_never_leaks(
     assert "[redacted]" in str(outcome.error)
     assert_no_secrets(outcome.error, gs, gs.settings, gs._token)
     assert not leaked_secrets(repr(gs.settings) + str(gs.settings.model_dump()))
+
+
+@pytest.mark.parametrize("around", ["\n", "\r\n", " "])
+async def test_a_token_with_whitespace_around_it_is_sent_without_it(
+    gs: certpoll.GlobalSign, mock: respx.MockRouter, around: str
+) -> None:
+    # A newline would make httpx refuse the header with a message quoting the whole token.
+    mock.post(LOGIN).respond(200, json={"access_token": GLOBALSIGN_TOKEN + around})
+    route = mock.get(f"{CERTIFICATES}/0A").respond(200, json={"status": "PENDING"})
+    assert isinstance(await gs.poll_once("0A"), certpoll.Pending)
+    assert route.calls.last.request.headers["Authorization"] == f"Bearer {GLOBALSIGN_TOKEN}"
+
+
+@pytest.mark.parametrize("inside", ["\n", "\x00", "\u00e9", " ", "\u2028"])
+async def test_a_token_no_header_can_carry_is_a_parse_error_that_never_shows_it(
+    gs: certpoll.GlobalSign, mock: respx.MockRouter, inside: str
+) -> None:
+    token = GLOBALSIGN_TOKEN[:8] + inside + GLOBALSIGN_TOKEN[8:]
+    mock.post(LOGIN).respond(200, json={"access_token": token})
+    outcome = await gs.poll_once("0A")  # nothing else is mocked: nothing else is sent
+    assert isinstance(outcome, certpoll.Failed)
+    assert isinstance(outcome.error, certpoll.ResponseParseError)
+    assert "cannot be sent in an HTTP header" in str(outcome.error)
+    assert_no_secrets(outcome.error)
+    for text in (str(outcome.error), repr(outcome.error), str(outcome.error.body_excerpt)):
+        assert GLOBALSIGN_TOKEN[8:] not in text
+        assert json.dumps(token)[1:-1] not in text
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        lambda token: urllib.parse.quote(token, safe=""),
+        lambda token: json.dumps(token)[1:-1],
+        lambda token: base64.b64encode(token.encode()).decode(),
+    ],
+    ids=["percent", "json", "base64"],
+)
+async def test_the_token_is_redacted_in_every_spelling(
+    gs: certpoll.GlobalSign,
+    mock: respx.MockRouter,
+    login: respx.Route,
+    spelling: Callable[[str], str],
+) -> None:
+    token = GLOBALSIGN_TOKEN + '/+="'  # characters each encoding changes
+    login.respond(200, json={"access_token": token})
+    echo = spelling(token)
+    mock.get(f"{CERTIFICATES}/0A").respond(400, text=f"refused: {echo}")
+    outcome = await gs.poll_once("0A")
+    assert isinstance(outcome, certpoll.Failed)
+    assert echo not in repr(outcome.error.__dict__) + str(outcome.error)
+    assert "[redacted]" in str(outcome.error)
 
 
 # -- issue --------------------------------------------------------------------------------

@@ -267,3 +267,47 @@ def test_a_control_character_inside_a_credential_is_refused_without_showing_it(
         assert DIGICERT_API_KEY[:8] not in text
         assert DIGICERT_API_KEY[8:] not in text
         assert "control character" in text
+
+
+@pytest.mark.parametrize(
+    ("field", "variable"),
+    [
+        ("api_key", "CERTPOLL_DIGICERT_API_KEY"),
+        ("login", "CERTPOLL_SECTIGO_LOGIN"),
+        ("password", "CERTPOLL_SECTIGO_PASSWORD"),
+    ],
+)
+@pytest.mark.parametrize("inside", ["\u00e9", "\u200b", "\u2028", "\ufeff", "\U0001f511"])
+def test_a_header_credential_that_is_not_ascii_is_refused_without_showing_it(
+    field: str, variable: str, inside: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # httpx cannot encode it in a header: its UnicodeEncodeError would carry the whole value.
+    secret = SECTIGO_PASSWORD[:8] + inside + SECTIGO_PASSWORD[8:]
+    monkeypatch.setenv(variable, secret)
+    factory = certpoll.DigiCertSettings if field == "api_key" else certpoll.SectigoSettings
+    others = {"org_id": 1, "cert_type": 1, "customer_uri": "c", "login": "l", "password": "p"}
+    others.pop(field, None)
+    with pytest.raises(certpoll.ConfigError, match=variable) as error:
+        factory(**others)  # type: ignore[arg-type]
+    text = str(error.value) + repr(error.value) + repr(error.value.__cause__)
+    assert "only ASCII" in text
+    assert SECTIGO_PASSWORD[:8] not in text
+    assert SECTIGO_PASSWORD[8:] not in text
+
+
+def test_a_credential_sent_in_a_json_body_may_be_any_unicode() -> None:
+    settings = certpoll.GlobalSignSettings(
+        api_key="cl\u00e9-\u2028-\U0001f511",
+        api_secret="s",
+        client_cert_path=Path("/x.crt"),
+        client_key_path=Path("/x.key"),
+    )
+    assert settings.api_key.get_secret_value() == "cl\u00e9-\u2028-\U0001f511"
+
+
+@pytest.mark.parametrize("value", ["", " ", "\n", "\r\n\t "])
+def test_an_empty_credential_is_refused(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An empty secret file: sending an empty key would only get a 401 much later.
+    monkeypatch.setenv("CERTPOLL_DIGICERT_API_KEY", value)
+    with pytest.raises(certpoll.ConfigError, match="CERTPOLL_DIGICERT_API_KEY: is empty"):
+        certpoll.DigiCertSettings(org_id=1)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -37,6 +38,7 @@ from .._models import (
 )
 from .._outcomes import Done, Failed, Pending
 from .._poller import Poller
+from .._redaction import Redactor
 from .._settings import GlobalSignSettings
 from .._triage import Triage
 from .._wire import GLOBALSIGN, path
@@ -50,6 +52,9 @@ PENDING_STATUSES = frozenset({"pending", "processing"})
 FAILED_STATUSES = frozenset({"revoked", "rejected", "denied", "failed"})
 
 _JSON_UTF8 = "application/json;charset=utf-8"
+#: A bearer token as a header can carry it: visible ASCII, no space (RFC 6750's b64token and
+#: more), once the whitespace around it is stripped.
+_SENDABLE_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,7 @@ class GlobalSign(Connector[GlobalSignSettings]):
         clock: Callable[[], float] | None = None,
     ) -> None:
         self._tokens: deque[str] = deque(maxlen=4)
+        self._token_redactor = Redactor(settings.secret_values())
         super().__init__(settings, http=http, poller=poller, gate=gate)
         self._clock = self.poller.now if clock is None else clock
         self._token: _Token | None = None
@@ -113,11 +119,14 @@ class GlobalSign(Connector[GlobalSignSettings]):
         )
 
     def redact(self, text: str) -> str:
-        """``text`` without the API key, the API secret or any recent bearer token."""
-        text = super().redact(text)
-        for token in self._tokens:
-            text = text.replace(token, "[redacted]")
-        return text
+        """``text`` without the API key, the API secret or any recent bearer token, in any
+        spelling (one pass, longest first, as for every credential)."""
+        return self._token_redactor(text)
+
+    def _remember(self, token: str) -> None:
+        """Redact ``token`` from now on (with the last few before it)."""
+        self._tokens.append(token)
+        self._token_redactor = Redactor((*self.settings.secret_values(), *self._tokens))
 
     # -- the token --------------------------------------------------------------------
 
@@ -157,8 +166,16 @@ class GlobalSign(Connector[GlobalSignSettings]):
         if not isinstance(value, str) or not value.strip():
             problem = "the login answer has no access_token"
             return Failed(self._parse_error(problem, answer.response, None))
-        self._tokens.append(value)
-        return _Token(value, started + self.token_lifetime)
+        self._remember(value)
+        token = value.strip()
+        if not _SENDABLE_TOKEN.fullmatch(token):
+            # httpx would refuse it in a header with a message quoting it (or fail to encode
+            # it): refuse it here, where nothing quotes it.
+            problem = "the login answer's access_token cannot be sent in an HTTP header"
+            return Failed(self._parse_error(problem, answer.response, None))
+        if token != value:
+            self._remember(token)
+        return _Token(token, started + self.token_lifetime)
 
     def _forget(self, value: str) -> None:
         """Drop a token the CA refused, unless another caller already replaced it."""
