@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 import certpoll
 from certpoll._connectors import _base as _connector
 from certpoll._mtls import MTLSTransport
+from certpoll._redaction import Redactor
 from certpoll.testing import VirtualClock
 from tests.helpers import (
     DIGICERT_API_KEY,
@@ -569,6 +570,23 @@ class _Collect(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
+
+
+@given(
+    head=st.text(SECRET_CHARS, min_size=1, max_size=12),
+    overlap=st.text(SECRET_CHARS, min_size=1, max_size=12),
+    tail=st.text(SECRET_CHARS, min_size=1, max_size=12),
+    pad=st.integers(0, 3),
+)
+def test_two_credentials_echoed_overlapping_leave_no_character_of_either(
+    head: str, overlap: str, tail: str, pad: int
+) -> None:
+    # "login-AB12" and "AB12-password" echoed as "login-AB12-password": replacing the first
+    # occurrence found must not leave "-password" behind.
+    first, second = head + overlap, overlap + tail
+    text = "~" * pad + head + overlap + tail + "~"
+    assert Redactor([first, second])(text) == "~" * pad + "[redacted]~"
+    assert Redactor([second, first])(text) == "~" * pad + "[redacted]~"
 
 
 @pytest.mark.parametrize("around", ["\n", "\r\n", " \n"])
