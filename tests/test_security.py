@@ -10,6 +10,7 @@ import base64
 import json
 import logging
 import os
+import re
 import ssl
 import urllib.parse
 from collections.abc import Iterator
@@ -587,6 +588,50 @@ def test_two_credentials_echoed_overlapping_leave_no_character_of_either(
     text = "~" * pad + head + overlap + tail + "~"
     assert Redactor([first, second])(text) == "~" * pad + "[redacted]~"
     assert Redactor([second, first])(text) == "~" * pad + "[redacted]~"
+
+
+@given(
+    short=st.text(SECRET_CHARS, min_size=1, max_size=12),
+    head=st.text(SECRET_CHARS, max_size=6),
+    tail=st.text(SECRET_CHARS, max_size=6),
+)
+def test_a_credential_inside_another_leaves_nothing_of_the_longer(
+    short: str, head: str, tail: str
+) -> None:
+    # A Sectigo login that is a prefix (or any part) of the password: replacing the login
+    # first would leave the rest of the password visible.
+    longer = head + short + tail
+    assert Redactor([short, longer])("~" + longer + "~") == "~[redacted]~"
+
+
+def _spellings_computed_apart(secret: str, other: str) -> list[str]:
+    """How Python, httpx, JSON, a URL or a basic header can write ``secret``."""
+    raw = secret.encode("utf-8", "surrogatepass")
+    return [
+        secret,
+        repr(secret)[1:-1],
+        repr(raw)[2:-1],
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        urllib.parse.quote(secret, safe=""),
+        re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), urllib.parse.quote(secret, safe="")),
+        urllib.parse.quote_plus(secret),
+        base64.b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        base64.b64encode(f"{secret}:{other}".encode("utf-8", "surrogatepass")).decode(),
+        base64.b64encode(f"{other}:{secret}".encode("utf-8", "surrogatepass")).decode(),
+    ]
+
+
+@given(secret=st.text(min_size=1, max_size=20), other=st.text(SECRET_CHARS, min_size=1))
+def test_every_spelling_of_any_credential_is_redacted(secret: str, other: str) -> None:
+    # Any text, quotes, backslashes, control and non-ASCII characters included: what a
+    # bytes repr or a JSON escape changes, and what a secret of another library may hold.
+    assume(not any(c in "~[]" for c in secret) and secret != other)
+    redact = Redactor([secret, other])
+    for spelling in _spellings_computed_apart(secret, other):
+        assume("~" not in spelling)
+        assert redact(f"~{spelling}~") == "~[redacted]~", spelling
 
 
 @pytest.mark.parametrize("around", ["\n", "\r\n", " \n"])
