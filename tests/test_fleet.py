@@ -923,6 +923,47 @@ async def test_cancelling_the_consumer_keeps_every_settled_answer() -> None:
 
 
 @pytest.mark.looptime
+@pytest.mark.parametrize("how", ["aclose", "cancel"])
+async def test_answers_that_came_in_while_nobody_iterated_are_handed_over(
+    how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The consumer works on its first answer for an hour; meanwhile the nine other attempts
+    # finish (order k after k seconds), with nobody driving the stream to settle them. Stopping
+    # it then (aclose, or cancelling the consumer inside the docs' recipe) must settle them.
+    seen: list[OrderStatus] = []
+    async with digicert(FakeCertCentral(issue_on=1)) as dc:
+        real = dc.poll_once
+
+        async def slow(order_id: str) -> certpoll.Done[OrderStatus] | certpoll.Pending:
+            await asyncio.sleep(int(order_id) - 999)
+            return await real(order_id)  # type: ignore[return-value]
+
+        monkeypatch.setattr(dc, "poll_once", slow)
+        stream = poll_many(dc, ids(10), concurrency=10)
+
+        async def consume() -> None:
+            async with stream:
+                async for status in stream:
+                    seen.append(status)
+                    await asyncio.sleep(3600)
+                    if how == "aclose":
+                        await stream.aclose()
+                        return
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(1800)
+        if how == "cancel":
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        handed = stream.undelivered()
+        assert [s.order_id for s in seen] == ["1000"]
+        assert sorted(s.order_id for s in handed) == ids(10)[1:]
+        assert all(s.state is OrderState.ISSUED for s in handed)
+        assert stream.pending() == ()  # settled, not re-polled later
+
+
+@pytest.mark.looptime
 @pytest.mark.parametrize("how", ["aclose", "cancel", "error"])
 @pytest.mark.parametrize("after", range(0, 13, 2))
 async def test_stopping_the_stream_at_any_point_accounts_for_every_order(
