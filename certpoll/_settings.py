@@ -323,14 +323,13 @@ def _origin(settings_cls: type[CASettings], field: str, values: dict[str, object
     """Name the argument or environment variable a bad value came from."""
     if field in values:
         return f"{field}= argument"
-    environ = {k.upper() for k in os.environ}
-    for prefix in settings_cls._prefixes():
-        if f"{prefix}{field}".upper() in environ:
-            return f"{prefix}{field.upper()}"
-    dotenv = {k.upper() for k in _dotenv_names(settings_cls)}
-    for prefix in settings_cls._prefixes():
-        if f"{prefix}{field}".upper() in dotenv:
-            return f"{prefix}{field.upper()} (from .env)"
+    # Names are read case-insensitively: name the variable as the user spelled it.
+    for names, where in ((list(os.environ), ""), (_dotenv_names(settings_cls), " (from .env)")):
+        written = {name.upper(): name for name in names}
+        for prefix in settings_cls._prefixes():
+            name = written.get(f"{prefix}{field}".upper())
+            if name is not None:
+                return f"{name}{where}"
     return f"{settings_cls._prefixes()[0]}{field.upper()}"
 
 

@@ -198,6 +198,24 @@ def test_a_bad_dotenv_line_is_named_as_written(prefix: str, tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(
+    "name", ["certctl_digicert_poll_max_wait_seconds", "Certpoll_Digicert_Poll_Max_Wait_Seconds"]
+)
+@pytest.mark.parametrize("where", ["environment", ".env"])
+def test_a_bad_variable_is_named_in_the_case_it_was_written(
+    name: str, where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    if where == ".env":
+        (tmp_path / ".env").write_text(f"{name}=soon\n")
+    else:
+        monkeypatch.setenv(name, "soon")
+    with pytest.raises(certpoll.ConfigError) as caught:
+        certpoll.DigiCertSettings(api_key="k", org_id=1)
+    suffix = " (from .env)" if where == ".env" else ""
+    assert f"{name}{suffix}: " in str(caught.value)
+
+
+@pytest.mark.parametrize(
     ("settings_cls", "variable", "values"),
     [
         (
