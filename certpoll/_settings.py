@@ -357,6 +357,10 @@ def _api_url(value: str) -> str:
         raise ValueError("must be an absolute https:// URL")
     if any(c in rest for c in "?#"):
         raise ValueError("must not hold a query or a fragment")
+    if "@" in rest.partition("/")[0]:
+        # A password there would be shown wherever the URL is (reprs, messages), and
+        # certpoll sends the CA's credentials itself.
+        raise ValueError("must not hold a user name or password (the value is not shown)")
     return url
 
 

@@ -245,6 +245,39 @@ def test_a_base_url_without_an_http_scheme_is_refused_naming_the_variable(
         settings_cls(**values)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:hunter2-pass@dc.test/v2",
+        "https://hunter2-pass@dc.test",
+        "http://:hunter2-pass@[::1]:8/",
+    ],
+)
+@pytest.mark.parametrize(
+    ("settings_cls", "field", "values"),
+    [
+        (certpoll.DigiCertSettings, "base_url", {"api_key": "k", "org_id": 1}),
+        (
+            certpoll.GlobalSignSettings,
+            "api_url",
+            {"api_key": "k", "api_secret": "s", "client_cert_path": "/c", "client_key_path": "/k"},
+        ),
+    ],
+)
+def test_a_base_url_holding_a_password_is_refused_without_showing_it(
+    settings_cls: type[certpoll.CASettings], field: str, values: dict[str, object], url: str
+) -> None:
+    # Shown in the settings' and the connector's repr and in EndpointNotFound's message.
+    with pytest.raises(certpoll.ConfigError, match=f"{field}= argument") as caught:
+        settings_cls(**values, **{field: url})
+    assert "hunter2" not in str(caught.value) + repr(caught.value.__cause__)
+
+
+def test_an_at_sign_in_the_path_of_a_base_url_is_no_password() -> None:
+    settings = certpoll.DigiCertSettings(api_key="k", org_id=1, base_url="https://dc.test/@v2")
+    assert settings.base_url == "https://dc.test/@v2"
+
+
 def test_a_base_url_keeps_working_with_a_trailing_slash_and_spaces() -> None:
     settings = certpoll.DigiCertSettings(api_key="k", org_id=1, base_url=" http://127.0.0.1:8/v2/ ")
     assert settings.base_url == "http://127.0.0.1:8/v2"
