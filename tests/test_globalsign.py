@@ -315,6 +315,21 @@ async def test_the_token_is_redacted_in_every_spelling(
     assert "[redacted]" in str(outcome.error)
 
 
+@pytest.mark.parametrize("offset", [4, 8, 12, 20])
+async def test_a_202_description_echoing_a_credential_across_the_cut_leaves_nothing(
+    gs: certpoll.GlobalSign, mock: respx.MockRouter, login: respx.Route, offset: int
+) -> None:
+    # The detail keeps 200 characters ("HTTP 202: " and the words): an echo straddling the
+    # cut must be redacted before it, not cut into a first few characters first.
+    words = "~" * (190 - offset) + GLOBALSIGN_API_SECRET
+    mock.get(f"{CERTIFICATES}/0A").respond(202, json={"description": words})
+    outcome = await gs.poll_once("0A")
+    assert isinstance(outcome, certpoll.Pending)
+    assert outcome.detail is not None
+    assert GLOBALSIGN_API_SECRET[:4] not in outcome.detail
+    assert len(outcome.detail) <= 200
+
+
 # -- issue --------------------------------------------------------------------------------
 
 

@@ -342,7 +342,8 @@ def _still_issuing(response: httpx.Response) -> str | None:
     description = body.get("description") if isinstance(body, dict) else None
     if not isinstance(description, str) or not description.strip():
         return None
-    return f"HTTP 202: {description.strip()[:200]}"
+    # Whole: the triage redacts it before it cuts it (a cut here could split a credential).
+    return f"HTTP 202: {description.strip()}"
 
 
 def _is_401(sent: httpx.Response | Pending | Failed) -> bool:
