@@ -35,6 +35,7 @@ from tests.helpers import (
     SECTIGO_LOGIN,
     SECTIGO_PASSWORD,
     FakeTime,
+    assert_no_secrets,
     leaked_secrets,
     run_in_virtual_time,
 )
@@ -632,6 +633,89 @@ def test_every_spelling_of_any_credential_is_redacted(secret: str, other: str) -
     for spelling in _spellings_computed_apart(secret, other):
         assume("~" not in spelling)
         assert redact(f"~{spelling}~") == "~[redacted]~", spelling
+
+
+def _chain_texts(error: BaseException | None) -> str:
+    """str, repr and attributes of ``error`` and of everything in its chain, the bytes a
+    ``UnicodeError`` holds included."""
+    texts, todo, seen = [], [error], set()
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        texts += [str(current), repr(current), repr(getattr(current, "__dict__", None))]
+        texts.append(repr(getattr(current, "object", None)))
+        todo += [current.__cause__, current.__context__]
+    return " ".join(texts)
+
+
+UNREADABLE = {
+    "not json": b"oops, key=%s",
+    "truncated json": b'{"id": 1, "status": "pending", "echo": "%s"',
+    "not utf-8": b"\xffkey=%s",
+}
+
+
+def _settings_of(ca: str) -> certpoll.CASettings:
+    if ca == "digicert":
+        return certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=1)
+    if ca == "sectigo":
+        return certpoll.SectigoSettings(
+            customer_uri="c", login=SECTIGO_LOGIN, password=SECTIGO_PASSWORD, org_id=1, cert_type=1
+        )
+    return certpoll.GlobalSignSettings(
+        api_key=GLOBALSIGN_API_KEY,
+        api_secret=GLOBALSIGN_API_SECRET,
+        client_cert_path=Path("/nonexistent.crt"),
+        client_key_path=Path("/nonexistent.key"),
+    )
+
+
+@pytest.mark.parametrize("body", list(UNREADABLE))
+@pytest.mark.parametrize(
+    ("ca", "secret"),
+    [
+        ("digicert", DIGICERT_API_KEY),
+        ("sectigo", SECTIGO_PASSWORD),
+        ("globalsign", GLOBALSIGN_API_SECRET),
+    ],
+)
+async def test_an_unreadable_answer_echoing_a_credential_leaves_it_nowhere_in_the_chain(
+    ca: str, secret: str, body: str
+) -> None:
+    # json's JSONDecodeError keeps the whole answer as .doc, a UnicodeDecodeError as .object:
+    # as the cause of the ResponseParseError, they carried the echoed credential.
+    content = UNREADABLE[body] % secret.encode()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/login"):
+            return httpx.Response(200, json={"access_token": "a-token"})
+        return httpx.Response(200, content=content)
+
+    settings_ = _settings_of(ca)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        connector = certpoll.connector_for(settings_, http=http)
+        outcome = await connector.poll_once("12")
+    assert isinstance(outcome, certpoll.Failed)
+    assert isinstance(outcome.error, certpoll.ResponseParseError)
+    assert secret not in _chain_texts(outcome.error)
+    assert_no_secrets(outcome.error)
+
+
+async def test_a_certificate_download_echoing_the_key_in_bytes_leaves_it_nowhere() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "/order/" in request.url.path:
+            return httpx.Response(
+                200, json={"id": 12, "status": "issued", "certificate": {"id": 7}}
+            )
+        return httpx.Response(200, content=b"\xff" + DIGICERT_API_KEY.encode())
+
+    settings_ = certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=1)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        outcome = await certpoll.DigiCert(settings_, http=http).poll_once("12")
+    assert isinstance(outcome, certpoll.Failed)
+    assert DIGICERT_API_KEY not in _chain_texts(outcome.error)
 
 
 @pytest.mark.parametrize("around", ["\n", "\r\n", " \n"])

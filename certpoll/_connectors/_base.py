@@ -642,10 +642,17 @@ class Connector(AsyncClosing, Generic[S]):
 
     def _json(self, response: httpx.Response, *, order_id: str | None) -> Mapping[str, object]:
         """The body as a JSON object, or :class:`ResponseParseError`."""
+        problem: ResponseParseError | None = None
         try:
             body = json.loads(response.content)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise self._parse_error("the answer is not JSON", response, order_id) from exc
+            # The JSON error holds the whole answer (an echoed credential too): raised after
+            # the handler, so that it cannot ride along as __context__ once it is left out.
+            problem = self._triage.chained(
+                self._parse_error("the answer is not JSON", response, order_id), exc
+            )
+        if problem is not None:
+            raise problem
         if not isinstance(body, dict):
             raise self._parse_error(
                 f"the answer is a JSON {type(body).__name__}, not an object", response, order_id
@@ -704,7 +711,7 @@ class Connector(AsyncClosing, Generic[S]):
                 public_key=public_key,
             )
         except ResponseParseError as exc:
-            return Failed(exc)
+            return Failed(self._triage.scrubbed(exc))
         return self._issued(order_id, certificate)
 
     def _parse_error(
