@@ -351,6 +351,18 @@ async def test_issue_returns_the_serial_from_location(
     assert set(body["validity"]) == {"not_before", "not_after"}
 
 
+async def test_issue_with_a_refused_serial_echoing_a_credential_keeps_it_out(
+    gs: certpoll.GlobalSign, mock: respx.MockRouter, login: respx.Route
+) -> None:
+    # A serial over 256 characters is refused; the refusal quotes its first 64 characters.
+    serial = "~" * 40 + GLOBALSIGN_API_SECRET + "~" * 300
+    mock.post(CERTIFICATES).respond(201, headers={"Location": f"/v2/certificates/{serial}"})
+    with pytest.raises(certpoll.SubmissionUncertain) as caught:
+        await gs.issue(request())
+    assert_no_secrets(caught.value)
+    assert GLOBALSIGN_API_SECRET[:8] not in repr(caught.value.__cause__)
+
+
 async def test_issue_with_an_absolute_location_and_no_sans(
     gs: certpoll.GlobalSign, mock: respx.MockRouter, login: respx.Route
 ) -> None:

@@ -29,7 +29,12 @@ from urllib.parse import unquote
 
 import httpx
 
-from .._errors import AuthenticationError, ConfigError, ResponseParseError
+from .._errors import (
+    AuthenticationError,
+    ConfigError,
+    ResponseParseError,
+    SubmissionUncertain,
+)
 from .._gate import UpstreamGate
 from .._models import (
     CertificateRequest,
@@ -263,22 +268,35 @@ class GlobalSign(Connector[GlobalSignSettings]):
             raise
 
     def _accepted(self, request: CertificateRequest, response: httpx.Response) -> OrderStatus:
-        answer: Mapping[str, object] = {}
+        problem: SubmissionUncertain | None = None
         try:
-            if response.content.strip():
-                answer = self._json(response, order_id=None)
-            serial = _location_serial(response.headers.get("Location"))
-            if serial is None:
-                number = answer.get("serial_number")
-                serial = number if isinstance(number, str) and number.strip() else None
-            if serial is None:
-                raise self._parse_error("the answer has no Location serial", response, None)
-            path_segment(serial, what="GlobalSign serial number")
-        except (ResponseParseError, ConfigError) as exc:
-            raise self._unreadable_submission(request, response) from exc
+            answer, serial = self._answer_and_serial(response)
+        except ResponseParseError as exc:
+            problem = self._triage.chained(self._unreadable_submission(request, response), exc)
+        except ConfigError:
+            # No cause: the refusal quotes the start of the CA's serial, an echo possibly cut
+            # too short to be recognised and redacted. Raised after the handler, so that it
+            # does not ride along as __context__ either.
+            problem = self._unreadable_submission(request, response)
+        if problem is not None:
+            raise problem
         if "status" not in answer:
             return self._submitted(serial)
         return self._submitted(serial, self._outcome(answer, response, serial))
+
+    def _answer_and_serial(self, response: httpx.Response) -> tuple[Mapping[str, object], str]:
+        """The 2xx answer to an order (if it has a body) and the serial it names."""
+        answer: Mapping[str, object] = {}
+        if response.content.strip():
+            answer = self._json(response, order_id=None)
+        serial = _location_serial(response.headers.get("Location"))
+        if serial is None:
+            number = answer.get("serial_number")
+            serial = number if isinstance(number, str) and number.strip() else None
+        if serial is None:
+            raise self._parse_error("the answer has no Location serial", response, None)
+        path_segment(serial, what="GlobalSign serial number")
+        return answer, serial
 
     async def poll_once(self, order_id: str) -> Done[OrderStatus] | Pending | Failed:
         """Look at the certificate once: 202 is pending, 200 carries the verdict."""
