@@ -816,6 +816,26 @@ async def test_a_thousand_concurrent_polls_each_end_by_their_deadline() -> None:
 
 
 @pytest.mark.looptime
+@pytest.mark.parametrize(("concurrency", "latency"), [(2, 5.0), (10, 5.0), (3, 29.0), (1, 45.0)])
+async def test_orders_waiting_for_a_free_slot_still_end_by_their_deadline(
+    concurrency: int, latency: float
+) -> None:
+    # More looks are due than the slots can take: a look that waited past its order's
+    # deadline gets only what is left of attempt_timeout, and none once that is gone.
+    ca = FakeCertCentral(never=set(ids(100)), latency=latency)
+    ended: dict[str, float] = {}
+    async with digicert(ca, poll_max_wait_seconds=60, attempt_timeout_seconds=30) as dc:
+        stream = poll_many(dc, ids(100), concurrency=concurrency)
+        async for status in stream:
+            ended[status.order_id] = now()
+            assert status.state is OrderState.PENDING
+        assert sorted(h.order_id for h in stream.pending()) == ids(100)
+    assert sorted(ended) == ids(100)
+    assert max(ended.values()) <= 60 + 30
+    assert max(ca.times()) < 60 + 30
+
+
+@pytest.mark.looptime
 async def test_one_orders_long_hold_does_not_hold_another_orders_poll() -> None:
     ca = FakeCertCentral(never={"1", "2"}, storms=[(0.0, 0.5, "3600")])
     async with digicert(ca, poll_max_wait_seconds=60, retry_after_cap_seconds=7200) as dc:
