@@ -430,7 +430,8 @@ class OrderStream(AsyncClosing):
                     attempt.close()
                     self._out_of_time(order, now)
                     continue
-                attempt = _cut_short(attempt, left, order.order_id, connector.ca)
+                if math.isfinite(left):
+                    attempt = _cut_short(attempt, left, order.order_id, connector.ca)
             task = asyncio.get_running_loop().create_task(
                 attempt, name=f"certpoll.poll_many {connector.ca} {order.order_id}"
             )
