@@ -29,9 +29,11 @@ from ._base import Connector, JsonAnswer, decimal_id, path_segment, positive_int
 
 __all__ = ["DigiCert"]
 
-#: Order statuses that mean "not yet".
+#: Order statuses that mean "not yet". "approved": the request was approved but the order
+#: is not issued (riboseinc/digicert records an order in that state); only "issued" has a
+#: certificate to download.
 PENDING_STATUSES = frozenset(
-    {"pending", "processing", "needs_approval", "waiting_pickup", "reissue_pending"}
+    {"pending", "processing", "needs_approval", "waiting_pickup", "reissue_pending", "approved"}
 )
 #: Order statuses that are a final "no".
 FAILED_STATUSES = frozenset({"rejected", "denied", "canceled", "revoked", "expired"})
@@ -52,6 +54,11 @@ class DigiCert(Connector[DigiCertSettings]):
         *Connector.missing_route_words,
         "not_found|route",
     )
+
+    @staticmethod
+    def _status_word(status: str) -> str:
+        """CertCentral writes its statuses in lower case; read any case the same."""
+        return status.strip().lower()
 
     def check_order_id(self, order_id: str) -> str:
         """``order_id`` if it is a positive decimal integer, else :class:`ConfigError`."""
@@ -90,7 +97,8 @@ class DigiCert(Connector[DigiCertSettings]):
         )
         order_id, answer = self._accepted_order(request, response, id_field="id")
         status = answer.get("status")
-        if isinstance(status, str) and status in FAILED_STATUSES:
+        word = self._status_word(status) if isinstance(status, str) else None
+        if word in FAILED_STATUSES:
             return self._rejected(order_id, f"order {order_id} is {status}")
         certificate_id = positive_int(answer.get("certificate_id"))
         chain = answer.get("certificate_chain")
@@ -98,7 +106,7 @@ class DigiCert(Connector[DigiCertSettings]):
             return self._submitted(
                 order_id, self._issued_at_once(request, response, order_id, certificate_id, chain)
             )
-        if status == "issued" and certificate_id is not None:
+        if word == DIGICERT.ISSUED and certificate_id is not None:
             return self._submitted(order_id, await self._download(order_id, certificate_id))
         if isinstance(status, str) and status:
             return self._submitted(order_id, Pending(detail=f"order {order_id} is {status}"))
