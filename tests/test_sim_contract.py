@@ -839,6 +839,11 @@ def test_profiles_are_replayable_and_scripts_validated() -> None:
     assert any(s.approval_for > 0 for s in scripts)
     assert any(s.errors for s in scripts)
     assert any(s.collect_not_ready_for > 0 for s in scripts)
+    # The awkward real shapes (root-first SCM bundles, CAGW's ACCEPTED) for some orders, and
+    # DigiCert's issuance in the order's own answer for some of its orders.
+    assert 0 < sum(s.awkward for s in scripts) < len(scripts)
+    digicert = scripts[0::2]
+    assert any(s.issue_after == 0 and s.approval_for == 0 and not s.reject for s in digicert)
     assert realistic.faults
     for bad in (
         {"issue_after": -1},
