@@ -275,6 +275,7 @@ _SCM_WORDS = {
     "Issued": None,
     "Enrolled - Pending Download": None,
     "Downloaded": None,
+    "External": None,
     "Requested": Pending,
     "Awaiting Approval": Pending,
     "Not Enrolled": Pending,

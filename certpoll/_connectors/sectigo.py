@@ -35,7 +35,7 @@ __all__ = ["COLLECT_NOT_READY_CODES", "Sectigo"]
 
 #: Statuses (lower case: compared without case) that mean "not yet". "not enrolled": the
 #: certificate awaits its applicant's enrollment (an invitation not yet used); "awaiting
-#: approval": Keyfactor's SCM plugin waits on it like "requested".
+#: approval": deprecated in SCM's reference, which reads it as "requested".
 PENDING_STATUSES = frozenset(
     {
         "requested",
@@ -51,8 +51,9 @@ PENDING_STATUSES = frozenset(
 #: Statuses (lower case) that are a final "no".
 FAILED_STATUSES = frozenset({"declined", "rejected", "revoked", "expired", "invalid", "replaced"})
 #: Statuses (lower case) SCM gives an issued certificate: ``Issued``; issued with a key pair
-#: SCM made, not yet downloaded; and the same once downloaded. All can be collected.
-ISSUED_STATUSES = frozenset({"issued", "enrolled - pending download", "downloaded"})
+#: SCM made, not yet downloaded; the same once downloaded; and "External", which SCM's
+#: reference deprecates as falling back to "Issued". All can be collected.
+ISSUED_STATUSES = frozenset({"issued", "enrolled - pending download", "downloaded", "external"})
 #: The word every issued status reads as.
 _ISSUED = "issued"
 #: The collect format whose order SCM documents: the certificate, then its issuers.
