@@ -29,12 +29,13 @@ from ._base import Connector, JsonAnswer, decimal_id, path_segment, positive_int
 
 __all__ = ["DigiCert"]
 
-#: Order statuses that mean "not yet". "approved": the request was approved but the order
-#: is not issued (riboseinc/digicert records an order in that state); only "issued" has a
-#: certificate to download.
+#: Order statuses that mean "not yet". "approved" is one only while its certificate has no
+#: serial number (see :meth:`DigiCert._answer_status`).
 PENDING_STATUSES = frozenset(
     {"pending", "processing", "needs_approval", "waiting_pickup", "reissue_pending", "approved"}
 )
+#: An order status that may already carry the issued certificate.
+APPROVED = "approved"
 #: Order statuses that are a final "no".
 FAILED_STATUSES = frozenset({"rejected", "denied", "canceled", "revoked", "expired"})
 
@@ -63,6 +64,27 @@ class DigiCert(Connector[DigiCertSettings]):
     def check_order_id(self, order_id: str) -> str:
         """``order_id`` if it is a positive decimal integer, else :class:`ConfigError`."""
         return decimal_id(order_id, what="DigiCert order id")
+
+    def _answer_status(
+        self, answer: Mapping[str, object], response: httpx.Response, order_id: str
+    ) -> Done[OrderStatus] | Pending | Failed | None:
+        """An ``approved`` order whose certificate has a serial number is issued (None).
+
+        Clients record such orders (riboseinc/digicert's order fixture: ``approved`` with
+        the certificate's serial and validity; Keyfactor's CertCentral plugin downloads the
+        certificate of an ``approved`` order); without a serial there is nothing yet.
+        """
+        status = answer.get("status")
+        certificate = answer.get("certificate")
+        if (
+            isinstance(status, str)
+            and self._status_word(status) == APPROVED
+            and isinstance(certificate, dict)
+            and isinstance(certificate.get(DIGICERT.SERIAL_NUMBER), str)
+            and certificate[DIGICERT.SERIAL_NUMBER].strip()
+        ):
+            return None
+        return super()._answer_status(answer, response, order_id)
 
     def _request(
         self, method: str, *segments: str, body: Mapping[str, object] | None = None
