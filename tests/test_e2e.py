@@ -206,6 +206,19 @@ async def test_globalsign_keeps_the_words_of_its_202_end_to_end(
     assert outcome.detail == f"HTTP 202: certificate is {words}"
 
 
+async def test_globalsign_refusal_is_a_failed_order_end_to_end(world: World) -> None:
+    """A request HVCA's backend refuses is looked up 422 "CA validation error": FAILED."""
+    world.sim.script_next(OrderScript(issue_after=30, reject=True), ca="globalsign")
+    connector = world.connector("globalsign", server_ca_path=world.served.ca_cert_path)
+    async with connector as gs:
+        order = await gs.issue(request("refused.example.com"))
+        status = await gs.get_order_status(order.order_id)
+    assert status.state is certpoll.OrderState.FAILED
+    assert status.message == (
+        f"certificate {order.order_id} was rejected: HTTP 422: CA validation error"
+    )
+
+
 @pytest.mark.parametrize("ca", ["digicert", "sectigo", "entrust"])
 @pytest.mark.parametrize("awkward", [False, True])
 async def test_real_answer_shapes_end_to_end(
