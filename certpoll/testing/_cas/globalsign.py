@@ -145,13 +145,10 @@ class GlobalSignService(SimulatedService):
                 content = json.dumps({GLOBALSIGN.DESCRIPTION: f"certificate is {words}"})
                 return Response(202, content.encode(), "application/problem+json")
             if phase == "rejected":
-                return json_response(
-                    200,
-                    {
-                        GLOBALSIGN.STATUS_FIELD: GLOBALSIGN.REJECTED,
-                        GLOBALSIGN.SERIAL_NUMBER: order.order_id,
-                        GLOBALSIGN.DESCRIPTION: "certificate request rejected",
-                    },
+                # HVCA's description: the lookup is answered 422 "when the issuing backend
+                # could not validate the issuance request".
+                return self.error(
+                    GLOBALSIGN.VALIDATION_FAILED, GLOBALSIGN.VALIDATION_ERROR, code=422
                 )
             assert order.certificate is not None
             word = GLOBALSIGN.ISSUED if phase == "issued" else GLOBALSIGN.REVOKED
