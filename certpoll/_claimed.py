@@ -397,13 +397,30 @@ class StoredOrderStream(AsyncClosing):
         self._renew_now.clear()
 
     async def _renew_once(self, every: float) -> Exception | None:
-        """One renewal; the error that must stop the polls, if any."""
+        """One renewal; the error that must stop the polls, if any.
+
+        A renewal still unanswered when the leases may run out stops the polls then: the
+        attempts in flight send no request past the lease. (It is timed on the event loop,
+        as ``attempt_timeout`` is; a lease already past on the Poller's clock, after a
+        pause, is renewed without a limit: no attempt starts until it is.)
+        """
         started = self._clock()
+        left = self._held_until - started
+        limit = asyncio.timeout(left if left > 0 else None)
         try:
-            lost = await self._renew()
+            async with limit:
+                lost = await self._renew()
         except TransientError as exc:
             logger.warning("certpoll.store_unreachable: %s", exc)
             return exc if self._clock() >= self._held_until - every else None
+        except TimeoutError as exc:
+            if not limit.expired():
+                return exc  # not the limit's: a bug, as below
+            logger.warning("certpoll.store_unreachable: no answer to a renewal in the lease")
+            return TransientError(
+                "the order store did not answer a lease renewal before the leases could run "
+                "out: stopped polling"
+            )
         except Exception as exc:  # a bug: no poll may outlive the leases unrenewed
             return exc
         self._held_until = started + self._lease

@@ -32,7 +32,7 @@ from certpoll import (
     request_fingerprint,
     submit_order,
 )
-from certpoll.testing import Credentials, OrderScript, Profile, SimulatedCA
+from certpoll.testing import Credentials, Fault, OrderScript, Profile, SimulatedCA
 from tests.certs import make_csr
 from tests.helpers import DIGICERT_API_KEY, assert_no_secrets
 
@@ -417,6 +417,39 @@ async def test_a_store_out_of_reach_gets_no_request_in_the_last_third_of_a_lease
     polls = [moment - flaky.claimed_at for moment in sent if moment >= flaky.claimed_at]
     assert len(polls) >= 3  # polled while the lease had time left
     assert max(polls) <= lease * 2 / 3 + 1e-9, "a request in the last third of the lease"
+
+
+@pytest.mark.looptime
+async def test_an_attempt_in_flight_sends_nothing_after_a_lease_it_could_not_renew(
+    sim: SimulatedCA, store: OrderStore
+) -> None:
+    """The claim's answer comes late (its batch starts polling with little lease left), the
+    store then hangs on every call, and the CA is slow: the attempt that started in time
+    finds the certificate issued as the lease ends, and must not download it then."""
+    lease = 0.6
+    sim.script_next(OrderScript(issue_after=100), count=1)  # 0.1 s: issued at the first look
+    loop = asyncio.get_running_loop()
+    sent: list[float] = []
+
+    async def note(_: httpx.Request) -> None:
+        sent.append(loop.time())
+
+    flaky = DownAfterClaim(store, hang=3 * lease, answer_delay=0.35)
+    async with (
+        sim.client(event_hooks={"request": [note]}) as http,
+        DigiCert(settings(sim.base_urls().digicert), http=http) as dc,
+    ):
+        await submit_order(dc, store, request("late.example"))
+        sim.add_fault(Fault.slow(300))  # every answer 0.3 s late: a look ends past the lease
+        submitted = len(sent)
+        worker = Worker(flaky, [dc], lease=lease, claim_interval=0.05)  # type: ignore[arg-type]
+        running = asyncio.create_task(worker.run())
+        await asyncio.sleep(3 * lease)
+        worker.stop()
+        await asyncio.wait_for(running, 20)
+    assert flaky.claimed_at is not None
+    polls = [moment - flaky.claimed_at for moment in sent[submitted:]]
+    assert polls == [pytest.approx(0.35)]  # its one look, in time; no download after the lease
 
 
 class Stall:
