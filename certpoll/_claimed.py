@@ -354,16 +354,18 @@ class StoredOrderStream(AsyncClosing):
 
     # -- leases -------------------------------------------------------------------------------
 
-    def _before_attempt(self) -> asyncio.Future[None] | None:
-        """None when an attempt may start now: at least a third of the lease is known to
-        remain. Otherwise the attempts wait for a renewal, asked for at once.
+    def _before_attempt(self) -> float | asyncio.Future[None]:
+        """When at least a third of the lease is known to remain, the attempt may start,
+        and its requests are sent only until that third begins (the time returned: the gate
+        admits none later). Otherwise the attempts wait for a renewal, asked for at once.
 
-        A third, so that the attempt (cut off after ``attempt_timeout``) and the write of
-        its answer fit in what is left when ``attempt_timeout`` is under a third of the
-        lease; and a stream renewing on time (every third) never waits here.
+        A third, so that the attempt's answer comes back and is written before the lease
+        ends (``attempt_timeout`` at most a third of the lease bounds the attempt); and a
+        stream renewing on time (every third) never waits here.
         """
-        if self._held_until - self._clock() >= self._lease * LEASE_LEFT_TO_START:
-            return None
+        last_third = self._held_until - self._lease * LEASE_LEFT_TO_START
+        if self._clock() <= last_third:
+            return last_third
         if self._renewed is None:
             self._renewed = asyncio.get_running_loop().create_future()
         self._renew_now.set()

@@ -197,10 +197,11 @@ class OrderStream(AsyncClosing):
 
     Two keywords are for :class:`~certpoll.StoredOrderStream` only (not for
     :func:`poll_many`): ``before_attempt`` is called before each attempt starts and returns
-    None to let it start, or a future to hold every attempt back until it is done (then it
-    is asked again); ``times_from`` is a reading of the Poller's clock and the wall time it
-    stands for, from which the handles' times are counted (by default, both read when the
-    stream starts).
+    the time (on the Poller's clock) by which the gate must admit the attempt's requests
+    (a request it cannot admit by then is not sent), or a future to hold every attempt back
+    until it is done (then it is asked again); ``times_from`` is a reading of the Poller's
+    clock and the wall time it stands for, from which the handles' times are counted (by
+    default, both read when the stream starts).
     """
 
     def __init__(
@@ -211,7 +212,7 @@ class OrderStream(AsyncClosing):
         concurrency: int,
         on_progress: Callable[[Progress], object] | None,
         max_wait: float | None,
-        before_attempt: Callable[[], asyncio.Future[None] | None] | None = None,
+        before_attempt: Callable[[], float | asyncio.Future[None]] | None = None,
         times_from: tuple[float, datetime] | None = None,
     ) -> None:
         given: object = concurrency
@@ -434,18 +435,20 @@ class OrderStream(AsyncClosing):
             due = self._next_due()
             if due is None or due > now + CLOCK_SLACK:
                 return
+            admit_by = math.inf
             if self._before_attempt is not None:
-                held_back = self._before_attempt()
-                if held_back is not None:
+                allowed = self._before_attempt()
+                if isinstance(allowed, asyncio.Future):
                     # Asked again once it is done: the driver wakes then, not before.
-                    self._held_back = held_back
-                    held_back.add_done_callback(self._inbox.wake_after)
+                    self._held_back = allowed
+                    allowed.add_done_callback(self._inbox.wake_after)
                     return
+                admit_by = allowed
             order = self._next_order()
             task = asyncio.get_running_loop().create_task(
                 self._poller.run_attempt(
                     functools.partial(connector.poll_once, order.order_id),
-                    deadline=order.deadline,
+                    deadline=min(order.deadline, admit_by),
                     ca=connector.ca,
                     order_id=order.order_id,
                 ),

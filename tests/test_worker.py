@@ -34,7 +34,7 @@ from certpoll import (
 )
 from certpoll.testing import Credentials, Fault, OrderScript, Profile, SimulatedCA
 from tests.certs import make_csr
-from tests.helpers import DIGICERT_API_KEY, assert_no_secrets
+from tests.helpers import DIGICERT_API_KEY, assert_no_secrets, run_in_virtual_time
 
 SPEED = 1000.0
 
@@ -450,6 +450,53 @@ async def test_an_attempt_in_flight_sends_nothing_after_a_lease_it_could_not_ren
     assert flaky.claimed_at is not None
     polls = [moment - flaky.claimed_at for moment in sent[submitted:]]
     assert polls == [pytest.approx(0.35)]  # its one look, in time; no download after the lease
+
+
+@hypothesis_settings(max_examples=40, deadline=None)
+@given(
+    lease=st.floats(0.3, 3.0),
+    answer_share=st.floats(0.0, 0.6),
+    hang_share=st.floats(0.0, 2.0),
+    latency_share=st.floats(0.0, 0.5),
+    orders=st.integers(1, 4),
+)
+def test_no_attempt_starts_in_the_last_third_and_none_goes_on_past_the_lease(
+    lease: float, answer_share: float, hang_share: float, latency_share: float, orders: int
+) -> None:
+    """Whatever the lease, however late the claim's answer, however long the out-of-reach
+    store hangs and the CA takes to answer: counted from when the claim ran, no look at an
+    order (one request per attempt: never issued) starts in the last third of the lease."""
+
+    async def scenario() -> list[float]:
+        ca = make_sim()
+        ca.script_next(OrderScript(approval_for=10**6), count=orders)
+        memory = open_store("memory://", clock=loop_clock())
+        flaky = DownAfterClaim(memory, hang=hang_share * lease, answer_delay=answer_share * lease)
+        loop = asyncio.get_running_loop()
+        sent: list[float] = []
+
+        async def note(_: httpx.Request) -> None:
+            sent.append(loop.time())
+
+        async with (
+            ca.client(event_hooks={"request": [note]}) as http,
+            DigiCert(settings(ca.base_urls().digicert), http=http) as dc,
+        ):
+            for index in range(orders):
+                await submit_order(dc, memory, request(f"p{index}.example"))
+            ca.add_fault(Fault.slow(latency_share * lease * SPEED))
+            submitted = len(sent)
+            worker = Worker(flaky, [dc], lease=lease, claim_interval=0.05)  # type: ignore[arg-type]
+            running = asyncio.create_task(worker.run())
+            await asyncio.sleep(2 * lease)
+            worker.stop()
+            await asyncio.wait_for(running, 10 * lease)
+        await memory.aclose()
+        assert flaky.claimed_at is not None
+        return [moment - flaky.claimed_at for moment in sent[submitted:]]
+
+    looks = run_in_virtual_time(scenario())
+    assert max(looks, default=0.0) <= lease * 2 / 3 + 1e-9, "a look in the last third"
 
 
 class Stall:
