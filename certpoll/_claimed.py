@@ -10,9 +10,9 @@ answers found but not yet written and releases what it still holds.
 
 Leases are counted on the connector's Poller's clock (the one a connector is given its time
 by), from before the claim or renewal request was sent: a lease is known to last at least
-that long, whenever the store's statement ran. No attempt starts unless at least a third of
-its lease is known to remain (:meth:`StoredOrderStream._before_attempt`): a process paused
-past that point renews first, and polls again only if the store still names it the owner.
+that long, whenever the store's statement ran. No request goes to the CA in the last third
+of a lease (:meth:`StoredOrderStream._before_attempt`): a process paused past that point
+renews first, and polls again only if the store still names it the owner.
 """
 
 from __future__ import annotations
@@ -160,12 +160,14 @@ class StoredOrderStream(AsyncClosing):
     is rescheduled in the store (with a fresh poll budget) and released.
 
     Leases are counted on the connector's Poller's clock, from before the claim (or the
-    renewal) was sent. No attempt starts unless at least a third of the lease is known to
-    remain: a stream that falls behind (this process was paused) holds its attempts back and
-    renews first. If a lease is lost (another owner took the order after it ran out) or the
-    store stays unreachable until a third of the lease is left, polling stops at once, what
-    is held is given back, and :class:`~certpoll.LeaseLost` or
-    :class:`~certpoll.TransientError` is raised: an order never has two pollers. An answer
+    renewal) was sent. No request is sent in the last third of a lease: an attempt starts
+    only while a third is known to remain, and the gate admits its requests only until
+    then; a stream that falls behind (this process was paused) holds its attempts back and
+    renews first. If a lease is lost (another owner took the order after it ran out), or
+    the store stays unreachable into the last third (or does not answer a renewal before
+    the lease may end), polling stops at once, what is held is given back, and
+    :class:`~certpoll.LeaseLost` or :class:`~certpoll.TransientError` is raised: an order
+    never has two pollers. An answer
     whose write the store refused because another owner took the order is not yielded; one
     the store could not be reached for is yielded (and polled again by whoever claims the
     order after the lease).
