@@ -802,7 +802,7 @@ def test_a_drain_accounts_for_every_order_once(
             credentials=Credentials(digicert_api_key=DIGICERT_API_KEY),
             speed=SPEED,
         )
-        memory = certpoll.open_store("memory://")
+        memory = certpoll.open_store("memory://", clock=loop_clock())
         written: list[str] = []
         async with (
             ca.client() as http,
@@ -831,7 +831,7 @@ def test_a_drain_accounts_for_every_order_once(
         assert ca.order_count == issued + rejected
         await memory.aclose()
 
-    asyncio.run(scenario())
+    run_in_virtual_time(scenario())
 
 
 @pytest.mark.looptime
