@@ -50,8 +50,9 @@ logger = logging.getLogger("certpoll")
 
 #: The shortest lease: long enough to be renewed (every third of it) between attempts.
 MIN_LEASE: Final = 0.05
-#: The share of a lease that must remain for an attempt to start: as much as a renewal
-#: interval, so that a stream renewing on time never holds an attempt back.
+#: The share of a lease that must remain for an attempt to start, and the last part of a
+#: lease in which no request is sent: as much as a renewal interval, so that a stream
+#: renewing on time never holds an attempt back.
 LEASE_LEFT_TO_START: Final = 1 / 3
 
 EventKind = Literal["claimed", "issued", "failed", "still_pending", "lost", "released"]
@@ -167,10 +168,9 @@ class StoredOrderStream(AsyncClosing):
     the store stays unreachable into the last third (or does not answer a renewal before
     the lease may end), polling stops at once, what is held is given back, and
     :class:`~certpoll.LeaseLost` or :class:`~certpoll.TransientError` is raised: an order
-    never has two pollers. An answer
-    whose write the store refused because another owner took the order is not yielded; one
-    the store could not be reached for is yielded (and polled again by whoever claims the
-    order after the lease).
+    never has two pollers. An answer whose write the store refused because another owner
+    took the order is not yielded; one the store could not be reached for is yielded (and
+    polled again by whoever claims the order after the lease).
     """
 
     #: Who holds the claims, as the store shows it.
@@ -375,8 +375,9 @@ class StoredOrderStream(AsyncClosing):
 
     async def _keep_leases(self) -> None:
         """Renew every third of a lease (or at once when an attempt waits for it), writing
-        where each schedule stands; stop polling at once when a lease is lost, or when the
-        store is unreachable with a third of the lease left."""
+        where each schedule stands; stop polling at once when a lease is lost, when a
+        renewal fails in the last third of the lease, or when the store has not answered
+        one by the time the lease may end."""
         every = self._lease * LEASE_LEFT_TO_START
         while self._records:
             await self._until_renewal(every)
