@@ -307,6 +307,25 @@ def test_worker_settings_are_bounded(store: OrderStore, digicert: DigiCert) -> N
         Worker(store, [digicert, digicert])
 
 
+@pytest.mark.parametrize("given", [{"claimed": []}, {"claimed_at": 0.0}])
+def test_a_claim_comes_with_the_moment_it_was_sent(
+    store: OrderStore, digicert: DigiCert, given: dict[str, object]
+) -> None:
+    """A claim's lease is counted from before it was sent: the records alone (or the moment
+    alone) are refused."""
+    with pytest.raises(certpoll.ConfigError, match="claimed and claimed_at"):
+        certpoll.StoredOrderStream(
+            digicert,
+            (),
+            store=store,
+            lease=1.0,
+            concurrency=1,
+            on_progress=None,
+            max_wait=None,
+            **given,  # type: ignore[arg-type]
+        )
+
+
 class Flaky:
     """An order store that can be switched off: every call then raises TransientError, after
     ``hang`` seconds (a server that does not answer, until the client gives up)."""
