@@ -203,6 +203,28 @@ def test_every_certpoll_command_of_the_page_is_in_a_checked_block(page: Path) ->
         assert language in ("sh", "console") or not runs_certpoll, f"{page}: {body}"
 
 
+def test_the_test_files_of_testing_md_pass_in_a_project_of_their_own(tmp_path: Path) -> None:
+    # The page's blocks that start with "# <file name>" are a reader's project: written out
+    # alone, with nothing from this suite's configuration or conftest, pytest passes them.
+    written = []
+    for _, body in _FENCE.findall((ROOT / "docs" / "testing.md").read_text()):
+        name = re.fullmatch(r"# ([\w.]+)", body.partition("\n")[0])
+        if name is not None:
+            (tmp_path / name[1]).write_text(body)
+            written.append(name[1])
+    assert sorted(written) == ["conftest.py", "pyproject.toml", "test_renewal.py"]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-W", "error", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=environment,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 passed" in run.stdout
+
+
 def test_the_exception_tree_of_errors_md_is_certpolls() -> None:
     [tree] = re.findall(
         r"## The exception tree\n\n```\n(.*?)```", (ROOT / "docs/errors.md").read_text(), re.DOTALL
