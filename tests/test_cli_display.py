@@ -241,6 +241,20 @@ async def test_the_same_seed_gives_the_same_demo_and_certpoll_causes_no_429() ->
     assert other.tallies != first.tallies  # the seed does drive the run
 
 
+async def test_the_same_seed_prints_the_same_demo_at_any_speed() -> None:
+    def printed(speed: float) -> list[str]:
+        out = io.StringIO()
+        _demo.run_demo(orders=60, seed=5, speed=speed, out=out, live=False)
+        return out.getvalue().splitlines()
+
+    slow, fast = await asyncio.to_thread(printed, 20000), await asyncio.to_thread(printed, 60000)
+    # All but the first line (which names the speed) and the last (the wall time).
+    assert slow[1:-1] == fast[1:-1]
+    assert slow[-1].startswith("wall time")
+    progress = [line for line in slow if "✓" in line]
+    assert len(progress) >= 3  # every 5 simulated minutes, not every wall-clock second
+
+
 async def test_the_demo_summary_says_whose_429s_they_are() -> None:
     result = _demo.DemoResult(
         tallies=(),
