@@ -26,6 +26,7 @@ import certpoll
 from certpoll._connectors._base import Connector, path_segment
 from certpoll._gate import UpstreamGate
 from certpoll._triage import Triage, parse_retry_after
+from certpoll.testing import SimulatedCA
 from tests.certs import make_csr
 from tests.helpers import (
     DIGICERT_API_KEY,
@@ -230,6 +231,44 @@ def test_any_request_text_is_refused_or_sent_as_utf8(
             await conn.http.aclose()
         for request_sent in sent:
             request_sent.content.decode("utf-8")
+
+    run(order())
+
+
+#: Names a caller may order: any text, internationalised names, around the 64-character
+#: limit of a common name.
+names = (
+    st.text(max_size=12)
+    | st.text(st.sampled_from(["a", ".", "-", "é", "ü"]), min_size=1, max_size=12)
+    | st.integers(min_value=60, max_value=70).map(lambda length: "a" * length)
+)
+
+
+@FAST
+@pytest.mark.parametrize("ca", ["digicert", "sectigo", "entrust", "globalsign"])
+@given(common_name=names, sans=st.lists(names, max_size=2))
+def test_the_simulator_answers_any_request_as_a_ca_does(
+    ca: certpoll.CAName, common_name: str, sans: list[str]
+) -> None:
+    """Issued, or refused with a 400: never a 500, which certpoll reads as uncertain."""
+    try:
+        request = certpoll.CertificateRequest(common_name=common_name, csr_pem=CSR, sans=sans)
+    except certpoll.ConfigError:
+        return
+    sim = SimulatedCA()
+
+    async def order() -> None:
+        settings = sim.credentials.settings(ca, sim.base_urls()[ca])
+        async with sim.client() as http, certpoll.connector_for(settings, http=http) as conn:
+            try:
+                status = await conn.issue(request)
+            except certpoll.ConfigError:  # refused by the connector: nothing was sent
+                return
+            except certpoll.PermanentError as refused:
+                answered: object = refused.status_code
+            else:
+                answered = status.state
+        assert answered in (400, certpoll.OrderState.ISSUED, certpoll.OrderState.PENDING)
 
     run(order())
 
