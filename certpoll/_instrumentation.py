@@ -57,9 +57,9 @@ class PollDetails:
     #: The CA's words for a pending state, if any.
     detail: str | None = None
     #: Which poll the attempt belongs to: a number unique in the process to each
-    #: :meth:`Poller.poll <certpoll.Poller.poll>` call (a :func:`~certpoll.resume` too, which
-    #: is a poll of its own) and to each order of each :func:`~certpoll.poll_many` call. 0 in
-    #: a record that certpoll did not make.
+    #: :meth:`Poller.poll` call (a :func:`~certpoll.resume` too, which is a poll of its own)
+    #: and to each order of each :func:`~certpoll.poll_many` call; 0 in a record that
+    #: certpoll did not make.
     poll_id: int = 0
 
 

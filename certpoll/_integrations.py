@@ -102,18 +102,18 @@ def opentelemetry_hook(
 ) -> PollHook:
     """A hook tracing each poll as an OpenTelemetry span, with an event per attempt.
 
-    A poll is what :attr:`PollDetails.poll_id <certpoll.PollDetails.poll_id>` names: one
-    :meth:`Poller.poll <certpoll.Poller.poll>` call, one :func:`~certpoll.resume`, or one
-    order of a :func:`~certpoll.poll_many` call (whose attempts run in tasks of their own).
-    Polls at once of one order, or without an order id, each get their own span. The span
-    ``certpoll.poll`` starts at the poll's start (its first attempt minus the time already
-    waited) and ends with the attempt that ends the poll. Its attributes:
-    ``certpoll.poll_id``, ``certpoll.ca``, ``certpoll.order_id``, ``certpoll.outcome`` (``done``,
-    ``failed``, or ``pending`` when still pending at PollMaxWait), ``certpoll.attempts`` and
-    ``certpoll.waited_seconds``; a failed poll has the status ERROR. Each attempt adds a
-    ``certpoll.attempt`` event with ``certpoll.attempt``, ``certpoll.outcome``,
-    ``certpoll.next_wait_seconds``, ``http.response.status_code`` and ``certpoll.error``
-    (type and message, which never hold a credential) when there are any.
+    A poll is what :attr:`PollDetails.poll_id` names: one :meth:`Poller.poll` call, one
+    :func:`~certpoll.resume`, or one order of a :func:`~certpoll.poll_many` call (whose
+    attempts run in tasks of their own). Polls at once of one order, or without an order id,
+    each get their own span. The span ``certpoll.poll`` starts at the poll's start (its
+    first attempt minus the time already waited) and ends with the attempt that ends the
+    poll. Its attributes: ``certpoll.poll_id``, ``certpoll.ca``, ``certpoll.order_id``,
+    ``certpoll.outcome`` (``done``, ``failed``, or ``pending`` when still pending at
+    PollMaxWait), ``certpoll.attempts`` and ``certpoll.waited_seconds``; a failed poll has
+    the status ERROR. Each attempt adds a ``certpoll.attempt`` event with
+    ``certpoll.attempt``, ``certpoll.outcome``, ``certpoll.next_wait_seconds``,
+    ``http.response.status_code`` and ``certpoll.error`` (type and message, which never hold
+    a credential) when there are any.
 
     ``tracer_provider`` defaults to the global one. A poll that never ends (its task was
     cancelled) leaves its span open; past ``max_open_spans`` the oldest open span is ended
