@@ -696,7 +696,9 @@ def poll_many(
     credential (:class:`~certpoll.AuthenticationError`) or a wrong base URL
     (:class:`~certpoll.EndpointNotFound`) is raised and stops everything, after which
     :meth:`OrderStream.undelivered` and :meth:`OrderStream.pending` account for every order.
-    Bad arguments raise :class:`~certpoll.ConfigError` at once, before any request.
+    Bad arguments raise :class:`~certpoll.ConfigError` at once, before any request. The
+    Poller's hooks see each order's attempts as one poll, with a
+    :attr:`~certpoll.PollDetails.poll_id` of its own.
 
     With a ``store`` (see :func:`~certpoll.open_store`), the orders are taken in the store
     under a ``lease`` (seconds, renewed every third of it): recorded if the store does not
