@@ -455,10 +455,10 @@ class Poller:
         Returns :class:`Done` or, once the deadline has passed, :class:`StillPending`.
         ``ca`` and ``order_id`` label the hook records; every record of this call carries one
         :attr:`PollDetails.poll_id` of its own, so polls at once of one order, or without an
-        order id, are told apart. To resume an interrupted
-        schedule, pass the number of attempts already made as ``prior_attempts`` (the next
-        wait is then the one that follows them), the time until the next attempt was due as
-        ``first_wait``, and the time left of the original deadline as ``max_wait``.
+        order id, are told apart. To resume an interrupted schedule, pass the number of
+        attempts already made as ``prior_attempts`` (the next wait is then the one that
+        follows them), the time until the next attempt was due as ``first_wait``, and the
+        time left of the original deadline as ``max_wait``.
         """
         if prior_attempts < 0:
             raise ConfigError(f"prior_attempts must be 0 or more, not {prior_attempts}")
