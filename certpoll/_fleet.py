@@ -38,7 +38,7 @@ from ._errors import (
     RateLimited,
 )
 from ._handles import PendingOrder, handle_at, utcnow
-from ._instrumentation import AttemptOutcome, reads_attempt
+from ._instrumentation import AttemptOutcome, new_poll_id, reads_attempt
 from ._models import OrderState, OrderStatus
 from ._outcomes import Done, Failed, Pending, StillPending
 from ._poller import CLOCK_SLACK, report_attempt
@@ -89,7 +89,16 @@ class _Order:
     (:func:`_pack_detail`).
     """
 
-    __slots__ = ("attempts", "deadline", "detail", "due", "last_error", "order_id", "wait_index")
+    __slots__ = (
+        "attempts",
+        "deadline",
+        "detail",
+        "due",
+        "last_error",
+        "order_id",
+        "poll_id",
+        "wait_index",
+    )
 
     def __init__(self, order_id: str, *, attempts: int, due: float, deadline: float) -> None:
         self.order_id = order_id
@@ -99,6 +108,9 @@ class _Order:
         self.deadline = deadline
         self.last_error: Exception | None = None
         self.detail: str | tuple[str, str] | None = None
+        #: The hook records' poll id of this order's schedule in this stream, taken at the
+        #: first record a hook reads (0: none yet, and no int of its own).
+        self.poll_id = 0
 
     def __lt__(self, other: _Order) -> bool:
         # The heap's order: the next one due first (no tuple per heap entry).
@@ -548,9 +560,12 @@ class OrderStream(AsyncClosing):
         next_wait: float | None = None,
     ) -> None:
         if reads_attempt(self._hooks, outcome, error):
+            if not order.poll_id:
+                order.poll_id = new_poll_id()
             report_attempt(
                 self._hooks,
                 outcome,
+                poll_id=order.poll_id,
                 ca=self._connector.ca,
                 order_id=order.order_id,
                 attempt=order.attempts,
@@ -681,7 +696,9 @@ def poll_many(
     credential (:class:`~certpoll.AuthenticationError`) or a wrong base URL
     (:class:`~certpoll.EndpointNotFound`) is raised and stops everything, after which
     :meth:`OrderStream.undelivered` and :meth:`OrderStream.pending` account for every order.
-    Bad arguments raise :class:`~certpoll.ConfigError` at once, before any request.
+    Bad arguments raise :class:`~certpoll.ConfigError` at once, before any request. The
+    Poller's hooks see each order's attempts as one poll, with a
+    :attr:`~certpoll.PollDetails.poll_id` of its own.
 
     With a ``store`` (see :func:`~certpoll.open_store`), the orders are taken in the store
     under a ``lease`` (seconds, renewed every third of it): recorded if the store does not

@@ -4,7 +4,8 @@ The rules the pages rely on are written in docs/index.md ("How the examples in t
 run"): blocks run in order, page by page, in one namespace per page, as in
 ``python -m asyncio`` (top-level ``await``); the environment is the one ``certpoll
 serve-sim`` prints, pointing at a simulated CA served on 127.0.0.1; ``csr`` is a PEM CSR;
-``install``, ``alert``, ``store`` and ``show`` stand for the reader's own code. Each page
+``install``, ``alert``, ``store``, ``show`` and ``schedule_retry`` stand for the reader's own
+code, and record what they are handed. Each page
 runs in a worker thread with its own event loop, as a reader's script would.
 
 A ``console`` block is a session: ``$ export NAME=value`` sets a variable, ``$ certpoll ...``
@@ -24,7 +25,7 @@ import re
 import shlex
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import CodeType
 
@@ -105,12 +106,23 @@ def _run_console(example: Example) -> None:
         assert out.getvalue().splitlines() == expected, f"{example.path}:{example.line}"
 
 
-def _placeholder(name: str) -> Callable[..., None]:
-    def stand_in(*args: object, **kwargs: object) -> None:
-        """The reader's own code."""
+class _ReadersCode:
+    """Stands for the reader's own code in a snippet (``install(certificate)``): records what
+    the snippet hands over, in ``calls``, for a hidden block below it to check."""
 
-    stand_in.__name__ = name
-    return stand_in
+    def __init__(self, name: str) -> None:
+        self.__name__ = name
+        self.calls: list[tuple[object, ...]] = []
+
+    def __call__(self, *args: object) -> None:
+        self.calls.append(args)
+
+    def __repr__(self) -> str:
+        return f"<the reader's {self.__name__}>"
+
+
+#: The names that stand for the reader's own code, as docs/index.md lists them.
+READERS_CODE = ("install", "alert", "store", "show", "schedule_retry")
 
 
 SYBIL = Sybil(
@@ -154,7 +166,7 @@ def _run_page(page: Path) -> None:
             certpoll=certpoll,
             httpx=httpx,
             csr=make_csr("www.example.com"),
-            **{name: _placeholder(name) for name in ("install", "alert", "store", "show")},
+            **{name: _ReadersCode(name) for name in READERS_CODE},
         )
         for example in document:
             example.evaluate()
@@ -173,6 +185,28 @@ async def test_every_block_of_the_page_runs(
     monkeypatch.chdir(tmp_path)  # files a snippet writes land here
     async with _serve_sim_environment(tmp_path):
         await asyncio.to_thread(_run_page, page)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+def test_every_function_a_page_defines_is_used(page: Path) -> None:
+    # A snippet that only defines a function (README's renew() did) runs without running its
+    # body: an undefined name in it goes unseen. So each one is called, awaited or handed
+    # over by some block of its page, hidden or not; pytest runs the test_ ones.
+    source = "\n".join(
+        str(example.parsed)
+        for example in SYBIL.parse(page)
+        if example.region.evaluator is _run_python
+    )
+    tree = compile(source, str(page), "exec", ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    assert isinstance(tree, ast.Module)
+    defined = {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and not node.name.startswith("test_")
+    }
+    used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id in defined}
+    assert defined <= used, f"{page}: defined, never used: {sorted(defined - used)}"
 
 
 def test_the_api_reference_lists_every_public_name() -> None:
