@@ -7,6 +7,12 @@ no second scheduler), and writes each answer with the claim's fencing token befo
 yields it. It renews the leases every third of a lease and then writes each order's place
 in its schedule, so a crash resumes it there. When it stops, for any reason, it writes the
 answers found but not yet written and releases what it still holds.
+
+Leases are counted on the connector's Poller's clock (the one a connector is given its time
+by), from before the claim or renewal request was sent: a lease is known to last at least
+that long, whenever the store's statement ran. No request goes to the CA in the last third
+of a lease (:meth:`StoredOrderStream._before_attempt`): a process paused past that point
+renews first, and polls again only if the store still names it the owner.
 """
 
 from __future__ import annotations
@@ -44,6 +50,10 @@ logger = logging.getLogger("certpoll")
 
 #: The shortest lease: long enough to be renewed (every third of it) between attempts.
 MIN_LEASE: Final = 0.05
+#: The share of a lease that must remain for an attempt to start, and the last part of a
+#: lease in which no request is sent: as much as a renewal interval, so that a stream
+#: renewing on time never holds an attempt back.
+LEASE_LEFT_TO_START: Final = 1 / 3
 
 EventKind = Literal["claimed", "issued", "failed", "still_pending", "lost", "released"]
 
@@ -87,17 +97,26 @@ def poll_budget(connector: Connector[Any], max_wait: float | None = None) -> flo
     return min(connector.poller.max_wait if max_wait is None else max_wait, MAX_SECONDS)
 
 
-def _handle(record: StoredOrder, connector: Connector[Any]) -> PendingOrder:
-    """The handle of a claimed record: its schedule continues where it stopped."""
-    now = datetime.now(UTC)
+def _handle(record: StoredOrder, connector: Connector[Any], *, claimed: datetime) -> PendingOrder:
+    """The handle of a claimed record: its schedule continues where it stopped.
+
+    Its times are counted from the claim's moment on the store's clock (the record's last
+    write, ``updated_at``), and stand as the same offsets from ``claimed``: no other clock
+    (this host's wall clock, read at another moment) is mixed in.
+    """
     if record.order_id is None:
         raise ConfigError(f"order {record.key!r} has no order id to poll")  # never claimed
+
+    def after_claim(when: datetime | None, otherwise: float) -> datetime:
+        offset = otherwise if when is None else (when - record.updated_at).total_seconds()
+        return claimed + timedelta(seconds=min(offset, MAX_SECONDS))
+
     return PendingOrder(
         ca=record.ca,
         order_id=record.order_id,
         attempts=record.attempts,
-        next_poll_at=record.due_at or now,
-        deadline=record.deadline or now + timedelta(seconds=poll_budget(connector)),
+        next_poll_at=after_claim(record.due_at, 0.0),
+        deadline=after_claim(record.deadline, poll_budget(connector)),
     )
 
 
@@ -141,8 +160,13 @@ class StoredOrderStream(AsyncClosing):
     yielded). A status in state ``PENDING`` is an order still pending at its deadline: it
     is rescheduled in the store (with a fresh poll budget) and released.
 
-    If a lease is lost (this process was paused past it) or the store stays unreachable
-    until the leases may lapse, polling stops at once, what is held is given back, and
+    Leases are counted on the connector's Poller's clock, from before the claim (or the
+    renewal) was sent. No request is sent in the last third of a lease: an attempt starts
+    only while a third is known to remain, and the gate admits its requests only until
+    then; a stream that falls behind (this process was paused) holds its attempts back and
+    renews first. If a lease is lost (another owner took the order after it ran out), or
+    the store stays unreachable into the last third (or does not answer a renewal before
+    the lease may end), polling stops at once, what is held is given back, and
     :class:`~certpoll.LeaseLost` or :class:`~certpoll.TransientError` is raised: an order
     never has two pollers. An answer whose write the store refused because another owner
     took the order is not yielded; one the store could not be reached for is yielded (and
@@ -163,11 +187,15 @@ class StoredOrderStream(AsyncClosing):
         on_progress: Callable[[Progress], object] | None,
         max_wait: float | None,
         claimed: Iterable[StoredOrder] | None = None,
+        claimed_at: float | None = None,
         owner: str | None = None,
         on_event: Callable[[WorkerEvent], object] | None = None,
     ) -> None:
         if check_lease(lease) < MIN_LEASE:
             raise ConfigError(f"lease must be at least {MIN_LEASE} seconds, not {lease}")
+        if (claimed is None) != (claimed_at is None):
+            # A claim's lease is counted from before it was sent, so the two come together.
+            raise ConfigError("claimed and claimed_at are given together")
         # The orders as handles, checked the way poll_many checks them (never polled).
         self._given = OrderStream(
             connector, orders, concurrency=concurrency, on_progress=None, max_wait=max_wait
@@ -179,6 +207,11 @@ class StoredOrderStream(AsyncClosing):
         self._on_progress = on_progress
         self._max_wait = max_wait
         self._claimed = None if claimed is None else list(claimed)
+        #: The Poller's clock before the claim was sent (None: the stream adopts and claims).
+        self._claimed_at = claimed_at
+        #: Leases are counted on the connector's Poller's clock, and renewals wait on it.
+        self._clock = connector.poller.now
+        self._sleep = connector.poller.sleep
         self.owner = owner_name("poll_many") if owner is None else owner
         self._on_event = on_event
         #: The orders held, by order id (a worker's claim is held from the start).
@@ -191,8 +224,13 @@ class StoredOrderStream(AsyncClosing):
         self._started = self._closed = False
         #: Why polling stopped early (a lease lost, the store unreachable), raised at the end.
         self._ended_by: Exception | None = None
-        #: Until when (loop clock) every lease held is known to last.
+        #: Until when (Poller's clock) every lease held is known to last.
         self._held_until = 0.0
+        #: Set when an attempt is held back for want of lease: renew now.
+        self._renew_now = asyncio.Event()
+        #: Done when the next renewal has ended (renewed, lost, or given up): what held-back
+        #: attempts wait for.
+        self._renewed: asyncio.Future[None] | None = None
 
     @property
     def held(self) -> int:
@@ -233,9 +271,9 @@ class StoredOrderStream(AsyncClosing):
     async def _begin(self) -> None:
         self._started = True
         loop = asyncio.get_running_loop()
-        self._held_until = loop.time() + self._lease
-        claimed = self._claimed
-        if claimed is None:
+        claimed, claimed_at = self._claimed, self._claimed_at
+        if claimed is None or claimed_at is None:
+            claimed_at = self._clock()  # before the request: the lease lasts at least from here
             adopted = await self._store.adopt(
                 [_adoption(handle) for handle in self._given.pending()],
                 owner=self.owner,
@@ -245,12 +283,17 @@ class StoredOrderStream(AsyncClosing):
             final = (StoredState.ISSUED, StoredState.FAILED)
             self._ready.extend(_stored_status(r) for r in adopted if r.state in final)
             self._records = {record.order_id or "": record for record in claimed}
+        self._held_until = claimed_at + self._lease
+        # The handles' times stand as offsets from the claim, on the Poller's clock.
+        wall = datetime.now(UTC)
         self._inner = OrderStream(
             self._connector,
-            [_handle(record, self._connector) for record in claimed],
+            [_handle(record, self._connector, claimed=wall) for record in claimed],
             concurrency=self._concurrency,
             on_progress=self._on_progress,
             max_wait=self._max_wait,
+            before_attempt=self._before_attempt,
+            times_from=(claimed_at, wall),
         )
         if self._records:
             self._renewal = loop.create_task(
@@ -313,38 +356,88 @@ class StoredOrderStream(AsyncClosing):
 
     # -- leases -------------------------------------------------------------------------------
 
+    def _before_attempt(self) -> float | asyncio.Future[None]:
+        """When at least a third of the lease is known to remain, the attempt may start,
+        and its requests are sent only until that third begins (the time returned: the gate
+        admits none later). Otherwise the attempts wait for a renewal, asked for at once.
+
+        A third, so that the attempt's answer comes back and is written before the lease
+        ends (``attempt_timeout`` at most a third of the lease bounds the attempt); and a
+        stream renewing on time (every third) never waits here.
+        """
+        last_third = self._held_until - self._lease * LEASE_LEFT_TO_START
+        if self._clock() <= last_third:
+            return last_third
+        if self._renewed is None:
+            self._renewed = asyncio.get_running_loop().create_future()
+        self._renew_now.set()
+        return self._renewed
+
     async def _keep_leases(self) -> None:
-        """Renew every third of a lease, writing where each schedule stands; stop polling
-        at once when a lease is lost, or before the leases may lapse while the store is
-        unreachable."""
-        every = self._lease / 3
-        loop = asyncio.get_running_loop()
+        """Renew every third of a lease (or at once when an attempt waits for it), writing
+        where each schedule stands; stop polling at once when a lease is lost, when a
+        renewal fails in the last third of the lease, or when the store has not answered
+        one by the time the lease may end."""
+        every = self._lease * LEASE_LEFT_TO_START
         while self._records:
-            await asyncio.sleep(every)
-            started = loop.time()
+            await self._until_renewal(every)
+            why = await self._renew_once(every)
+            renewed, self._renewed = self._renewed, None
+            if renewed is not None and not renewed.done():
+                renewed.set_result(None)  # held-back attempts ask again (after the stop below)
+            if why is not None:
+                await self._stop_polling(why)
+                return
+
+    async def _until_renewal(self, every: float) -> None:
+        """Wait ``every`` seconds on the Poller's clock, or less if an attempt asks."""
+        if not self._renew_now.is_set():
+            sleeping = asyncio.ensure_future(self._sleep(every))
+            asked = asyncio.ensure_future(self._renew_now.wait())
             try:
+                await asyncio.wait([sleeping, asked], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeping.cancel()
+                asked.cancel()
+        self._renew_now.clear()
+
+    async def _renew_once(self, every: float) -> Exception | None:
+        """One renewal; the error that must stop the polls, if any.
+
+        A renewal still unanswered when the leases may run out stops the polls then: the
+        attempts in flight send no request past the lease. (It is timed on the event loop,
+        as ``attempt_timeout`` is; a lease already past on the Poller's clock, after a
+        pause, is renewed without a limit: no attempt starts until it is.)
+        """
+        started = self._clock()
+        left = self._held_until - started
+        limit = asyncio.timeout(left if left > 0 else None)
+        try:
+            async with limit:
                 lost = await self._renew()
-            except TransientError as exc:
-                logger.warning("certpoll.store_unreachable: %s", exc)
-                if loop.time() >= self._held_until - every:
-                    await self._stop_polling(exc)
-                    return
-                continue
-            except Exception as exc:  # a bug: no poll may outlive the leases unrenewed
-                await self._stop_polling(exc)
-                return
-            self._held_until = started + self._lease
-            if lost:
-                keys = ", ".join(repr(record.key) for record in lost)
-                await self._stop_polling(
-                    LeaseLost(
-                        f"another owner claimed {keys} after the lease ran out: stopped "
-                        "polling, and gave back the rest",
-                        key=lost[0].key,
-                        token=lost[0].token,
-                    )
-                )
-                return
+        except TransientError as exc:
+            logger.warning("certpoll.store_unreachable: %s", exc)
+            return exc if self._clock() >= self._held_until - every else None
+        except TimeoutError as exc:
+            if not limit.expired():
+                return exc  # not the limit's: a bug, as below
+            logger.warning("certpoll.store_unreachable: no answer to a renewal in the lease")
+            return TransientError(
+                "the order store did not answer a lease renewal before the leases could run "
+                "out: stopped polling"
+            )
+        except Exception as exc:  # a bug: no poll may outlive the leases unrenewed
+            return exc
+        self._held_until = started + self._lease
+        if not lost:
+            return None
+        keys = ", ".join(repr(record.key) for record in lost)
+        return LeaseLost(
+            f"another owner claimed {keys} after the lease ran out: stopped polling, and "
+            "gave back the rest",
+            key=lost[0].key,
+            token=lost[0].token,
+        )
 
     async def _renew(self) -> list[StoredOrder]:
         """Renew the leases held, with each order's place in its schedule (one statement),

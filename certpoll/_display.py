@@ -52,18 +52,18 @@ def rich_table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, title: 
 def order_lines(rows: Sequence[tuple[str, str]]) -> Table:
     """One line per order (its id, then what is known of it) whatever the terminal's width.
 
-    A line too long for the terminal (a 48-digit serial) is cut here; the whole line is
-    printed when the command ends.
+    A line too long for the terminal (a 48-digit serial) is cut here and ends with ``…``, so
+    that a cut serial number never passes for a whole one; the whole line is printed when the
+    command ends. The text is shown as it is: a CA's words are not read as ``rich`` markup.
     """
     from rich.table import Table
+    from rich.text import Text
 
+    id_width = max((len(order_id) for order_id, _ in rows), default=0)
     table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(
-        no_wrap=True, min_width=max((len(order_id) for order_id, _ in rows), default=0)
-    )
     table.add_column(no_wrap=True, overflow="ellipsis")
-    for row in rows:
-        table.add_row(*row)
+    for order_id, known in rows:
+        table.add_row(Text(f"{order_id.ljust(id_width)}  {known}"))
     return table
 
 

@@ -25,6 +25,7 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from ._closing import AsyncClosing
@@ -38,7 +39,7 @@ from ._errors import (
     RateLimited,
 )
 from ._handles import PendingOrder, handle_at, utcnow
-from ._instrumentation import AttemptOutcome, reads_attempt
+from ._instrumentation import AttemptOutcome, new_poll_id, reads_attempt
 from ._models import OrderState, OrderStatus
 from ._outcomes import Done, Failed, Pending, StillPending
 from ._poller import CLOCK_SLACK, report_attempt
@@ -89,7 +90,16 @@ class _Order:
     (:func:`_pack_detail`).
     """
 
-    __slots__ = ("attempts", "deadline", "detail", "due", "last_error", "order_id", "wait_index")
+    __slots__ = (
+        "attempts",
+        "deadline",
+        "detail",
+        "due",
+        "last_error",
+        "order_id",
+        "poll_id",
+        "wait_index",
+    )
 
     def __init__(self, order_id: str, *, attempts: int, due: float, deadline: float) -> None:
         self.order_id = order_id
@@ -99,6 +109,9 @@ class _Order:
         self.deadline = deadline
         self.last_error: Exception | None = None
         self.detail: str | tuple[str, str] | None = None
+        #: The hook records' poll id of this order's schedule in this stream, taken at the
+        #: first record a hook reads (0: none yet, and no int of its own).
+        self.poll_id = 0
 
     def __lt__(self, other: _Order) -> bool:
         # The heap's order: the next one due first (no tuple per heap entry).
@@ -152,6 +165,10 @@ class _Inbox:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
+    def wake_after(self, _: asyncio.Future[None]) -> None:
+        """:meth:`wake`, as a future's done callback."""
+        self.wake()
+
     async def wait(
         self, delay: float | None, sleep: Callable[[float], Awaitable[object]] | None
     ) -> None:
@@ -190,6 +207,14 @@ class OrderStream(AsyncClosing):
     :meth:`pending` give their resumable :class:`PendingOrder` handles. After the stream
     stopped, for whatever reason, :meth:`undelivered` hands over the answers settled but not
     yet yielded: with :meth:`pending`, every order is accounted for.
+
+    Two keywords are for :class:`~certpoll.StoredOrderStream` only (not for
+    :func:`poll_many`): ``before_attempt`` is called before each attempt starts and returns
+    the time (on the Poller's clock) by which the gate must admit the attempt's requests
+    (a request it cannot admit by then is not sent), or a future to hold every attempt back
+    until it is done (then it is asked again); ``times_from`` is a reading of the Poller's
+    clock and the wall time it stands for, from which the handles' times are counted (by
+    default, both read when the stream starts).
     """
 
     def __init__(
@@ -200,6 +225,8 @@ class OrderStream(AsyncClosing):
         concurrency: int,
         on_progress: Callable[[Progress], object] | None,
         max_wait: float | None,
+        before_attempt: Callable[[], float | asyncio.Future[None]] | None = None,
+        times_from: tuple[float, datetime] | None = None,
     ) -> None:
         given: object = concurrency
         if isinstance(given, bool) or not isinstance(given, int) or given < 1:
@@ -258,6 +285,10 @@ class OrderStream(AsyncClosing):
         self._hooks = connector.poller.hooks
         injected = connector.poller.clock is not None or connector.poller.sleep is not asyncio.sleep
         self._injected_sleep = connector.poller.sleep if injected else None
+        self._before_attempt = before_attempt
+        #: What ``before_attempt`` holds every attempt back with, until it is done.
+        self._held_back: asyncio.Future[None] | None = None
+        self._times_from = times_from
 
     # -- the public surface ---------------------------------------------------------------
 
@@ -335,15 +366,15 @@ class OrderStream(AsyncClosing):
     def _start(self) -> None:
         self._started = True
         now = self._started_at = self._poller.now()
-        wall = utcnow()
+        then, wall = (now, utcnow()) if self._times_from is None else self._times_from
         poller = self._connector.poller
         budget = poller.max_wait if self._max_wait is None else self._max_wait
         self._fresh_deadline = now + budget
         for item in self._resumed:
-            deadline = now + (item.deadline - wall).total_seconds()
+            deadline = then + (item.deadline - wall).total_seconds()
             if self._max_wait is not None or deadline <= now:
                 deadline = self._fresh_deadline
-            due = now + (item.next_poll_at - wall).total_seconds()
+            due = then + (item.next_poll_at - wall).total_seconds()
             order = _Order(
                 item.order_id,
                 attempts=item.attempts,
@@ -402,21 +433,36 @@ class OrderStream(AsyncClosing):
                 break
             timeout: float | None = None
             due = self._next_due()
-            if due is not None and len(self._running) < self._concurrency:
+            if due is not None and len(self._running) < self._concurrency and not self._holding():
                 timeout = max(0.0, due - now)
             if not self._inbox.done:
                 await self._inbox.wait(timeout, self._injected_sleep)
 
+    def _holding(self) -> bool:
+        """True while ``before_attempt`` holds the attempts back (its future not done)."""
+        if self._held_back is not None and self._held_back.done():
+            self._held_back = None
+        return self._held_back is not None
+
     def _launch_due(self, now: float) -> None:
         connector = self._connector
-        while len(self._running) < self._concurrency:
+        while len(self._running) < self._concurrency and not self._holding():
             due = self._next_due()
             if due is None or due > now + CLOCK_SLACK:
                 return
+            admit_by = math.inf
+            if self._before_attempt is not None:
+                allowed = self._before_attempt()
+                if isinstance(allowed, asyncio.Future):
+                    # Asked again once it is done: the driver wakes then, not before.
+                    self._held_back = allowed
+                    allowed.add_done_callback(self._inbox.wake_after)
+                    return
+                admit_by = allowed
             order = self._next_order()
             attempt = self._poller.run_attempt(
                 functools.partial(connector.poll_once, order.order_id),
-                deadline=order.deadline,
+                deadline=min(order.deadline, admit_by),
                 ca=connector.ca,
                 order_id=order.order_id,
             )
@@ -546,9 +592,12 @@ class OrderStream(AsyncClosing):
         next_wait: float | None = None,
     ) -> None:
         if reads_attempt(self._hooks, outcome, error):
+            if not order.poll_id:
+                order.poll_id = new_poll_id()
             report_attempt(
                 self._hooks,
                 outcome,
+                poll_id=order.poll_id,
                 ca=self._connector.ca,
                 order_id=order.order_id,
                 attempt=order.attempts,
@@ -706,7 +755,9 @@ def poll_many(
     credential (:class:`~certpoll.AuthenticationError`) or a wrong base URL
     (:class:`~certpoll.EndpointNotFound`) is raised and stops everything, after which
     :meth:`OrderStream.undelivered` and :meth:`OrderStream.pending` account for every order.
-    Bad arguments raise :class:`~certpoll.ConfigError` at once, before any request.
+    Bad arguments raise :class:`~certpoll.ConfigError` at once, before any request. The
+    Poller's hooks see each order's attempts as one poll, with a
+    :attr:`~certpoll.PollDetails.poll_id` of its own.
 
     With a ``store`` (see :func:`~certpoll.open_store`), the orders are taken in the store
     under a ``lease`` (seconds, renewed every third of it): recorded if the store does not

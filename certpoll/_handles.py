@@ -150,6 +150,8 @@ async def resume(
     The next attempt comes at ``handle.next_poll_at`` (at once if that has passed) and waits
     grow from where they stopped. The poll ends at ``handle.deadline``, or after ``max_wait``
     seconds when given, or after a fresh PollMaxWait when the deadline has already passed.
+    For the Poller's hooks this is a new poll (a new :attr:`~certpoll.PollDetails.poll_id`)
+    whose attempts keep counting from ``handle.attempts``.
     """
     if handle.ca != connector.ca:
         raise ConfigError(

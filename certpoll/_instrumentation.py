@@ -7,6 +7,7 @@ the whole process with :func:`set_poll_hooks` or per Poller / connector with ``h
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +32,11 @@ AttemptOutcome = Literal["done", "pending", "failed"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PollDetails:
-    """What happened in one poll attempt, and what the Poller does next."""
+    """What happened in one poll attempt, and what the Poller does next.
+
+    ``poll_id`` tells polls apart: two polls of one order at once, or polls with no order id
+    at all, have the same ``ca`` and ``order_id`` but never the same ``poll_id``.
+    """
 
     #: The CA the poll talks to, when the Poller was told (connectors always tell it).
     ca: str | None
@@ -51,6 +56,11 @@ class PollDetails:
     error: Exception | None
     #: The CA's words for a pending state, if any.
     detail: str | None = None
+    #: Which poll the attempt belongs to: a number unique in the process to each
+    #: :meth:`Poller.poll` call (a :func:`~certpoll.resume` too, which is a poll of its own)
+    #: and to each order of each :func:`~certpoll.poll_many` call; 0 in a record that
+    #: certpoll did not make.
+    poll_id: int = 0
 
 
 class PollHook(Protocol):
@@ -82,6 +92,7 @@ def logging_hook(details: PollDetails, /) -> None:
         None if details.next_wait is None else round(details.next_wait, 3),
         error,
         extra={
+            "certpoll_poll_id": details.poll_id,
             "certpoll_ca": details.ca,
             "certpoll_order_id": details.order_id,
             "certpoll_attempt": details.attempt,
@@ -113,6 +124,18 @@ def reads_attempt(
     if len(hooks) == 1 and hooks[0] is logging_hook:
         return logger.isEnabledFor(_level(outcome, error))
     return True
+
+
+#: Poll ids, from 1: ``next`` on it is one step, so polls in threads never share one.
+_poll_ids = itertools.count(1)
+
+
+def new_poll_id() -> int:
+    """A :attr:`PollDetails.poll_id` no poll in this process has had yet.
+
+    Taken at a poll's first record a hook reads, so a poll nobody observes takes none.
+    """
+    return next(_poll_ids)
 
 
 _DEFAULT_HOOKS: tuple[PollHook, ...] = (logging_hook,)

@@ -25,7 +25,8 @@ def prometheus_hook(*, registry: CollectorRegistry | None = None) -> PollHook:
     """A hook counting attempts and observing waits, on ``registry`` (default: the global one).
 
     Metrics: ``certpoll_attempts_total{ca, outcome}`` and ``certpoll_next_wait_seconds{ca}``.
-    Needs ``pip install 'certpoll[prometheus]'``.
+    Neither the order id nor the poll id is a label: a series per order or per poll would
+    grow without bound. Needs ``pip install 'certpoll[prometheus]'``.
     """
     try:
         import prometheus_client
@@ -60,6 +61,9 @@ def prometheus_hook(*, registry: CollectorRegistry | None = None) -> PollHook:
 def structlog_hook(*, logger: FilteringBoundLogger | None = None) -> PollHook:
     """A hook logging each attempt as a ``certpoll.attempt`` structlog event.
 
+    The event's fields are those of :class:`~certpoll.PollDetails` (the error as its type and
+    message): ``poll_id`` groups the events of one poll.
+
     Needs ``pip install 'certpoll[structlog]'``.
     """
     try:
@@ -73,6 +77,7 @@ def structlog_hook(*, logger: FilteringBoundLogger | None = None) -> PollHook:
     def hook(details: PollDetails, /) -> None:
         log.info(
             "certpoll.attempt",
+            poll_id=details.poll_id,
             ca=details.ca,
             order_id=details.order_id,
             attempt=details.attempt,
@@ -97,14 +102,18 @@ def opentelemetry_hook(
 ) -> PollHook:
     """A hook tracing each poll as an OpenTelemetry span, with an event per attempt.
 
-    The span ``certpoll.poll`` of an order starts at the poll's start (its first attempt
-    minus the time already waited) and ends with the attempt that ends the poll. Its
-    attributes: ``certpoll.ca``, ``certpoll.order_id``, ``certpoll.outcome`` (``done``,
-    ``failed``, or ``pending`` when still pending at PollMaxWait), ``certpoll.attempts`` and
-    ``certpoll.waited_seconds``; a failed poll has the status ERROR. Each attempt adds a
-    ``certpoll.attempt`` event with ``certpoll.attempt``, ``certpoll.outcome``,
-    ``certpoll.next_wait_seconds``, ``http.response.status_code`` and ``certpoll.error``
-    (type and message, which never hold a credential) when there are any.
+    A poll is what :attr:`PollDetails.poll_id` names: one :meth:`Poller.poll` call, one
+    :func:`~certpoll.resume`, or one order of a :func:`~certpoll.poll_many` call (whose
+    attempts run in tasks of their own). Polls at once of one order, or without an order id,
+    each get their own span. The span ``certpoll.poll`` starts at the poll's start (its
+    first attempt minus the time already waited) and ends with the attempt that ends the
+    poll. Its attributes: ``certpoll.poll_id``, ``certpoll.ca``, ``certpoll.order_id``,
+    ``certpoll.outcome`` (``done``, ``failed``, or ``pending`` when still pending at
+    PollMaxWait), ``certpoll.attempts`` and ``certpoll.waited_seconds``; a failed poll has
+    the status ERROR. Each attempt adds a ``certpoll.attempt`` event with
+    ``certpoll.attempt``, ``certpoll.outcome``, ``certpoll.next_wait_seconds``,
+    ``http.response.status_code`` and ``certpoll.error`` (type and message, which never hold
+    a credential) when there are any.
 
     ``tracer_provider`` defaults to the global one. A poll that never ends (its task was
     cancelled) leaves its span open; past ``max_open_spans`` the oldest open span is ended
@@ -122,16 +131,17 @@ def opentelemetry_hook(
         raise ConfigError(f"max_open_spans must be a positive integer, not {max_open_spans!r}")
     tracer = trace.get_tracer("certpoll", tracer_provider=tracer_provider)
     #: Each open poll's span, and its start in nanoseconds since the epoch.
-    open_spans: OrderedDict[tuple[str | None, str | None], tuple[Span, int]] = OrderedDict()
+    open_spans: OrderedDict[int, tuple[Span, int]] = OrderedDict()
 
     def hook(details: PollDetails, /) -> None:
-        key = (details.ca, details.order_id)
+        key = details.poll_id
         if key not in open_spans:
             started = time.time_ns() - int(details.waited_so_far * 1e9)
             span = tracer.start_span(
                 "certpoll.poll",
                 start_time=started,
                 attributes={
+                    "certpoll.poll_id": details.poll_id,
                     "certpoll.ca": details.ca or "",
                     "certpoll.order_id": details.order_id or "",
                 },

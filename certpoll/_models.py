@@ -31,6 +31,21 @@ class CertificateRequest:
     sans: Sequence[str] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.sans, str):
+            raise ConfigError("sans must be a sequence of DNS names, not one string")
+        object.__setattr__(self, "sans", tuple(self.sans))
+        # Checked here, not when the body is encoded: there it would be a UnicodeEncodeError
+        # from httpx, outside certpoll's exceptions, after the gate admitted the request.
+        fields = [("common_name", self.common_name), ("csr_pem", self.csr_pem)]
+        for name, value in [*fields, *(("sans", san) for san in self.sans)]:
+            if not isinstance(value, str):
+                raise ConfigError(f"{name} must be text, not {type(value).__name__}")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ConfigError(
+                    f"{name} must be text UTF-8 can encode (it holds an unpaired surrogate)"
+                ) from exc
         if not self.common_name.strip():
             raise ConfigError("common_name must not be empty")
         if "-----BEGIN CERTIFICATE REQUEST-----" not in self.csr_pem:
@@ -38,9 +53,6 @@ class CertificateRequest:
                 "csr_pem must be a PEM certificate signing request "
                 "(-----BEGIN CERTIFICATE REQUEST-----)"
             )
-        if isinstance(self.sans, str):
-            raise ConfigError("sans must be a sequence of DNS names, not one string")
-        object.__setattr__(self, "sans", tuple(self.sans))
 
 
 class OrderState(enum.StrEnum):

@@ -43,6 +43,7 @@ from ._instrumentation import (
     PollDetails,
     PollHook,
     get_poll_hooks,
+    new_poll_id,
     reads_attempt,
 )
 from ._outcomes import Done, Failed, Pending, StillPending
@@ -452,10 +453,12 @@ class Poller:
         """Run ``attempt`` until it returns :class:`Done`, raise on :class:`Failed`.
 
         Returns :class:`Done` or, once the deadline has passed, :class:`StillPending`.
-        ``ca`` and ``order_id`` label the hook records. To resume an interrupted schedule,
-        pass the number of attempts already made as ``prior_attempts`` (the next wait is
-        then the one that follows them), the time until the next attempt was due as
-        ``first_wait``, and the time left of the original deadline as ``max_wait``.
+        ``ca`` and ``order_id`` label the hook records; every record of this call carries one
+        :attr:`PollDetails.poll_id` of its own, so polls at once of one order, or without an
+        order id, are told apart. To resume an interrupted schedule, pass the number of
+        attempts already made as ``prior_attempts`` (the next wait is then the one that
+        follows them), the time until the next attempt was due as ``first_wait``, and the
+        time left of the original deadline as ``max_wait``.
         """
         if prior_attempts < 0:
             raise ConfigError(f"prior_attempts must be 0 or more, not {prior_attempts}")
@@ -473,6 +476,8 @@ class Poller:
         attempt_number = prior_attempts
         last_error: Exception | None = None
         detail: str | None = None
+        # This poll's PollDetails.poll_id, taken when a hook first reads a record (0: not yet).
+        poll_id = 0
 
         def report(
             outcome: AttemptOutcome,
@@ -481,10 +486,14 @@ class Poller:
             elapsed: float,
             next_wait: float | None = None,
         ) -> None:
+            nonlocal poll_id
             if reads_attempt(hooks, outcome, error):
+                if not poll_id:
+                    poll_id = new_poll_id()
                 report_attempt(
                     hooks,
                     outcome,
+                    poll_id=poll_id,
                     ca=ca,
                     order_id=order_id,
                     attempt=attempt_number,
@@ -543,7 +552,9 @@ class Poller:
         """Run one attempt, cut off after ``attempt_timeout`` (then ``Pending(AttemptTimeout)``).
 
         ``deadline`` is the poll's deadline on this Poller's clock: the gate admits the
-        attempt's requests only before it (:func:`attempt_deadline`).
+        attempt's requests only before it (:func:`attempt_deadline`). No hook is called: the
+        caller reports its series of attempts as one poll, with one ``poll_id`` (as
+        :func:`~certpoll.poll_many` does for each order).
         """
         with self._attempt(deadline) as running:
             return await attempt()
@@ -579,6 +590,7 @@ def report_attempt(
     hooks: Sequence[PollHook],
     outcome: AttemptOutcome,
     *,
+    poll_id: int,
     ca: str | None,
     order_id: str | None,
     attempt: int,
@@ -590,9 +602,11 @@ def report_attempt(
     """Hand one attempt's :class:`PollDetails` to every hook (the Poller and ``poll_many``).
 
     Callers first ask :func:`~certpoll._instrumentation.reads_attempt`: no record is built
-    for hooks that would discard it (the default, quiet logger).
+    for hooks that would discard it (the default, quiet logger). ``poll_id`` is the poll's
+    own, from :func:`~certpoll._instrumentation.new_poll_id` at its first record read.
     """
     details = PollDetails(
+        poll_id=poll_id,
         ca=ca,
         order_id=order_id,
         attempt=attempt,

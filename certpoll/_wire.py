@@ -239,7 +239,9 @@ class GLOBALSIGN:
     DESCRIPTION: Final = "description"
     ISSUED: Final = "ISSUED"
     REVOKED: Final = "REVOKED"
-    REJECTED: Final = "rejected"
+    #: A lookup refused for good: HTTP 422, problem+json with this description.
+    VALIDATION_FAILED: Final = 422
+    VALIDATION_ERROR: Final = "CA validation error"
     #: RFC 5280 reasons by the names ``revocation_reason`` takes. GlobalSign's own client
     #: offers these six; CA compromise and certificate hold are the CA's to give.
     REVOCATION_REASONS: Final[Mapping[RevocationReason, str]] = {

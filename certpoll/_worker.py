@@ -253,6 +253,8 @@ class Worker:
         room = min(self._batch, self._max_held - self.held)
         if room <= 0:
             return 0
+        # Each CA's leases are counted on its connector's clock, from before the request.
+        claimed_at = {ca: connector.poller.now() for ca, connector in self._connectors.items()}
         claimed = await self.store.claim(
             owner=self.owner, cas=list(self._connectors), limit=room, lease=self._lease
         )
@@ -273,6 +275,7 @@ class Worker:
                 on_progress=None,
                 max_wait=None,
                 claimed=records,
+                claimed_at=claimed_at[ca],
                 owner=self.owner,
                 on_event=self._emit,
             )

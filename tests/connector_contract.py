@@ -151,6 +151,9 @@ class ConnectorContract:
     logs_in: bool = False
     #: Whether a connector without ``http=`` needs client-certificate files to start.
     mtls: bool = False
+    #: Status codes with which the CA's status request refuses the order itself (HVCA's 422):
+    #: a FAILED order, not an error.
+    refusal_codes: tuple[int, ...] = ()
 
     def __str__(self) -> str:
         return self.ca
@@ -301,6 +304,7 @@ CONTRACTS = [
         failed_words=("REVOKED", "revoked", "rejected", "Denied", "FAILED"),
         bad_ids=("..",),
         echo=f"bad token {GLOBALSIGN_TOKEN}",
+        refusal_codes=(422,),
         connector_type=certpoll.GlobalSign,
         settings_type=certpoll.GlobalSignSettings,
         required_env={

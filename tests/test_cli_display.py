@@ -17,6 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 
 import certpoll
@@ -98,6 +100,46 @@ async def test_the_live_table_keeps_one_line_per_order_at_80_columns() -> None:
     assert len(lines) == len(order_ids)
     assert all(len(line) <= 80 for line in lines)
     assert lines[0].startswith("order-0000-with-a-long-id  issued  serial 1111")
+    assert lines[0].endswith("…")  # cut, and seen to be: not a shorter serial
+
+
+#: Printable ASCII (one column each), brackets included: what CAs put in ids and messages.
+_PRINTABLE = st.characters(min_codepoint=0x20, max_codepoint=0x7E)
+#: What is known of an order: free text, with what looks like markup and 48-digit serials.
+_KNOWN = st.lists(
+    st.one_of(
+        st.text(_PRINTABLE, max_size=20),
+        st.sampled_from(["[bold]", "[/bold]", "[/x]", "[common_name]", "serial " + "1" * 48]),
+    ),
+    max_size=6,
+).map(" ".join)
+
+
+@settings(deadline=None)
+@given(
+    order_ids=st.lists(st.text(_PRINTABLE, min_size=1, max_size=40), min_size=1, max_size=3),
+    known=_KNOWN,
+    width=st.integers(min_value=60, max_value=200),
+)
+def test_each_order_line_is_its_text_or_a_marked_cut_of_it(
+    order_ids: list[str], known: str, width: int
+) -> None:
+    """Whatever the CA says (``[/x]`` is not ``rich`` markup) and whatever the width."""
+    id_width = max(map(len, order_ids))
+    out = io.StringIO()
+    Console(file=out, width=width).print(
+        _display.order_lines([(order_id, known) for order_id in order_ids])
+    )
+    lines = out.getvalue().splitlines()
+    assert len(lines) == len(order_ids)
+    for order_id, line in zip(order_ids, lines, strict=True):
+        whole = f"{order_id.ljust(id_width)}  {known}"
+        assert len(line) <= width
+        if len(whole) <= width:
+            assert line.rstrip() == whole.rstrip()
+        else:
+            assert line.endswith("…")
+            assert whole.startswith(line.removesuffix("…"))
 
 
 async def test_the_demo_with_the_live_table() -> None:
@@ -197,6 +239,27 @@ async def test_the_same_seed_gives_the_same_demo_and_certpoll_causes_no_429() ->
     assert first.ca_throttled_by_certpoll == 0
     other = await asyncio.to_thread(once, 6)
     assert other.tallies != first.tallies  # the seed does drive the run
+
+
+async def test_the_same_seed_prints_the_same_demo_at_any_speed() -> None:
+    def printed(speed: float) -> list[str]:
+        out = io.StringIO()
+        _demo.run_demo(orders=60, seed=5, speed=speed, out=out, live=False)
+        return out.getvalue().splitlines()
+
+    slow, fast = await asyncio.to_thread(printed, 20000), await asyncio.to_thread(printed, 60000)
+    # All but the first line (which names the speed) and the last (the wall time).
+    assert slow[1:-1] == fast[1:-1]
+    assert slow[-1].startswith("wall time")
+    progress = [line for line in slow if "✓" in line]
+    assert len(progress) >= 3  # on simulated time, not every wall-clock second
+    # The live table looks at the run on the same ticks: the same run, to the last request.
+    live = io.StringIO()
+    result = await asyncio.to_thread(
+        _demo.run_demo, orders=60, seed=5, speed=90000, out=live, live=True
+    )
+    summary = slow[slow.index(progress[-1]) + 1 :]
+    assert _demo.render_summary(result).splitlines()[:-1] == summary[:-1]
 
 
 async def test_the_demo_summary_says_whose_429s_they_are() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 import certpoll
 from certpoll._connectors import _base as _connector
 from certpoll._connectors import _http
-from certpoll._connectors._base import Connector, path_segment
+from certpoll._connectors._base import Connector, path_segment, positive_int
 from certpoll._triage import Triage
 from certpoll.testing import Fault, SimulatedCA
 from tests.certs import make_csr
@@ -158,6 +159,24 @@ def test_path_segment_refuses(value: str) -> None:
 def test_path_segment_needs_a_string() -> None:
     with pytest.raises(certpoll.ConfigError, match="must be a string"):
         path_segment(12)  # type: ignore[arg-type]
+
+
+@given(st.integers(min_value=1, max_value=10**19))
+def test_a_numeric_id_reads_the_same_as_a_number_or_as_its_digits(number: int) -> None:
+    """Some clients record CA ids as JSON strings ("sslId": "123"): the same id."""
+    assert positive_int(number) == number
+    assert positive_int(str(number)) == number
+
+
+@given(st.text(max_size=12).filter(lambda text: not re.fullmatch(r"[1-9][0-9]*", text)))
+def test_a_string_that_is_not_plain_digits_is_no_id(text: str) -> None:
+    """No lenient parse: " 12", "012", "-5", "12abc", "1e3" name no order."""
+    assert positive_int(text) is None
+
+
+@pytest.mark.parametrize("value", [0, -3, True, 1.0, None, "0", ["1"]])
+def test_no_id_outside_the_positive_integers(value: object) -> None:
+    assert positive_int(value) is None
 
 
 # -- issue() returns the accepted order at once ------------------------------------------------

@@ -120,6 +120,11 @@ async def test_a_failed_status_request_is_triaged(
 ) -> None:
     mock_answer(_status(contract, ca), answer, echo=contract.echo)
     outcome = await connector.poll_once(contract.order_id)
+    if answer in contract.refusal_codes:
+        # The CA's own "no" to the order (HVCA's 422): a FAILED order, not an error.
+        assert isinstance(outcome, Done)
+        assert outcome.value.state is certpoll.OrderState.FAILED
+        return
     check_triage(outcome, kind, error, retry_after, ca=contract.ca, order_id=contract.order_id)
     if isinstance(answer, int):
         assert getattr(outcome.error, "status_code", None) == answer  # type: ignore[union-attr]

@@ -272,7 +272,7 @@ async def test_issue_with_a_known_status_word_says_it(
     assert order.message == f"order 99006 is {word}"
 
 
-@pytest.mark.parametrize("word", ["rejected", "denied", "canceled"])
+@pytest.mark.parametrize("word", ["rejected", "denied", "canceled", "Rejected", "DENIED"])
 async def test_issue_rejected_at_once_is_failed(
     ca: respx.MockRouter, dc: DigiCert, word: str
 ) -> None:
@@ -282,6 +282,18 @@ async def test_issue_rejected_at_once_is_failed(
     assert order.state is OrderState.FAILED
     assert order.order_id == "99004"
     assert order.message == f"order 99004 is {word}"
+
+
+@pytest.mark.parametrize("word", ["ISSUED", "Issued", " issued "])
+async def test_a_status_in_another_case_reads_the_same(
+    ca: respx.MockRouter, dc: DigiCert, word: str
+) -> None:
+    """CertCentral writes lower case; an order "ISSUED" is downloaded all the same."""
+    ca.get(ORDER).respond(200, json={"id": 99001, "status": word, "certificate": {"id": 88001}})
+    ca.get(DOWNLOAD).respond(200, text=BUNDLE)
+    outcome = await dc.poll_once("99001")
+    assert isinstance(outcome, Done)
+    assert outcome.value.state is OrderState.ISSUED
 
 
 @pytest.mark.parametrize(
@@ -322,7 +334,8 @@ async def test_issue_keeps_the_order_when_the_immediate_download_fails(
         (httpx.Response(201, text="<html>"), SubmissionUncertain),
         (httpx.Response(201, json=[1]), SubmissionUncertain),
         (httpx.Response(201, json={"status": "pending"}), SubmissionUncertain),
-        (httpx.Response(201, json={"id": "99001"}), SubmissionUncertain),
+        (httpx.Response(201, json={"id": "id99001"}), SubmissionUncertain),
+        (httpx.Response(201, json={"id": "-99001"}), SubmissionUncertain),
         (httpx.Response(201, json={"id": True}), SubmissionUncertain),
     ],
 )
@@ -384,7 +397,7 @@ async def test_issued_downloads_by_certificate_id(ca: respx.MockRouter, dc: Digi
         {"status": "issued"},
         {"status": "issued", "certificate": {}},
         {"status": "issued", "certificate": {"id": 0}},
-        {"status": "issued", "certificate": {"id": "88001"}},
+        {"status": "issued", "certificate": {"id": "cert88001"}},
         {"status": "issued", "certificate": None},
     ],
 )

@@ -4,7 +4,8 @@ The rules the pages rely on are written in docs/index.md ("How the examples in t
 run"): blocks run in order, page by page, in one namespace per page, as in
 ``python -m asyncio`` (top-level ``await``); the environment is the one ``certpoll
 serve-sim`` prints, pointing at a simulated CA served on 127.0.0.1; ``csr`` is a PEM CSR;
-``install``, ``alert``, ``store`` and ``show`` stand for the reader's own code. Each page
+``install``, ``alert``, ``store``, ``show`` and ``schedule_retry`` stand for the reader's own
+code, and record what they are handed. Each page
 runs in a worker thread with its own event loop, as a reader's script would.
 
 A ``console`` block is a session: ``$ export NAME=value`` sets a variable, ``$ certpoll ...``
@@ -20,10 +21,11 @@ import asyncio
 import contextlib
 import io
 import os
+import re
 import shlex
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import CodeType
 
@@ -104,12 +106,23 @@ def _run_console(example: Example) -> None:
         assert out.getvalue().splitlines() == expected, f"{example.path}:{example.line}"
 
 
-def _placeholder(name: str) -> Callable[..., None]:
-    def stand_in(*args: object, **kwargs: object) -> None:
-        """The reader's own code."""
+class _ReadersCode:
+    """Stands for the reader's own code in a snippet (``install(certificate)``): records what
+    the snippet hands over, in ``calls``, for a hidden block below it to check."""
 
-    stand_in.__name__ = name
-    return stand_in
+    def __init__(self, name: str) -> None:
+        self.__name__ = name
+        self.calls: list[tuple[object, ...]] = []
+
+    def __call__(self, *args: object) -> None:
+        self.calls.append(args)
+
+    def __repr__(self) -> str:
+        return f"<the reader's {self.__name__}>"
+
+
+#: The names that stand for the reader's own code, as docs/index.md lists them.
+READERS_CODE = ("install", "alert", "store", "show", "schedule_retry")
 
 
 SYBIL = Sybil(
@@ -153,7 +166,7 @@ def _run_page(page: Path) -> None:
             certpoll=certpoll,
             httpx=httpx,
             csr=make_csr("www.example.com"),
-            **{name: _placeholder(name) for name in ("install", "alert", "store", "show")},
+            **{name: _ReadersCode(name) for name in READERS_CODE},
         )
         for example in document:
             example.evaluate()
@@ -174,6 +187,28 @@ async def test_every_block_of_the_page_runs(
         await asyncio.to_thread(_run_page, page)
 
 
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+def test_every_function_a_page_defines_is_used(page: Path) -> None:
+    # A snippet that only defines a function (README's renew() did) runs without running its
+    # body: an undefined name in it goes unseen. So each one is called, awaited or handed
+    # over by some block of its page, hidden or not; pytest runs the test_ ones.
+    source = "\n".join(
+        str(example.parsed)
+        for example in SYBIL.parse(page)
+        if example.region.evaluator is _run_python
+    )
+    tree = compile(source, str(page), "exec", ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    assert isinstance(tree, ast.Module)
+    defined = {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and not node.name.startswith("test_")
+    }
+    used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id in defined}
+    assert defined <= used, f"{page}: defined, never used: {sorted(defined - used)}"
+
+
 def test_the_api_reference_lists_every_public_name() -> None:
     import certpoll.testing
 
@@ -186,6 +221,97 @@ def test_the_api_reference_lists_every_public_name() -> None:
         f"certpoll.testing.{name}" for name in certpoll.testing.__all__
     ]
     assert sorted(listed) == sorted(public)
+
+
+_FENCE = re.compile(r"^```(\S*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+def test_every_certpoll_command_of_the_page_is_in_a_checked_block(page: Path) -> None:
+    # Only sh blocks (parsed) and console blocks (run) are checked: a command in a text or
+    # unlabelled block could drift unseen.
+    for language, body in _FENCE.findall(page.read_text()):
+        runs_certpoll = any(
+            line.removeprefix("$ ").startswith("certpoll ") for line in body.splitlines()
+        )
+        assert language in ("sh", "console") or not runs_certpoll, f"{page}: {body}"
+
+
+def test_the_test_files_of_testing_md_pass_in_a_project_of_their_own(tmp_path: Path) -> None:
+    # The page's blocks that start with "# <file name>" are a reader's project: written out
+    # alone, with nothing from this suite's configuration or conftest, pytest passes them.
+    written = []
+    for _, body in _FENCE.findall((ROOT / "docs" / "testing.md").read_text()):
+        name = re.fullmatch(r"# ([\w.]+)", body.partition("\n")[0])
+        if name is not None:
+            (tmp_path / name[1]).write_text(body)
+            written.append(name[1])
+    assert sorted(written) == ["conftest.py", "pyproject.toml", "test_renewal.py"]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-W", "error", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=environment,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 passed" in run.stdout
+
+
+def test_the_exception_tree_of_errors_md_is_certpolls() -> None:
+    [tree] = re.findall(
+        r"## The exception tree\n\n```\n(.*?)```", (ROOT / "docs/errors.md").read_text(), re.DOTALL
+    )
+    parents: list[type[BaseException]] = []  # the branch above the current line, by depth
+    drawn: set[str] = set()
+    for line in tree.splitlines():
+        branch = re.match(r"([│ ]*)(?:[├└]── )?(\w+)(?: \(also (\w+)\))?", line)
+        assert branch is not None, line
+        indent, name, also = branch.groups()
+        depth = len(indent) // 4 + (1 if "── " in line else 0)
+        cls = getattr(certpoll, name)
+        assert depth <= len(parents), f"{line!r} has no parent line"
+        del parents[depth:]
+        if parents:
+            assert parents[-1] in cls.__mro__[1:], f"{name} is not a {parents[-1].__name__}"
+        if also is not None:
+            assert any(base.__name__ == also for base in cls.__mro__), f"{name}: {also}"
+        parents.append(cls)
+        drawn.add(name)
+    public = {
+        name
+        for name in certpoll.__all__
+        if isinstance(getattr(certpoll, name), type)
+        and issubclass(getattr(certpoll, name), certpoll.CertpollError)
+    }
+    assert drawn == public
+
+
+def _figures(path: str, pattern: str) -> list[str]:
+    found: list[str] = re.findall(pattern, (ROOT / path).read_text())
+    assert found, f"{path} no longer says it ({pattern})"
+    return found
+
+
+def test_the_pages_give_one_figure_for_the_memory_of_a_pending_order() -> None:
+    # docs/benchmarks.md is written by `make bench`; the README and many-orders.md quote it.
+    quoted = {
+        "docs/benchmarks.md (summary)": _figures(
+            "docs/benchmarks.md", r"\| bytes per pending order \| (\d+) B \|"
+        ),
+        "docs/benchmarks.md (100,000 orders)": _figures(
+            "docs/benchmarks.md", r"\n\| 100,000 \| (\d+) B \|"
+        ),
+        "README.md": _figures(
+            "README.md", r"memory per pending order, 100,000 orders, [^|]*\| (\d+) B \|"
+        ),
+        "docs/many-orders.md": _figures(
+            "docs/many-orders.md",
+            r"\b(\d[\d,]*) (?:B|bytes)\b",  # its only figure in bytes
+        ),
+    }
+    assert len({figure for figures in quoted.values() for figure in figures}) == 1, quoted
 
 
 @pytest.mark.parametrize(

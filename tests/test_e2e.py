@@ -186,6 +186,39 @@ async def test_globalsign_end_to_end(world: World) -> None:
     assert world.sim.requests_by_route["globalsign.login"] >= 3
 
 
+@pytest.mark.parametrize(
+    ("script", "words"),
+    [
+        (OrderScript(issue_after=900), "being issued"),
+        (OrderScript(approval_for=3600, issue_after=60), "awaiting approval"),
+    ],
+)
+async def test_globalsign_keeps_the_words_of_its_202_end_to_end(
+    world: World, script: OrderScript, words: str
+) -> None:
+    """HVCA's 202 carries a problem+json ``description``: the pending message keeps it."""
+    world.sim.script_next(script, ca="globalsign")
+    connector = world.connector("globalsign", server_ca_path=world.served.ca_cert_path)
+    async with connector as gs:
+        order = await gs.issue(request("words.example.com"))
+        outcome = await gs.poll_once(order.order_id)
+    assert isinstance(outcome, certpoll.Pending)
+    assert outcome.detail == f"HTTP 202: certificate is {words}"
+
+
+async def test_globalsign_refusal_is_a_failed_order_end_to_end(world: World) -> None:
+    """A request HVCA's backend refuses is looked up 422 "CA validation error": FAILED."""
+    world.sim.script_next(OrderScript(issue_after=30, reject=True), ca="globalsign")
+    connector = world.connector("globalsign", server_ca_path=world.served.ca_cert_path)
+    async with connector as gs:
+        order = await gs.issue(request("refused.example.com"))
+        status = await gs.get_order_status(order.order_id)
+    assert status.state is certpoll.OrderState.FAILED
+    assert status.message == (
+        f"certificate {order.order_id} was rejected: HTTP 422: CA validation error"
+    )
+
+
 @pytest.mark.parametrize("ca", ["digicert", "sectigo", "entrust"])
 @pytest.mark.parametrize("awkward", [False, True])
 async def test_real_answer_shapes_end_to_end(

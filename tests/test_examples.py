@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -129,6 +130,15 @@ async def _exercise(client: httpx.AsyncClient, sim: SimulatedCA, clock: _HandClo
     assert (await client.post("/orders", json=body)).status_code in (404, 422)
     bad = {"ca": "digicert", "common_name": "x.example", "csr_pem": "not a CSR"}
     assert (await client.post("/orders", json=bad)).status_code == 422
+    # Valid JSON whose "\ud800" decodes to text UTF-8 cannot encode: a 422, not a 500.
+    unencodable = {"ca": "digicert", "common_name": "\ud800", "csr_pem": make_csr("x.example")}
+    response = await client.post(
+        "/orders",
+        content=json.dumps(unencodable),  # ASCII, with the surrogate escaped
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    assert "UTF-8" in response.json()["detail"]
 
 
 class _QuietServer(uvicorn.Server):

@@ -516,6 +516,38 @@ async def test_poll_202_without_words_says_the_status(
     assert outcome == certpoll.Pending(detail="HTTP 202 Accepted")
 
 
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b'{"description": "CA validation error"}', "HTTP 422: CA validation error"),
+        (b"not json", "HTTP 422: not json"),
+        (b"", "HTTP 422"),
+    ],
+)
+async def test_poll_422_is_the_cas_refusal(
+    gs: certpoll.GlobalSign, mock: respx.MockRouter, login: respx.Route, body: bytes, words: str
+) -> None:
+    """HVCA answers the lookup 422 when its backend could not validate the request: FAILED."""
+    mock.get(f"{CERTIFICATES}/0A").respond(
+        422, content=body, headers={"Content-Type": "application/problem+json"}
+    )
+    outcome = await gs.poll_once("0A")
+    assert isinstance(outcome, certpoll.Done)
+    assert outcome.value.state is certpoll.OrderState.FAILED
+    assert outcome.value.message == f"certificate 0A was rejected: {words}"
+
+
+async def test_a_422_at_login_is_no_refusal_of_the_order(
+    gs: certpoll.GlobalSign, mock: respx.MockRouter
+) -> None:
+    """HVCA's 422 to a malformed login says nothing about the order: it stays an error."""
+    mock.post(LOGIN).respond(422, json={"description": "Invalid login request"})
+    outcome = await gs.poll_once("0A")
+    assert isinstance(outcome, certpoll.Failed)
+    assert type(outcome.error) is certpoll.PermanentError
+    assert "Invalid login request" in str(outcome.error)
+
+
 @pytest.mark.parametrize("status", ["ISSUED", "issued", "Issued"])
 async def test_poll_issued(
     gs: certpoll.GlobalSign, mock: respx.MockRouter, login: respx.Route, status: str

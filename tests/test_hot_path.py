@@ -20,10 +20,18 @@ from hypothesis import strategies as st
 import certpoll
 from certpoll._certs import certificate_from_pem
 from certpoll._connectors import _base as _connector
-from certpoll._instrumentation import AttemptOutcome, logger, logging_hook, reads_attempt
+from certpoll._instrumentation import (
+    AttemptOutcome,
+    logger,
+    logging_hook,
+    new_poll_id,
+    reads_attempt,
+)
 from certpoll.testing import TestPKI
 
 from .helpers import DIGICERT_API_KEY, FakeTime
+from .test_fleet import FakeCertCentral, collect
+from .test_fleet import digicert as fleet_digicert
 
 CAP = 1000
 
@@ -213,3 +221,35 @@ async def test_every_attempt_reaches_a_hook_of_its_own(fake_time: FakeTime) -> N
         (2, "pending", "a"),
         (3, "done", "a"),
     ]
+
+
+async def _one_poll_and_a_poll_many(hooks: tuple[certpoll.PollHook, ...]) -> None:
+    """One ``Poller.poll`` and a ``poll_many`` of three orders, each issued at its second look."""
+    answers: Iterator[certpoll.Done[str] | certpoll.Pending] = iter(
+        [certpoll.Pending(), certpoll.Done("x")]
+    )
+
+    async def attempt() -> certpoll.Done[str] | certpoll.Pending:
+        return next(answers)
+
+    await certpoll.Poller(certpoll.BackoffPolicy(jitter=0), hooks=hooks).poll(attempt)
+    async with fleet_digicert(FakeCertCentral(issue_on=2), hooks=hooks) as dc:
+        statuses = await collect(certpoll.poll_many(dc, ["1000", "1001", "1002"]))
+    assert [s.state for s in statuses] == [certpoll.OrderState.ISSUED] * 3
+
+
+@pytest.mark.looptime
+@pytest.mark.usefixtures("certpoll_level")
+async def test_a_poll_takes_a_poll_id_only_when_a_hook_reads_its_records() -> None:
+    logger.setLevel(logging.WARNING)  # the default hook discards every attempt here
+    before = new_poll_id()
+    await _one_poll_and_a_poll_many(())
+    await _one_poll_and_a_poll_many((logging_hook,))
+    assert new_poll_id() == before + 1  # nothing taken in between
+    seen: list[certpoll.PollDetails] = []
+    await _one_poll_and_a_poll_many((seen.append,))
+    # One id per poll (the Poller's, and each order's in poll_many), on every record of it.
+    by_poll = {d.poll_id: d.order_id for d in seen}
+    assert sorted(by_poll, key=int) == list(range(before + 2, before + 6))
+    assert sorted(map(str, by_poll.values())) == ["1000", "1001", "1002", "None"]
+    assert len(seen) == 8

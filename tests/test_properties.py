@@ -26,6 +26,8 @@ import certpoll
 from certpoll._connectors._base import Connector, path_segment
 from certpoll._gate import UpstreamGate
 from certpoll._triage import Triage, parse_retry_after
+from certpoll.testing import SimulatedCA
+from tests.certs import make_csr
 from tests.helpers import (
     DIGICERT_API_KEY,
     GLOBALSIGN_API_KEY,
@@ -156,6 +158,7 @@ OWN_SECRET = {
     "entrust": "",  # mTLS only: nothing to echo
     "globalsign": GLOBALSIGN_TOKEN,
 }
+CSR = make_csr("a.example")
 ORDER_IDS = {"digicert": "99001", "sectigo": "55001", "entrust": "ENR-1", "globalsign": "0A1B"}
 
 
@@ -190,6 +193,84 @@ def test_any_answer_to_a_poll_is_an_outcome_or_a_certpoll_error(
             await conn.http.aclose()
 
     run(poll())
+
+
+#: Any text, and often text with unpaired surrogates (a JSON body's "\ud800" decodes to one).
+any_text = st.text(max_size=12) | st.text(
+    st.sampled_from(["a", ".", "é", "\ud800", "\udfff"]), min_size=1, max_size=12
+)
+
+
+@FAST
+@pytest.mark.parametrize("ca", ["digicert", "sectigo", "entrust", "globalsign"])
+@given(common_name=any_text, sans=st.lists(any_text, max_size=2))
+def test_any_request_text_is_refused_or_sent_as_utf8(
+    ca: str, common_name: str, sans: list[str]
+) -> None:
+    """A request is refused by name (ConfigError) or sent; never a UnicodeEncodeError."""
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/login"):
+            return httpx.Response(200, json={"access_token": GLOBALSIGN_TOKEN})
+        sent.append(request)
+        return httpx.Response(400, json={"errors": [{"message": "refused"}]})
+
+    try:
+        request = certpoll.CertificateRequest(common_name=common_name, csr_pem=CSR, sans=sans)
+    except certpoll.ConfigError:
+        return
+
+    async def order() -> None:
+        conn = connector(ca, httpx.MockTransport(answer))
+        try:
+            await conn.issue(request)
+        except certpoll.CertpollError:
+            pass
+        finally:
+            await conn.http.aclose()
+        for request_sent in sent:
+            request_sent.content.decode("utf-8")
+
+    run(order())
+
+
+#: Names a caller may order: any text, internationalised names, around the 64-character
+#: limit of a common name.
+names = (
+    st.text(max_size=12)
+    | st.text(st.sampled_from(["a", ".", "-", "é", "ü"]), min_size=1, max_size=12)
+    | st.integers(min_value=60, max_value=70).map(lambda length: "a" * length)
+)
+
+
+@FAST
+@pytest.mark.parametrize("ca", ["digicert", "sectigo", "entrust", "globalsign"])
+@given(common_name=names, sans=st.lists(names, max_size=2))
+def test_the_simulator_answers_any_request_as_a_ca_does(
+    ca: certpoll.CAName, common_name: str, sans: list[str]
+) -> None:
+    """Issued, or refused with a 400: never a 500, which certpoll reads as uncertain."""
+    try:
+        request = certpoll.CertificateRequest(common_name=common_name, csr_pem=CSR, sans=sans)
+    except certpoll.ConfigError:
+        return
+    sim = SimulatedCA()
+
+    async def order() -> None:
+        settings = sim.credentials.settings(ca, sim.base_urls()[ca])
+        async with sim.client() as http, certpoll.connector_for(settings, http=http) as conn:
+            try:
+                status = await conn.issue(request)
+            except certpoll.ConfigError:  # refused by the connector: nothing was sent
+                return
+            except certpoll.PermanentError as refused:
+                answered: object = refused.status_code
+            else:
+                answered = status.state
+        assert answered in (400, certpoll.OrderState.ISSUED, certpoll.OrderState.PENDING)
+
+    run(order())
 
 
 # -- Retry-After --------------------------------------------------------------------------

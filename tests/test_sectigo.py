@@ -17,6 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 import respx
+from hypothesis import given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 
 import certpoll
 from certpoll import (
@@ -225,7 +228,8 @@ async def test_issue_keeps_the_order_when_the_first_look_fails(
         (httpx.ConnectError("refused"), TransientError),
         (httpx.Response(200, text="oops"), SubmissionUncertain),
         (httpx.Response(200, json={"renewId": "x"}), SubmissionUncertain),
-        (httpx.Response(200, json={"sslId": "55001"}), SubmissionUncertain),
+        (httpx.Response(200, json={"sslId": "55001x"}), SubmissionUncertain),
+        (httpx.Response(200, json={"sslId": "055001"}), SubmissionUncertain),
         (httpx.Response(200, json={"sslId": -1}), SubmissionUncertain),
     ],
 )
@@ -264,6 +268,36 @@ async def test_issued_collects(ca: respx.MockRouter, scm: Sectigo, word: str) ->
     assert outcome.value.certificate is not None
     assert outcome.value.certificate.serial == SERIAL
     _assert_auth(ca)
+
+
+_SCM_WORDS = {
+    # SCM's own spelling -> what it means: None is issued.
+    "Issued": None,
+    "Enrolled - Pending Download": None,
+    "Downloaded": None,
+    "External": None,
+    "Requested": Pending,
+    "Awaiting Approval": Pending,
+    "Not Enrolled": Pending,
+    "Applied": Pending,
+    "Rejected": Done,
+    "Revoked": Done,
+}
+
+
+@settings_(max_examples=60, deadline=None)
+@given(
+    word=st.sampled_from(sorted(_SCM_WORDS)),
+    cases=st.lists(st.booleans(), min_size=32, max_size=32),
+)
+def test_a_status_word_means_the_same_in_any_case(word: str, cases: list[bool]) -> None:
+    """SCM writes "Issued"; a client (Keyfactor's) compares without case: so does certpoll."""
+    respelled = "".join(c.upper() if up else c.lower() for c, up in zip(word, cases, strict=False))
+    outcome = Sectigo(settings())._status_outcome(respelled, order_id="55001")
+    expected = _SCM_WORDS[word]
+    assert (outcome is None) if expected is None else isinstance(outcome, expected)
+    if isinstance(outcome, Pending):
+        assert outcome.detail == f"enrollment 55001 is {respelled}"  # the CA's own spelling
 
 
 def _blocks(pem: str) -> list[str]:
@@ -374,7 +408,7 @@ async def test_status_400_with_a_not_ready_code_is_permanent(
 
 
 @pytest.mark.parametrize(
-    "body", ["", "not pem at all", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"]
+    "body", ["not pem at all", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"]
 )
 async def test_unparsable_collect_is_a_parse_error(
     ca: respx.MockRouter, scm: Sectigo, body: str
@@ -385,6 +419,19 @@ async def test_unparsable_collect_is_a_parse_error(
     outcome = await scm.poll_once("55001")
     assert isinstance(outcome, Failed)
     assert isinstance(outcome.error, ResponseParseError)
+
+
+@pytest.mark.parametrize("body", ["", "\r\n"])
+async def test_an_empty_collect_is_not_ready_yet(
+    ca: respx.MockRouter, scm: Sectigo, body: str
+) -> None:
+    """A 200 collect with nothing in it is pending, as Keyfactor's SCM plugin reads it."""
+    ca.get(STATUS).mock(return_value=status("Issued"))
+    ca.get(COLLECT).respond(200, text=body)
+    outcome = await scm.poll_once("55001")
+    assert isinstance(outcome, Pending)
+    assert outcome.detail is not None
+    assert "not ready to collect yet" in outcome.detail
 
 
 # -- get_order_status (zero real time) ----------------------------------------------------

@@ -3,6 +3,10 @@
 The orders are taken in the store under a lease (recorded if the store does not hold them),
 polled by the same scheduler as in memory, and each answer is written with the claim's
 fencing token before it is yielded; whatever is held when the stream stops is given back.
+
+Against SQLite (and in memory) the tests run in virtual time (``looptime``, the stores on the
+event loop's clock); against PostgreSQL in real time, since its leases are on its server's
+clock.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
@@ -29,7 +35,8 @@ from certpoll import (
     submit_order,
 )
 from certpoll.testing import OrderScript, SimulatedCA
-from tests.test_worker import make_sim, request, settings
+from tests.helpers import run_in_virtual_time
+from tests.test_worker import loop_clock, make_sim, request, settings
 
 
 @pytest.fixture
@@ -40,6 +47,7 @@ def sim() -> SimulatedCA:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
+        request.applymarker(pytest.mark.looptime)
         yield f"sqlite:///{tmp_path / 'orders.db'}"
     else:
         yield request.getfixturevalue("fresh_postgres_url")
@@ -47,7 +55,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 async def store(store_url: str) -> AsyncIterator[OrderStore]:
-    opened = open_store(store_url)
+    on_the_loop = store_url.startswith("sqlite:")  # PostgreSQL keeps its server's time
+    opened = open_store(store_url, clock=loop_clock() if on_the_loop else None)
     yield opened
     await opened.aclose()
 
@@ -140,15 +149,17 @@ async def test_a_stream_stopped_early_gives_back_what_it_holds_with_its_schedule
         assert record.attempts >= 1  # the next owner goes on from there
 
 
+@pytest.mark.looptime
 async def test_a_lost_lease_stops_every_poll_and_is_raised(
     sim: SimulatedCA, digicert: DigiCert, tmp_path: Path
 ) -> None:
     sim.script_next(OrderScript(approval_for=10**6), count=2)
     ids = await order_ids(digicert, ["a.example", "b.example"])
     url = f"sqlite:///{tmp_path / 'lost.db'}"
-    store = open_store(url)
+    store = open_store(url, clock=loop_clock())
     # Another process whose clock is past the lease: to it, the lease ran out.
-    later = open_store(url, clock=lambda: time.time() + 3600)
+    later = open_store(url, clock=loop_clock(ahead=3600))
+    await later.counts()  # opened before the stream runs
     try:
         async with poll_many(digicert, ids, store=store, lease=0.3) as stream:
             taking = asyncio.ensure_future(anext(stream))
@@ -184,7 +195,7 @@ def test_every_order_named_is_answered_once_or_left_to_its_owner(
 
     async def scenario() -> None:
         ca = make_sim()
-        memory = open_store("memory://")
+        memory = open_store("memory://", clock=loop_clock())
         async with (
             ca.client() as http,
             DigiCert(settings(ca.base_urls().digicert), http=http) as dc,
@@ -222,4 +233,45 @@ def test_every_order_named_is_answered_once_or_left_to_its_owner(
         assert ca.order_count == len(ids)
         await memory.aclose()
 
-    asyncio.run(scenario())
+    run_in_virtual_time(scenario())
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize("skew", [-365 * 86400.0, 86400.0])
+async def test_stored_times_count_from_the_claim_whatever_the_stores_clock(
+    sim: SimulatedCA, skew: float
+) -> None:
+    """A store whose clock is far from this host's (a PostgreSQL server's, set wrong): an
+    order handed over with its next look due in 10 s and its deadline in 60 s is looked at
+    first 10 s after the claim and last at 60 s, on the connector's clock."""
+    sim.script_next(OrderScript(approval_for=10**6), count=1)
+    loop = asyncio.get_running_loop()
+    sent: list[float] = []
+
+    async def note(_: httpx.Request) -> None:
+        sent.append(loop.time())
+
+    wall, started = time.time(), loop.time()
+    store = open_store("memory://", clock=lambda: wall + skew + loop.time() - started)
+    slower = settings(sim.base_urls().digicert).model_copy(update={"poll_max_backoff_seconds": 5.0})
+    async with (
+        sim.client(event_hooks={"request": [note]}) as http,
+        DigiCert(slower, http=http) as dc,
+    ):
+        (order_id,) = await order_ids(dc, ["skew.example"])
+        now = datetime.now(UTC)
+        handle = certpoll.PendingOrder(
+            ca="digicert",
+            order_id=order_id,
+            attempts=0,
+            next_poll_at=now + timedelta(seconds=10),
+            deadline=now + timedelta(seconds=60),
+        )
+        claimed = loop.time()
+        sent.clear()
+        async with poll_many(dc, [handle], store=store, lease=30.0) as stream:
+            (status,) = [status async for status in stream]
+    await store.aclose()
+    assert status.state is OrderState.PENDING  # still pending at its deadline
+    assert sent[0] - claimed == pytest.approx(10.0, abs=0.05)
+    assert sent[-1] - claimed == pytest.approx(60.0, abs=0.05)

@@ -43,8 +43,9 @@ from tests.helpers import DIGICERT_API_KEY
 ORDERS = int(os.environ.get("CERTPOLL_CRASH_ORDERS", "150"))
 PROCESSES = 3
 KILLS = int(os.environ.get("CERTPOLL_CRASH_KILLS", "4"))
-#: Long enough that a worker on a loaded machine renews in time: one stalled past its lease
-#: may poll once more before its renewal notices the loss (at least once, by design).
+#: Long enough that a worker on a loaded machine renews in time. One stalled past two thirds
+#: of it starts no attempt before it has renewed (and stops if the order was taken), so a
+#: stall alone never makes two owners' looks interleave.
 LEASE = 2.0
 CLAIM_INTERVAL = 0.05
 #: What a loaded machine adds to a reclaim: the claim's own statement, a busy event loop,

@@ -137,10 +137,17 @@ def decimal_id(value: str, *, what: str = "order id") -> str:
 
 
 def positive_int(value: object) -> int | None:
-    """``value`` if it is a positive JSON integer (a CA's numeric id), else None."""
+    """``value`` as a CA's numeric id: a positive JSON integer, or the same written as a
+    JSON string of decimal digits (``"sslId": "123"``, as some clients record ids), else None.
+
+    A string is held to :func:`decimal_id`'s rule (no sign, space or leading zero), so no
+    lenient parse can name another order.
+    """
     # bool is an int to Python, never an id to a CA.
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
+    if isinstance(value, str) and _DECIMAL_ID.fullmatch(value):
+        return int(value)
     return None
 
 

@@ -29,10 +29,13 @@ from ._base import Connector, JsonAnswer, decimal_id, path_segment, positive_int
 
 __all__ = ["DigiCert"]
 
-#: Order statuses that mean "not yet".
+#: Order statuses that mean "not yet". "approved" is one only while its certificate has no
+#: serial number (see :meth:`DigiCert._answer_status`).
 PENDING_STATUSES = frozenset(
-    {"pending", "processing", "needs_approval", "waiting_pickup", "reissue_pending"}
+    {"pending", "processing", "needs_approval", "waiting_pickup", "reissue_pending", "approved"}
 )
+#: An order status that may already carry the issued certificate.
+APPROVED = "approved"
 #: Order statuses that are a final "no".
 FAILED_STATUSES = frozenset({"rejected", "denied", "canceled", "revoked", "expired"})
 
@@ -53,9 +56,35 @@ class DigiCert(Connector[DigiCertSettings]):
         "not_found|route",
     )
 
+    @staticmethod
+    def _status_word(status: str) -> str:
+        """CertCentral writes its statuses in lower case; read any case the same."""
+        return status.strip().lower()
+
     def check_order_id(self, order_id: str) -> str:
         """``order_id`` if it is a positive decimal integer, else :class:`ConfigError`."""
         return decimal_id(order_id, what="DigiCert order id")
+
+    def _answer_status(
+        self, answer: Mapping[str, object], response: httpx.Response, order_id: str
+    ) -> Done[OrderStatus] | Pending | Failed | None:
+        """An ``approved`` order whose certificate has a serial number is issued (None).
+
+        Clients record such orders (riboseinc/digicert's order fixture: ``approved`` with
+        the certificate's serial and validity; Keyfactor's CertCentral plugin downloads the
+        certificate of an ``approved`` order); without a serial there is nothing yet.
+        """
+        status = answer.get("status")
+        certificate = answer.get("certificate")
+        if (
+            isinstance(status, str)
+            and self._status_word(status) == APPROVED
+            and isinstance(certificate, dict)
+            and isinstance(certificate.get(DIGICERT.SERIAL_NUMBER), str)
+            and certificate[DIGICERT.SERIAL_NUMBER].strip()
+        ):
+            return None
+        return super()._answer_status(answer, response, order_id)
 
     def _request(
         self, method: str, *segments: str, body: Mapping[str, object] | None = None
@@ -90,7 +119,8 @@ class DigiCert(Connector[DigiCertSettings]):
         )
         order_id, answer = self._accepted_order(request, response, id_field="id")
         status = answer.get("status")
-        if isinstance(status, str) and status in FAILED_STATUSES:
+        word = self._status_word(status) if isinstance(status, str) else None
+        if word in FAILED_STATUSES:
             return self._rejected(order_id, f"order {order_id} is {status}")
         certificate_id = positive_int(answer.get("certificate_id"))
         chain = answer.get("certificate_chain")
@@ -98,7 +128,7 @@ class DigiCert(Connector[DigiCertSettings]):
             return self._submitted(
                 order_id, self._issued_at_once(request, response, order_id, certificate_id, chain)
             )
-        if status == "issued" and certificate_id is not None:
+        if word == DIGICERT.ISSUED and certificate_id is not None:
             return self._submitted(order_id, await self._download(order_id, certificate_id))
         if isinstance(status, str) and status:
             # Through the word table: an unknown word is redacted and cut like any other.

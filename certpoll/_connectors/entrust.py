@@ -30,7 +30,7 @@ from typing import final
 import httpx
 
 from .._certs import csr_public_key, issued_certificate, read_certificates
-from .._errors import ConfigError, ResponseParseError
+from .._errors import ConfigError, PermanentError, ResponseParseError
 from .._models import (
     CertificateRequest,
     OrderStatus,
@@ -53,6 +53,9 @@ FAILED_STATUSES = frozenset({"REJECTED", "DENIED", "FAILED", "DECLINED"})
 #: What a certificate lookup says of a certificate that is no longer good (CAGW writes
 #: ``normal`` for a good one; ECS-backed CAs leave the status out).
 CERTIFICATE_FAILED_STATUSES = frozenset({"REVOKED", "HELD", "SUSPENDED", "EXPIRED"})
+
+#: The ``action.status`` of a revocation CAGW turned down (besides ACCEPTED, COMPLETED).
+_ACTION_REJECTED = "REJECTED"
 
 _PEM_ARMOUR = re.compile(r"-----(BEGIN|END) [A-Z ]+-----")
 #: An order id that is a serial number (hex), looked up as a certificate.
@@ -292,6 +295,33 @@ class Entrust(Connector[EntrustSettings]):
                 "comment": comment if comment is not None else f"revoked through certpoll: {name}",
             }
         }
-        return await self._send(
+        sent = await self._send(
             self._request("POST", self._ca_url(ENTRUST.ACTIONS, serial=serial), body)
+        )
+        if isinstance(sent, httpx.Response):
+            refused = self._refused_action(sent, serial)
+            if refused is not None:
+                return Failed(refused)
+        return sent
+
+    def _refused_action(self, response: httpx.Response, serial: str) -> PermanentError | None:
+        """The error for a 2xx ``ActionResponse`` whose ``action.status`` is ``REJECTED``.
+
+        CAGW answers an action it turned down with a 2xx and that status (Keyfactor's CAGW
+        gateway fails the revocation on it); any other answer, or none, is an accepted one.
+        """
+        try:
+            answer = self._json(response, order_id=None)
+        except ResponseParseError:
+            return None
+        action = answer.get(ENTRUST.ACTION)
+        status = action.get(ENTRUST.STATUS_FIELD) if isinstance(action, dict) else None
+        if not isinstance(status, str) or self._status_word(status) != _ACTION_REJECTED:
+            return None
+        return PermanentError(
+            f"{self.ca} POST {self.redact(response.request.url.path)}: the revocation of "
+            f"{serial} was {self.redact(status)[:64]}",
+            ca=self.ca,
+            status_code=response.status_code,
+            body_excerpt=self._triage.excerpt(response),
         )

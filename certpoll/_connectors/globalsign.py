@@ -32,6 +32,7 @@ import httpx
 from .._errors import (
     AuthenticationError,
     ConfigError,
+    PermanentError,
     ResponseParseError,
     SubmissionUncertain,
 )
@@ -213,18 +214,31 @@ class GlobalSign(Connector[GlobalSignSettings]):
         order_id: str | None = None,
     ) -> httpx.Response | Pending | Failed:
         """Send with the bearer token; on a 401, log in again once and resend once."""
+        sent, _ = await self._authorised_answer(method, url, body=body, order_id=order_id)
+        return sent
+
+    async def _authorised_answer(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Mapping[str, object] | None = None,
+        order_id: str | None = None,
+    ) -> tuple[httpx.Response | Pending | Failed, bool]:
+        """:meth:`_authorised`, and whether its outcome is the request's own (False: the
+        login's, which never sent the request)."""
         sent: httpx.Response | Pending | Failed = Pending()
         for _ in range(2):
             token = await self._bearer()
             if not isinstance(token, str):
-                return token
+                return token, False
             sent = await self._send(
                 self._request(method, url, body=body, token=token), order_id=order_id
             )
             if not _is_401(sent):
-                return sent
+                return sent, True
             self._forget(token)
-        return sent
+        return sent, True
 
     # -- the API ----------------------------------------------------------------------
 
@@ -303,7 +317,10 @@ class GlobalSign(Connector[GlobalSignSettings]):
         order_id = self.check_order_id(order_id)
         serial = path_segment(order_id, what="GlobalSign serial number")
         url = self.url(path(GLOBALSIGN.CERTIFICATE, serial=serial))
-        sent = await self._authorised("GET", url, order_id=order_id)
+        sent, own = await self._authorised_answer("GET", url, order_id=order_id)
+        refused = _validation_refusal(sent) if own else None
+        if refused is not None:
+            return Done(self._rejected(order_id, f"certificate {order_id} was rejected: {refused}"))
         answer = self._json_answer(sent, order_id=order_id)
         if not isinstance(answer, JsonAnswer):
             return answer
@@ -362,6 +379,28 @@ def _still_issuing(response: httpx.Response) -> str | None:
         return None
     # Whole: the triage redacts it before it cuts it (a cut here could split a credential).
     return f"HTTP 202: {description.strip()}"
+
+
+def _validation_refusal(sent: httpx.Response | Pending | Failed) -> str | None:
+    """The CA's words when a certificate lookup is answered 422, else None.
+
+    HVCA's API description answers ``GET /certificates/{serial}`` with 422 "when the issuing
+    backend could not validate the issuance request": the order is refused for good, a
+    ``FAILED`` status rather than an error. The words are the problem+json ``description``.
+    """
+    if not isinstance(sent, Failed):
+        return None
+    error = sent.error
+    if type(error) is not PermanentError or error.status_code != GLOBALSIGN.VALIDATION_FAILED:
+        return None
+    excerpt = error.body_excerpt or ""
+    try:
+        body = json.loads(excerpt)
+    except ValueError:
+        body = None
+    description = body.get(GLOBALSIGN.DESCRIPTION) if isinstance(body, dict) else None
+    words = description.strip() if isinstance(description, str) else excerpt
+    return f"HTTP 422: {words[:200]}" if words else "HTTP 422"
 
 
 def _is_401(sent: httpx.Response | Pending | Failed) -> bool:

@@ -34,16 +34,29 @@ from ._base import Connector, JsonAnswer, decimal_id
 
 __all__ = ["COLLECT_NOT_READY_CODES", "Sectigo"]
 
-#: Statuses that mean "not yet". "Not Enrolled": the certificate awaits its applicant's
-#: enrollment (an invitation not yet used).
+#: Statuses (lower case: compared without case) that mean "not yet". "not enrolled": the
+#: certificate awaits its applicant's enrollment (an invitation not yet used); "awaiting
+#: approval": deprecated in SCM's reference, which reads it as "requested".
 PENDING_STATUSES = frozenset(
-    {"Requested", "Approved", "SAApproved", "Applied", "Init", "Pending", "Not Enrolled"}
+    {
+        "requested",
+        "approved",
+        "saapproved",
+        "applied",
+        "init",
+        "pending",
+        "not enrolled",
+        "awaiting approval",
+    }
 )
-#: Statuses that are a final "no".
-FAILED_STATUSES = frozenset({"Declined", "Rejected", "Revoked", "Expired", "Invalid", "Replaced"})
-#: Statuses SCM gives an issued certificate besides ``Issued``: issued with a key pair SCM
-#: made, not yet downloaded, and the same once downloaded. Both can be collected.
-ISSUED_STATUSES = frozenset({SECTIGO.ISSUED, "Enrolled - Pending Download", "Downloaded"})
+#: Statuses (lower case) that are a final "no".
+FAILED_STATUSES = frozenset({"declined", "rejected", "revoked", "expired", "invalid", "replaced"})
+#: Statuses (lower case) SCM gives an issued certificate: ``Issued``; issued with a key pair
+#: SCM made, not yet downloaded; the same once downloaded; and "External", which SCM's
+#: reference deprecates as falling back to "Issued". All can be collected.
+ISSUED_STATUSES = frozenset({"issued", "enrolled - pending download", "downloaded", "external"})
+#: The word every issued status reads as.
+_ISSUED = "issued"
 #: The collect format whose order SCM documents: the certificate, then its issuers.
 COLLECT_FORMAT = "pemia"
 #: SCM error codes of a collect that mean "try later": -1400 being processed, -109 not
@@ -88,12 +101,17 @@ class Sectigo(Connector[SectigoSettings]):
     order_noun = "enrollment"
     pending_words = PENDING_STATUSES
     failed_words = FAILED_STATUSES
-    issued_word = SECTIGO.ISSUED
+    issued_word = _ISSUED
 
     @staticmethod
     def _status_word(status: str) -> str:
-        """Every word SCM uses for an issued certificate reads as ``Issued``."""
-        return SECTIGO.ISSUED if status in ISSUED_STATUSES else status
+        """``status`` in lower case, and every word for an issued certificate as ``issued``.
+
+        SCM writes ``Issued``; clients compare without case (Keyfactor's SCM plugin
+        upper-cases the word first), so ``ISSUED`` or ``issued`` mean the same.
+        """
+        word = " ".join(status.split()).lower()
+        return _ISSUED if word in ISSUED_STATUSES else word
 
     def _make_triage(self) -> Triage:
         return dataclasses.replace(super()._make_triage(), not_ready=_collect_not_ready)
@@ -163,6 +181,13 @@ class Sectigo(Connector[SectigoSettings]):
         sent = await self._send(request, order_id=order_id)
         if not isinstance(sent, httpx.Response):
             return sent
+        if not sent.content.strip():
+            # A 200 without a body: the certificate is not there yet (Keyfactor's SCM plugin
+            # treats an empty collect as "not yet" and picks up again later).
+            return Pending(
+                detail=f"enrollment {order_id} is issued, but not ready to collect yet "
+                "(the collect answered with no certificate)"
+            )
         return self._issued_from_pem(sent.text, order_id=order_id, ca_certificate_id=order_id)
 
     async def _send_revocation(

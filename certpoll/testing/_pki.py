@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -21,7 +22,15 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["BadCSR", "Authority", "TestPKI", "load_csr", "pem", "public_key_from_pem"]
+__all__ = [
+    "BadCSR",
+    "Authority",
+    "TestPKI",
+    "load_csr",
+    "pem",
+    "public_key_from_pem",
+    "unusable_names",
+]
 
 _BACKDATE = timedelta(minutes=5)
 
@@ -80,6 +89,25 @@ def csr_names(csr: x509.CertificateSigningRequest) -> tuple[str | None, tuple[st
     except x509.ExtensionNotFound:
         return common_name, ()
     return common_name, tuple(san.value.get_values_for_type(x509.DNSName))
+
+
+def unusable_names(common_name: str, dns_names: Iterable[str]) -> str | None:
+    """Why a leaf cannot carry these names, in a CA's words; None when it can.
+
+    What :meth:`TestPKI.issue` will put in the leaf, checked when the order arrives, so that
+    the simulator refuses it with a 400 as a CA does, instead of failing with a 500 later.
+    The common name goes in the subject (1 to 64 characters) and, as every DNS name, in the
+    subject alternative names (ASCII: an internationalised name as its A-label).
+    """
+    try:
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]).public_bytes()
+    except (ValueError, UnicodeEncodeError):
+        return "the common name must be 1 to 64 characters of UTF-8 text"
+    for name in (common_name, *dns_names):
+        if name and not name.isascii():
+            shown = name.encode("ascii", "backslashreplace").decode()
+            return f"{shown} is not an ASCII (A-label) DNS name"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

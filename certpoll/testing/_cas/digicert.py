@@ -13,7 +13,7 @@ from ..._models import CAName
 from ..._wire import DIGICERT
 from .._http import ErrorCode, Headers, Request, Response, Route, json_response, same, str_list
 from .._orders import Clock, Credentials, OrderBook, OrderPhase
-from .._pki import BadCSR, load_csr, pem
+from .._pki import BadCSR, load_csr, pem, unusable_names
 from ._base import SimulatedService, hex_serial
 
 __all__ = ["DigiCertService"]
@@ -126,6 +126,8 @@ class DigiCertService(SimulatedService):
         except BadCSR:
             return self._bad("invalid_csr", "The CSR is invalid.")
         assert isinstance(dns_names, list)
+        if (why := unusable_names(common_name, dns_names)) is not None:
+            return self._bad("invalid_param", f"certificate: {why}.")
         order = self.new_order(
             common_name=common_name, dns_names=dns_names, public_key=csr.public_key()
         )

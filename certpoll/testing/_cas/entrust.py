@@ -14,7 +14,7 @@ from ..._models import CAName
 from ..._wire import ENTRUST
 from .._http import ErrorCode, Handler, Headers, Request, Response, Route, json_response
 from .._orders import Order, OrderPhase
-from .._pki import BadCSR, csr_names, load_csr, pem
+from .._pki import BadCSR, csr_names, load_csr, pem, unusable_names
 from ._base import SimulatedService
 
 __all__ = ["EntrustService"]
@@ -122,6 +122,8 @@ class EntrustService(SimulatedService):
                 raise BadCSR("the CSR names nothing")
         except BadCSR:
             return self._bad("Invalid CSR", code="INVALID_CSR")
+        if (why := unusable_names(common_name, dns)) is not None:
+            return self._bad(f"Invalid subject: {why}")
         order = self.new_order(common_name=common_name, dns_names=dns, public_key=csr.public_key())
         order.answer_format = str(answer_format)
         return self._enrollment(order, 201)

@@ -23,7 +23,7 @@ from .._http import (
     str_list,
 )
 from .._orders import Clock, Credentials, OrderBook
-from .._pki import BadCSR, csr_names, load_csr, pem, public_key_from_pem
+from .._pki import BadCSR, csr_names, load_csr, pem, public_key_from_pem, unusable_names
 from ._base import SimulatedService, hex_serial
 
 __all__ = ["GlobalSignService"]
@@ -128,6 +128,8 @@ class GlobalSignService(SimulatedService):
             return self._bad("invalid CSR or public key")
         if not isinstance(common_name, str) or not common_name:
             return self._bad("subject_dn.common_name is required")
+        if (why := unusable_names(common_name, dns)) is not None:
+            return self._bad(f"invalid subject_dn or san: {why}")
         order = self.new_order(common_name=common_name, dns_names=dns, public_key=public_key)
         self.book.phase(order)
         location = f"{request.origin}{MOUNTS[self.name]}/certificates/{order.order_id}"
@@ -145,13 +147,10 @@ class GlobalSignService(SimulatedService):
                 content = json.dumps({GLOBALSIGN.DESCRIPTION: f"certificate is {words}"})
                 return Response(202, content.encode(), "application/problem+json")
             if phase == "rejected":
-                return json_response(
-                    200,
-                    {
-                        GLOBALSIGN.STATUS_FIELD: GLOBALSIGN.REJECTED,
-                        GLOBALSIGN.SERIAL_NUMBER: order.order_id,
-                        GLOBALSIGN.DESCRIPTION: "certificate request rejected",
-                    },
+                # HVCA's description: the lookup is answered 422 "when the issuing backend
+                # could not validate the issuance request".
+                return self.error(
+                    GLOBALSIGN.VALIDATION_FAILED, GLOBALSIGN.VALIDATION_ERROR, code=422
                 )
             assert order.certificate is not None
             word = GLOBALSIGN.ISSUED if phase == "issued" else GLOBALSIGN.REVOKED

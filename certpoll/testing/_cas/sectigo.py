@@ -12,7 +12,7 @@ from ..._models import CAName
 from ..._wire import SECTIGO
 from .._http import ErrorCode, Headers, Request, Response, Route, json_response, same
 from .._orders import Order, OrderPhase
-from .._pki import BadCSR, csr_names, load_csr, pem
+from .._pki import BadCSR, csr_names, load_csr, pem, unusable_names
 from ._base import SimulatedService, hex_serial
 
 __all__ = ["SectigoService"]
@@ -85,6 +85,8 @@ class SectigoService(SimulatedService):
                 raise BadCSR("the CSR names nothing")
         except BadCSR:
             return self._bad(SECTIGO.INVALID_CSR, "CSR is not valid")
+        if (why := unusable_names(common_name, dns_names)) is not None:
+            return self._bad(SECTIGO.INVALID_REQUEST, f"Invalid 'subjAltNames': {why}")
         order = self.new_order(
             common_name=common_name, dns_names=dns_names, public_key=csr.public_key()
         )
