@@ -53,6 +53,8 @@ def spellings(secret: str) -> set[str]:
         repr(raw)[2:-1],
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
+        # PHP (and others) escape "/" in JSON strings.
+        json.dumps(secret)[1:-1].replace("/", "\\/"),
         *_percent_spellings(secret),
         *_base64_spellings(raw),
     }

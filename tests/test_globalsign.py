@@ -537,6 +537,26 @@ async def test_poll_422_is_the_cas_refusal(
     assert outcome.value.message == f"certificate 0A was rejected: {words}"
 
 
+@pytest.mark.parametrize(
+    "escaped",
+    [
+        GLOBALSIGN_API_SECRET.replace("-", "\\u002d"),  # any character may be \u-escaped
+        "\\u0067" + GLOBALSIGN_API_SECRET[1:],
+    ],
+)
+async def test_a_422_description_escaping_a_credential_is_redacted_once_decoded(
+    gs: certpoll.GlobalSign, mock: respx.MockRouter, login: respx.Route, escaped: str
+) -> None:
+    # The raw excerpt is redacted before it is read as JSON; decoding could reveal it.
+    body = ('{"description": "refused for ' + escaped + '"}').encode()
+    mock.get(f"{CERTIFICATES}/0A").respond(422, content=body)
+    outcome = await gs.poll_once("0A")
+    assert isinstance(outcome, certpoll.Done)
+    assert outcome.value.message is not None
+    assert GLOBALSIGN_API_SECRET not in outcome.value.message
+    assert "[redacted]" in outcome.value.message
+
+
 async def test_a_422_at_login_is_no_refusal_of_the_order(
     gs: certpoll.GlobalSign, mock: respx.MockRouter
 ) -> None:

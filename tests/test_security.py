@@ -614,6 +614,7 @@ def _spellings_computed_apart(secret: str, other: str) -> list[str]:
         repr(raw)[2:-1],
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
+        json.dumps(secret)[1:-1].replace("/", "\\/"),  # PHP's json_encode
         urllib.parse.quote(secret, safe=""),
         re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), urllib.parse.quote(secret, safe="")),
         urllib.parse.quote_plus(secret),

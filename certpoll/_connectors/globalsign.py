@@ -320,7 +320,10 @@ class GlobalSign(Connector[GlobalSignSettings]):
         sent, own = await self._authorised_answer("GET", url, order_id=order_id)
         refused = _validation_refusal(sent) if own else None
         if refused is not None:
-            return Done(self._rejected(order_id, f"certificate {order_id} was rejected: {refused}"))
+            # Redacted again once decoded: a JSON escape ("\/", "\u0067") hides a credential
+            # from the redaction of the raw excerpt.
+            words = self.redact(refused)
+            return Done(self._rejected(order_id, f"certificate {order_id} was rejected: {words}"))
         answer = self._json_answer(sent, order_id=order_id)
         if not isinstance(answer, JsonAnswer):
             return answer
