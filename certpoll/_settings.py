@@ -164,6 +164,10 @@ class CASettings(BaseSettings):
                 raise ValueError("holds a control character (the value is not shown)")
             value = SecretStr(text)
         if info.field_name in cls.header_fields:
+            if isinstance(value, str):  # a header value that is no secret: the same rules
+                value = value.strip()
+                if any(unicodedata.category(c) == "Cc" for c in value):
+                    raise ValueError("holds a control character, which no HTTP header may carry")
             text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
             # httpx cannot encode anything else in a header, and its error quotes the value.
             if not text.isascii():

@@ -362,3 +362,12 @@ def test_an_empty_credential_is_refused(value: str, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("CERTPOLL_DIGICERT_API_KEY", value)
     with pytest.raises(certpoll.ConfigError, match="CERTPOLL_DIGICERT_API_KEY: is empty"):
         certpoll.DigiCertSettings(org_id=1)
+
+
+@pytest.mark.parametrize("around", ["\n", " \r\n"])
+def test_sectigos_customer_uri_is_a_header_value_too(around: str) -> None:
+    values = {"login": "l", "password": "p", "org_id": 1, "cert_type": 1}
+    settings = certpoll.SectigoSettings(customer_uri=f"acme{around}", **values)  # type: ignore[arg-type]
+    assert settings.customer_uri == "acme"
+    with pytest.raises(certpoll.ConfigError, match="customer_uri= argument: holds a control"):
+        certpoll.SectigoSettings(customer_uri=f"ac{around}me", **values)  # type: ignore[arg-type]
