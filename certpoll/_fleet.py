@@ -23,7 +23,7 @@ import functools
 import heapq
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 from ._closing import AsyncClosing
 from ._connectors._base import Connector
 from ._errors import (
+    AttemptTimeout,
     AuthenticationError,
     CertpollError,
     ConfigError,
@@ -428,6 +429,8 @@ class OrderStream(AsyncClosing):
                 return
             now = self._poller.now()
             self._launch_due(now)
+            if self._ready:  # orders that ran out of time waiting for a slot
+                break
             timeout: float | None = None
             due = self._next_due()
             if due is not None and len(self._running) < self._concurrency and not self._holding():
@@ -457,17 +460,46 @@ class OrderStream(AsyncClosing):
                     return
                 admit_by = allowed
             order = self._next_order()
+            attempt = self._poller.run_attempt(
+                functools.partial(connector.poll_once, order.order_id),
+                deadline=min(order.deadline, admit_by),
+                ca=connector.ca,
+                order_id=order.order_id,
+            )
+            late = now - order.deadline
+            if late > CLOCK_SLACK:
+                # Its look waited for a free slot past its deadline: like any poll, its
+                # answer must still come by deadline + attempt_timeout, so the look gets only
+                # what is left of that (none left: the order ends pending without it).
+                left = self._poller.attempt_timeout - late
+                if left <= CLOCK_SLACK:
+                    attempt.close()
+                    self._out_of_time(order, now)
+                    continue
+                if math.isfinite(left):
+                    attempt = _cut_short(attempt, left, order.order_id, connector.ca)
             task = asyncio.get_running_loop().create_task(
-                self._poller.run_attempt(
-                    functools.partial(connector.poll_once, order.order_id),
-                    deadline=min(order.deadline, admit_by),
-                    ca=connector.ca,
-                    order_id=order.order_id,
-                ),
-                name=f"certpoll.poll_many {connector.ca} {order.order_id}",
+                attempt, name=f"certpoll.poll_many {connector.ca} {order.order_id}"
             )
             task.add_done_callback(self._inbox.push)
             self._running[task] = order
+
+    def _out_of_time(self, order: _Order, now: float) -> None:
+        """End ``order`` pending, unlooked at: its deadline and attempt_timeout passed while
+        it waited for a free slot. Its handle is due at once."""
+        order.due = now
+        self._finish(
+            order,
+            self._connector.final_status(
+                order.order_id,
+                StillPending(
+                    attempts=order.attempts,
+                    elapsed=now - self._started_at,
+                    last_error=order.last_error,
+                    detail=_unpack_detail(order),
+                ),
+            ),
+        )
 
     def _settle(
         self, task: asyncio.Task[Done[OrderStatus] | Pending | Failed]
@@ -637,6 +669,30 @@ class OrderStream(AsyncClosing):
         )
 
 
+async def _cut_short(
+    attempt: Coroutine[object, object, Done[OrderStatus] | Pending | Failed],
+    seconds: float,
+    order_id: str,
+    ca: str,
+) -> Done[OrderStatus] | Pending | Failed:
+    """``attempt``, cut off after ``seconds`` (on the loop's clock, as ``attempt_timeout``)."""
+    scope = asyncio.timeout(seconds)
+    try:
+        async with scope:
+            return await attempt
+    except TimeoutError as exc:
+        if not scope.expired():
+            raise
+        error = AttemptTimeout(
+            f"poll attempt cut off after {seconds:g} s, at its poll's deadline plus "
+            "attempt_timeout (it had waited for a free slot)",
+            ca=ca,
+            order_id=order_id,
+        )
+        error.__cause__ = exc
+        return Pending(error=error)
+
+
 def _stops_the_stream(error: BaseException) -> bool:
     """True for an error every order would get the same way (a refused credential, a wrong
     base URL) or that certpoll does not know (a bug): it ends the whole stream.
@@ -691,7 +747,10 @@ def poll_many(
 
     Every order gets a first attempt and one last attempt at its deadline; a request the
     rate limits cannot admit before the order's deadline is not sent, and the order ends
-    ``PENDING`` with :class:`~certpoll.GateClosed` as ``last_error``. A bad order (unknown,
+    ``PENDING`` with :class:`~certpoll.GateClosed` as ``last_error``. An attempt that waited
+    for a free slot past its order's deadline is cut off at the deadline plus
+    ``attempt_timeout`` (and not made once that has passed), so every order's answer comes
+    by then. A bad order (unknown,
     unreadable answer) comes back ``FAILED`` with the error in ``last_error``; a refused
     credential (:class:`~certpoll.AuthenticationError`) or a wrong base URL
     (:class:`~certpoll.EndpointNotFound`) is raised and stops everything, after which

@@ -5,8 +5,10 @@ library prints header values as ``bytes`` reprs, ``repr`` escapes, URLs percent-
 JSON escapes, and a basic ``Authorization`` header is the base64 of ``user:password``.
 :class:`Redactor` replaces every one of those spellings, longest first (so a login that is
 a prefix of the password cannot leave the rest of the password visible), in one pass (so a
-replacement is never matched again). Text is always redacted *before* it is cut to an
-excerpt, so an echo across the cut cannot leave a secret's first characters behind.
+replacement is never matched again), and every character covered by any spelling goes (so
+two echoes that overlap cannot leave the tail of one visible). Text is always redacted
+*before* it is cut to an excerpt, so an echo across the cut cannot leave a secret's first
+characters behind.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ def spellings(secret: str) -> set[str]:
         repr(raw)[2:-1],
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
+        # PHP (and others) escape "/" in JSON strings.
+        json.dumps(secret)[1:-1].replace("/", "\\/"),
         *_percent_spellings(secret),
         *_base64_spellings(raw),
     }
@@ -77,13 +81,31 @@ class Redactor:
         for first, second in itertools.permutations(values, 2):
             found |= _base64_spellings(f"{first}:{second}".encode("utf-8", "surrogatepass"))
         ordered = sorted(found, key=lambda text: (-len(text), text))
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        # A lookahead finds the longest spelling starting at *every* position, overlapping
+        # ones included: "login-AB12" and "AB12-password" echoed as "login-AB12-password"
+        # must not leave "-password" behind once "login-AB12" is replaced.
+        alternatives = "|".join(map(re.escape, ordered))
+        self._pattern = re.compile(f"(?=({alternatives}))") if ordered else None
 
     def __call__(self, text: str) -> str:
-        """``text`` without any credential."""
+        """``text`` without any credential: every character inside any spelling of one."""
         if self._pattern is None:
             return text
-        return self._pattern.sub(REDACTED, text)
+        spans: list[list[int]] = []
+        for found in self._pattern.finditer(text):
+            start, end = found.start(), found.start() + len(found.group(1))
+            if spans and start < spans[-1][1]:  # overlaps the one before: one span
+                spans[-1][1] = max(spans[-1][1], end)
+            else:
+                spans.append([start, end])
+        if not spans:
+            return text
+        parts, done = [], 0
+        for start, end in spans:
+            parts += [text[done:start], REDACTED]
+            done = end
+        parts.append(text[done:])
+        return "".join(parts)
 
     def __repr__(self) -> str:
         return "Redactor([redacted])"

@@ -7,8 +7,9 @@ be used raises :class:`~certpoll.ConfigError` naming the variable; nothing falls
 default silently.
 
 Credentials are normalised as they load: surrounding whitespace (the newline a file-based
-secret ends with) is stripped; a control character inside is a :class:`ConfigError` naming
-the variable, never showing the value. Base URLs must be absolute ``http(s)://`` URLs.
+secret ends with) is stripped; an empty one, a control character inside, or (in a credential
+sent as an HTTP header) a character that is not ASCII is a :class:`ConfigError` naming the
+variable, never showing the value. Base URLs must be absolute ``http(s)://`` URLs.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from pathlib import Path
 from typing import ClassVar, Self
 
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -84,6 +92,8 @@ class CASettings(BaseSettings):
     env_name: ClassVar[str] = ""
     #: The field holding the CA's API root.
     url_field: ClassVar[str] = "base_url"
+    #: Fields sent as HTTP header values: they must be ASCII.
+    header_fields: ClassVar[frozenset[str]] = frozenset()
 
     poll_max_wait_seconds: float = Field(
         default=DEFAULT_MAX_WAIT,
@@ -143,15 +153,29 @@ class CASettings(BaseSettings):
 
     @field_validator("*", mode="after")
     @classmethod
-    def _credential(cls, value: object) -> object:
+    def _credential(cls, value: object, info: ValidationInfo) -> object:
         # A secret read from a file ends with a newline, which no HTTP header may carry:
         # strip what surrounds it, refuse a control character inside (never show it).
-        if not isinstance(value, SecretStr):
-            return value
-        text = value.get_secret_value().strip()
-        if any(unicodedata.category(c) == "Cc" for c in text):
-            raise ValueError("holds a control character (the value is not shown)")
-        return SecretStr(text)
+        if isinstance(value, SecretStr):
+            text = value.get_secret_value().strip()
+            if not text:  # an empty secret file, say: no CA accepts an empty credential
+                raise ValueError("is empty (or only whitespace)")
+            if any(unicodedata.category(c) == "Cc" for c in text):
+                raise ValueError("holds a control character (the value is not shown)")
+            value = SecretStr(text)
+        if info.field_name in cls.header_fields:
+            if isinstance(value, str):  # a header value that is no secret: the same rules
+                value = value.strip()
+                if any(unicodedata.category(c) == "Cc" for c in value):
+                    raise ValueError("holds a control character, which no HTTP header may carry")
+            text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+            # httpx cannot encode anything else in a header, and its error quotes the value.
+            if not text.isascii():
+                raise ValueError(
+                    "is sent in an HTTP header, which carries only ASCII characters "
+                    "(the value is not shown)"
+                )
+        return value
 
     @field_validator("tls_verify", "follow_redirects", mode="before")
     @classmethod
@@ -303,14 +327,13 @@ def _origin(settings_cls: type[CASettings], field: str, values: dict[str, object
     """Name the argument or environment variable a bad value came from."""
     if field in values:
         return f"{field}= argument"
-    environ = {k.upper() for k in os.environ}
-    for prefix in settings_cls._prefixes():
-        if f"{prefix}{field}".upper() in environ:
-            return f"{prefix}{field.upper()}"
-    dotenv = {k.upper() for k in _dotenv_names(settings_cls)}
-    for prefix in settings_cls._prefixes():
-        if f"{prefix}{field}".upper() in dotenv:
-            return f"{prefix}{field.upper()} (from .env)"
+    # Names are read case-insensitively: name the variable as the user spelled it.
+    for names, where in ((list(os.environ), ""), (_dotenv_names(settings_cls), " (from .env)")):
+        written = {name.upper(): name for name in names}
+        for prefix in settings_cls._prefixes():
+            name = written.get(f"{prefix}{field}".upper())
+            if name is not None:
+                return f"{name}{where}"
     return f"{settings_cls._prefixes()[0]}{field.upper()}"
 
 
@@ -338,6 +361,10 @@ def _api_url(value: str) -> str:
         raise ValueError("must be an absolute https:// URL")
     if any(c in rest for c in "?#"):
         raise ValueError("must not hold a query or a fragment")
+    if "@" in rest.partition("/")[0]:
+        # A password there would be shown wherever the URL is (reprs, messages), and
+        # certpoll sends the CA's credentials itself.
+        raise ValueError("must not hold a user name or password (the value is not shown)")
     return url
 
 
@@ -345,6 +372,7 @@ class DigiCertSettings(CASettings):
     """DigiCert CertCentral: ``CERTPOLL_DIGICERT_*`` (or ``CERTCTL_DIGICERT_*``)."""
 
     env_name: ClassVar[str] = "DIGICERT"
+    header_fields: ClassVar[frozenset[str]] = frozenset({"api_key"})
 
     api_key: SecretStr
     org_id: int
@@ -359,6 +387,7 @@ class SectigoSettings(CASettings):
     """Sectigo Certificate Manager: ``CERTPOLL_SECTIGO_*`` (or ``CERTCTL_SECTIGO_*``)."""
 
     env_name: ClassVar[str] = "SECTIGO"
+    header_fields: ClassVar[frozenset[str]] = frozenset({"customer_uri", "login", "password"})
 
     customer_uri: str
     login: SecretStr

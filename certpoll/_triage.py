@@ -154,16 +154,40 @@ class Triage:
         return self.redact(text.strip())[:BODY_EXCERPT_CHARS].strip()
 
     def chained(self, error: E, cause: BaseException) -> E:
-        """``error`` with ``cause`` as its ``__cause__``, unless the cause's text holds a
-        credential (an httpx message quoting a header value): then the cause is left out,
-        and ``error`` (whose own text is redacted) stands alone.
+        """``error`` with ``cause`` as its ``__cause__``, unless the cause holds a credential
+        (see :meth:`scrubbed`): then ``error`` (whose own text is redacted) stands alone.
         """
-        if self.redact(str(cause)) == str(cause) and self.redact(repr(cause)) == repr(cause):
-            error.__cause__ = cause
-        else:
+        error.__cause__ = cause
+        return self.scrubbed(error)
+
+    def scrubbed(self, error: E) -> E:
+        """``error`` without the causes below it if any of them holds a credential in its
+        text, ``repr`` or attributes: an httpx message quoting a header value, the
+        ``doc`` of a ``JSONDecodeError`` or the ``object`` of a ``UnicodeDecodeError`` (the
+        whole answer, echo included). Such a cause is not certpoll's to redact, so it goes.
+        """
+        if self._holds_a_secret(error.__cause__) or self._holds_a_secret(error.__context__):
             error.__cause__ = None
+            error.__context__ = None
             error.__suppress_context__ = True
         return error
+
+    def _holds_a_secret(self, first: BaseException | None) -> bool:
+        """True if ``first`` or anything in its chain shows a credential."""
+        seen: set[int] = set()
+        todo = [first]
+        while todo:
+            current = todo.pop()
+            if current is None or id(current) in seen:
+                continue
+            seen.add(id(current))
+            texts = [str(current), repr(current), repr(getattr(current, "__dict__", None))]
+            if isinstance(current, UnicodeError):
+                texts.append(repr(getattr(current, "object", None)))
+            if any(self.redact(text) != text for text in texts):
+                return True
+            todo += [current.__cause__, current.__context__]
+        return False
 
     def retry_after(self, response: httpx.Response) -> float | None:
         """The answer's ``Retry-After`` in seconds, capped; None without a usable one."""

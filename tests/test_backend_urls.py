@@ -77,3 +77,26 @@ def test_the_password_is_never_shown(password: str, scheme: str) -> None:
         parse_backend_url(url.replace("db.example:1234", "db.example:99999999"), setting="S",
                           allowed=ALL)  # fmt: skip
     assert quote(password, safe="") not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql://u@db/orders?sslmode=require&password=hunter2",
+            "postgresql://u@db/orders?sslmode=require&password=***",
+        ),
+        (
+            "postgresql://u:hunter2@db/orders?PASSWORD=hunter2&sslpassword=hunter2",
+            "postgresql://u:***@db/orders?PASSWORD=***&sslpassword=***",
+        ),
+        ("redis://db:6379/0?password=hunter2", "redis://db:6379/0?password=***"),
+        ("redis://db:6379/0?socket_timeout=5", "redis://db:6379/0?socket_timeout=5"),
+    ],
+)
+def test_a_password_in_the_query_is_never_shown(url: str, shown: str) -> None:
+    # libpq and redis-py both read a password from the query as well.
+    parsed = parse_backend_url(url, setting="S", allowed=ALL)
+    assert parsed.redacted == shown
+    assert "hunter2" not in f"{parsed} {parsed!r}"
+    assert parsed.url == url

@@ -8,6 +8,7 @@ import logging
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import ClassVar
 
 import httpx
@@ -20,7 +21,7 @@ from certpoll._connectors import _base as _connector
 from certpoll._connectors import _http
 from certpoll._connectors._base import Connector, path_segment, positive_int
 from certpoll._triage import Triage
-from certpoll.testing import SimulatedCA
+from certpoll.testing import Fault, SimulatedCA
 from tests.certs import make_csr
 from tests.helpers import DIGICERT_API_KEY, FakeTime
 
@@ -250,6 +251,56 @@ async def test_a_route_the_simulator_does_not_have_is_endpoint_not_found(suffix:
             await dc.get_order_status("1")
     assert not isinstance(err.value, certpoll.OrderNotFound)
     assert err.value.status_code == 404
+
+
+def _sim_connector(
+    sim: SimulatedCA, ca: certpoll.CAName, url: str, http: httpx.AsyncClient, **settings: object
+) -> certpoll.Connector[certpoll.CASettings]:
+    # In-process there is no TLS: Entrust and GlobalSign open no client-certificate file.
+    mtls = ca in ("entrust", "globalsign")
+    values = sim.credentials.settings(
+        ca,
+        url,
+        client_cert_path=Path("/nonexistent.crt") if mtls else None,
+        client_key_path=Path("/nonexistent.key") if mtls else None,
+        **settings,
+    )
+    return certpoll.connector_for(values, http=http, poller=FakeTime().poller(max_wait=1.0))
+
+
+ALL_CAS: tuple[certpoll.CAName, ...] = ("digicert", "sectigo", "entrust", "globalsign")
+
+
+@pytest.mark.parametrize("ca", ALL_CAS)
+async def test_every_connector_reports_a_wrong_base_url_as_endpoint_not_found(
+    ca: certpoll.CAName,
+) -> None:
+    # Each CA's triage starts from the shared one: none may lose the missing-route check.
+    sim = SimulatedCA()
+    async with sim.client() as http:
+        url = getattr(sim.base_urls(), ca) + "/nothing/here"
+        async with _sim_connector(sim, ca, url, http) as connector:
+            with pytest.raises(certpoll.EndpointNotFound, match=f"CERTPOLL_{ca.upper()}_"):
+                await connector.get_order_status("12345")
+            # The right base URL and an unknown order: that order is not found.
+            right = getattr(sim.base_urls(), ca)
+        async with _sim_connector(sim, ca, right, http) as connector:
+            with pytest.raises(certpoll.OrderNotFound) as unknown:
+                await connector.get_order_status("12345")
+    assert type(unknown.value) is certpoll.OrderNotFound
+
+
+@pytest.mark.parametrize("ca", ALL_CAS)
+async def test_every_connector_caps_a_retry_after_at_its_setting(ca: certpoll.CAName) -> None:
+    sim = SimulatedCA()
+    sim.add_fault(Fault.rate_limit(duration=1e6, retry_after=3600, ca=ca))
+    async with sim.client() as http:
+        url = getattr(sim.base_urls(), ca)
+        async with _sim_connector(sim, ca, url, http, retry_after_cap_seconds=45) as connector:
+            outcome = await connector.poll_once("12345")
+    assert isinstance(outcome, certpoll.Pending)
+    assert isinstance(outcome.error, certpoll.RateLimited)
+    assert outcome.retry_after == 45.0
 
 
 @pytest.mark.parametrize(

@@ -246,6 +246,32 @@ async def test_issue_without_a_certificate_is_pending(
     assert order.last_error is None
 
 
+@pytest.mark.parametrize("pad", [0, 40, 300])
+async def test_issue_with_an_unknown_status_word_echoing_the_key_keeps_it_out(
+    ca: respx.MockRouter, dc: DigiCert, pad: int
+) -> None:
+    # The submit's own status word goes through the word table: redacted, then cut.
+    word = "~" * pad + DIGICERT_API_KEY
+    ca.post("/order/certificate/ssl_basic").respond(201, json={"id": 99005, "status": word})
+    order = await dc.issue(request())
+    assert order.state is OrderState.PENDING
+    assert order.order_id == "99005"
+    assert order.message is not None
+    assert DIGICERT_API_KEY[:8] not in order.message
+    assert "unknown to certpoll" in order.message
+    assert len(order.message) < 120
+
+
+@pytest.mark.parametrize("word", ["pending", "needs_approval", "issued"])
+async def test_issue_with_a_known_status_word_says_it(
+    ca: respx.MockRouter, dc: DigiCert, word: str
+) -> None:
+    ca.post("/order/certificate/ssl_basic").respond(201, json={"id": 99006, "status": word})
+    order = await dc.issue(request())
+    assert order.state is OrderState.PENDING
+    assert order.message == f"order 99006 is {word}"
+
+
 @pytest.mark.parametrize("word", ["rejected", "denied", "canceled", "Rejected", "DENIED"])
 async def test_issue_rejected_at_once_is_failed(
     ca: respx.MockRouter, dc: DigiCert, word: str

@@ -816,6 +816,26 @@ async def test_a_thousand_concurrent_polls_each_end_by_their_deadline() -> None:
 
 
 @pytest.mark.looptime
+@pytest.mark.parametrize(("concurrency", "latency"), [(2, 5.0), (10, 5.0), (3, 29.0), (1, 45.0)])
+async def test_orders_waiting_for_a_free_slot_still_end_by_their_deadline(
+    concurrency: int, latency: float
+) -> None:
+    # More looks are due than the slots can take: a look that waited past its order's
+    # deadline gets only what is left of attempt_timeout, and none once that is gone.
+    ca = FakeCertCentral(never=set(ids(100)), latency=latency)
+    ended: dict[str, float] = {}
+    async with digicert(ca, poll_max_wait_seconds=60, attempt_timeout_seconds=30) as dc:
+        stream = poll_many(dc, ids(100), concurrency=concurrency)
+        async for status in stream:
+            ended[status.order_id] = now()
+            assert status.state is OrderState.PENDING
+        assert sorted(h.order_id for h in stream.pending()) == ids(100)
+    assert sorted(ended) == ids(100)
+    assert max(ended.values()) <= 60 + 30
+    assert max(ca.times()) < 60 + 30
+
+
+@pytest.mark.looptime
 async def test_one_orders_long_hold_does_not_hold_another_orders_poll() -> None:
     ca = FakeCertCentral(never={"1", "2"}, storms=[(0.0, 0.5, "3600")])
     async with digicert(ca, poll_max_wait_seconds=60, retry_after_cap_seconds=7200) as dc:
@@ -920,6 +940,47 @@ async def test_cancelling_the_consumer_keeps_every_settled_answer() -> None:
         assert len(seen) == 1
         account(ids(10), seen, stream)
         assert stream.pending() == ()
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize("how", ["aclose", "cancel"])
+async def test_answers_that_came_in_while_nobody_iterated_are_handed_over(
+    how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The consumer works on its first answer for an hour; meanwhile the nine other attempts
+    # finish (order k after k seconds), with nobody driving the stream to settle them. Stopping
+    # it then (aclose, or cancelling the consumer inside the docs' recipe) must settle them.
+    seen: list[OrderStatus] = []
+    async with digicert(FakeCertCentral(issue_on=1)) as dc:
+        real = dc.poll_once
+
+        async def slow(order_id: str) -> certpoll.Done[OrderStatus] | certpoll.Pending:
+            await asyncio.sleep(int(order_id) - 999)
+            return await real(order_id)  # type: ignore[return-value]
+
+        monkeypatch.setattr(dc, "poll_once", slow)
+        stream = poll_many(dc, ids(10), concurrency=10)
+
+        async def consume() -> None:
+            async with stream:
+                async for status in stream:
+                    seen.append(status)
+                    await asyncio.sleep(3600)
+                    if how == "aclose":
+                        await stream.aclose()
+                        return
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(1800)
+        if how == "cancel":
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        handed = stream.undelivered()
+        assert [s.order_id for s in seen] == ["1000"]
+        assert sorted(s.order_id for s in handed) == ids(10)[1:]
+        assert all(s.state is OrderState.ISSUED for s in handed)
+        assert stream.pending() == ()  # settled, not re-polled later
 
 
 @pytest.mark.looptime

@@ -12,8 +12,10 @@ server is in tests/test_mtls.py.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -261,6 +263,73 @@ async def test_the_token_never_leaks(
     assert not leaked_secrets(repr(gs.settings) + str(gs.settings.model_dump()))
 
 
+@pytest.mark.parametrize("around", ["\n", "\r\n", " "])
+async def test_a_token_with_whitespace_around_it_is_sent_without_it(
+    gs: certpoll.GlobalSign, mock: respx.MockRouter, around: str
+) -> None:
+    # A newline would make httpx refuse the header with a message quoting the whole token.
+    mock.post(LOGIN).respond(200, json={"access_token": GLOBALSIGN_TOKEN + around})
+    route = mock.get(f"{CERTIFICATES}/0A").respond(200, json={"status": "PENDING"})
+    assert isinstance(await gs.poll_once("0A"), certpoll.Pending)
+    assert route.calls.last.request.headers["Authorization"] == f"Bearer {GLOBALSIGN_TOKEN}"
+
+
+@pytest.mark.parametrize("inside", ["\n", "\x00", "\u00e9", " ", "\u2028"])
+async def test_a_token_no_header_can_carry_is_a_parse_error_that_never_shows_it(
+    gs: certpoll.GlobalSign, mock: respx.MockRouter, inside: str
+) -> None:
+    token = GLOBALSIGN_TOKEN[:8] + inside + GLOBALSIGN_TOKEN[8:]
+    mock.post(LOGIN).respond(200, json={"access_token": token})
+    outcome = await gs.poll_once("0A")  # nothing else is mocked: nothing else is sent
+    assert isinstance(outcome, certpoll.Failed)
+    assert isinstance(outcome.error, certpoll.ResponseParseError)
+    assert "cannot be sent in an HTTP header" in str(outcome.error)
+    assert_no_secrets(outcome.error)
+    for text in (str(outcome.error), repr(outcome.error), str(outcome.error.body_excerpt)):
+        assert GLOBALSIGN_TOKEN[8:] not in text
+        assert json.dumps(token)[1:-1] not in text
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        lambda token: urllib.parse.quote(token, safe=""),
+        lambda token: json.dumps(token)[1:-1],
+        lambda token: base64.b64encode(token.encode()).decode(),
+    ],
+    ids=["percent", "json", "base64"],
+)
+async def test_the_token_is_redacted_in_every_spelling(
+    gs: certpoll.GlobalSign,
+    mock: respx.MockRouter,
+    login: respx.Route,
+    spelling: Callable[[str], str],
+) -> None:
+    token = GLOBALSIGN_TOKEN + '/+="'  # characters each encoding changes
+    login.respond(200, json={"access_token": token})
+    echo = spelling(token)
+    mock.get(f"{CERTIFICATES}/0A").respond(400, text=f"refused: {echo}")
+    outcome = await gs.poll_once("0A")
+    assert isinstance(outcome, certpoll.Failed)
+    assert echo not in repr(outcome.error.__dict__) + str(outcome.error)
+    assert "[redacted]" in str(outcome.error)
+
+
+@pytest.mark.parametrize("offset", [4, 8, 12, 20])
+async def test_a_202_description_echoing_a_credential_across_the_cut_leaves_nothing(
+    gs: certpoll.GlobalSign, mock: respx.MockRouter, login: respx.Route, offset: int
+) -> None:
+    # The detail keeps 200 characters ("HTTP 202: " and the words): an echo straddling the
+    # cut must be redacted before it, not cut into a first few characters first.
+    words = "~" * (190 - offset) + GLOBALSIGN_API_SECRET
+    mock.get(f"{CERTIFICATES}/0A").respond(202, json={"description": words})
+    outcome = await gs.poll_once("0A")
+    assert isinstance(outcome, certpoll.Pending)
+    assert outcome.detail is not None
+    assert GLOBALSIGN_API_SECRET[:4] not in outcome.detail
+    assert len(outcome.detail) <= 200
+
+
 # -- issue --------------------------------------------------------------------------------
 
 
@@ -280,6 +349,18 @@ async def test_issue_returns_the_serial_from_location(
     assert body["subject_dn"] == {"common_name": "www.example.com"}
     assert body["san"] == {"dns_names": ["www.example.com", "example.com"]}
     assert set(body["validity"]) == {"not_before", "not_after"}
+
+
+async def test_issue_with_a_refused_serial_echoing_a_credential_keeps_it_out(
+    gs: certpoll.GlobalSign, mock: respx.MockRouter, login: respx.Route
+) -> None:
+    # A serial over 256 characters is refused; the refusal quotes its first 64 characters.
+    serial = "~" * 40 + GLOBALSIGN_API_SECRET + "~" * 300
+    mock.post(CERTIFICATES).respond(201, headers={"Location": f"/v2/certificates/{serial}"})
+    with pytest.raises(certpoll.SubmissionUncertain) as caught:
+        await gs.issue(request())
+    assert_no_secrets(caught.value)
+    assert GLOBALSIGN_API_SECRET[:8] not in repr(caught.value.__cause__)
 
 
 async def test_issue_with_an_absolute_location_and_no_sans(
@@ -454,6 +535,26 @@ async def test_poll_422_is_the_cas_refusal(
     assert isinstance(outcome, certpoll.Done)
     assert outcome.value.state is certpoll.OrderState.FAILED
     assert outcome.value.message == f"certificate 0A was rejected: {words}"
+
+
+@pytest.mark.parametrize(
+    "escaped",
+    [
+        GLOBALSIGN_API_SECRET.replace("-", "\\u002d"),  # any character may be \u-escaped
+        "\\u0067" + GLOBALSIGN_API_SECRET[1:],
+    ],
+)
+async def test_a_422_description_escaping_a_credential_is_redacted_once_decoded(
+    gs: certpoll.GlobalSign, mock: respx.MockRouter, login: respx.Route, escaped: str
+) -> None:
+    # The raw excerpt is redacted before it is read as JSON; decoding could reveal it.
+    body = ('{"description": "refused for ' + escaped + '"}').encode()
+    mock.get(f"{CERTIFICATES}/0A").respond(422, content=body)
+    outcome = await gs.poll_once("0A")
+    assert isinstance(outcome, certpoll.Done)
+    assert outcome.value.message is not None
+    assert GLOBALSIGN_API_SECRET not in outcome.value.message
+    assert "[redacted]" in outcome.value.message
 
 
 async def test_a_422_at_login_is_no_refusal_of_the_order(

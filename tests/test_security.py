@@ -10,6 +10,7 @@ import base64
 import json
 import logging
 import os
+import re
 import ssl
 import urllib.parse
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 import certpoll
 from certpoll._connectors import _base as _connector
 from certpoll._mtls import MTLSTransport
+from certpoll._redaction import Redactor
 from certpoll.testing import VirtualClock
 from tests.helpers import (
     DIGICERT_API_KEY,
@@ -33,6 +35,7 @@ from tests.helpers import (
     SECTIGO_LOGIN,
     SECTIGO_PASSWORD,
     FakeTime,
+    assert_no_secrets,
     leaked_secrets,
     run_in_virtual_time,
 )
@@ -569,6 +572,151 @@ class _Collect(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
+
+
+@given(
+    head=st.text(SECRET_CHARS, min_size=1, max_size=12),
+    overlap=st.text(SECRET_CHARS, min_size=1, max_size=12),
+    tail=st.text(SECRET_CHARS, min_size=1, max_size=12),
+    pad=st.integers(0, 3),
+)
+def test_two_credentials_echoed_overlapping_leave_no_character_of_either(
+    head: str, overlap: str, tail: str, pad: int
+) -> None:
+    # "login-AB12" and "AB12-password" echoed as "login-AB12-password": replacing the first
+    # occurrence found must not leave "-password" behind.
+    first, second = head + overlap, overlap + tail
+    text = "~" * pad + head + overlap + tail + "~"
+    assert Redactor([first, second])(text) == "~" * pad + "[redacted]~"
+    assert Redactor([second, first])(text) == "~" * pad + "[redacted]~"
+
+
+@given(
+    short=st.text(SECRET_CHARS, min_size=1, max_size=12),
+    head=st.text(SECRET_CHARS, max_size=6),
+    tail=st.text(SECRET_CHARS, max_size=6),
+)
+def test_a_credential_inside_another_leaves_nothing_of_the_longer(
+    short: str, head: str, tail: str
+) -> None:
+    # A Sectigo login that is a prefix (or any part) of the password: replacing the login
+    # first would leave the rest of the password visible.
+    longer = head + short + tail
+    assert Redactor([short, longer])("~" + longer + "~") == "~[redacted]~"
+
+
+def _spellings_computed_apart(secret: str, other: str) -> list[str]:
+    """How Python, httpx, JSON, a URL or a basic header can write ``secret``."""
+    raw = secret.encode("utf-8", "surrogatepass")
+    return [
+        secret,
+        repr(secret)[1:-1],
+        repr(raw)[2:-1],
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        json.dumps(secret)[1:-1].replace("/", "\\/"),  # PHP's json_encode
+        urllib.parse.quote(secret, safe=""),
+        re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), urllib.parse.quote(secret, safe="")),
+        urllib.parse.quote_plus(secret),
+        base64.b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        base64.b64encode(f"{secret}:{other}".encode("utf-8", "surrogatepass")).decode(),
+        base64.b64encode(f"{other}:{secret}".encode("utf-8", "surrogatepass")).decode(),
+    ]
+
+
+@given(secret=st.text(min_size=1, max_size=20), other=st.text(SECRET_CHARS, min_size=1))
+def test_every_spelling_of_any_credential_is_redacted(secret: str, other: str) -> None:
+    # Any text, quotes, backslashes, control and non-ASCII characters included: what a
+    # bytes repr or a JSON escape changes, and what a secret of another library may hold.
+    assume(not any(c in "~[]" for c in secret) and secret != other)
+    redact = Redactor([secret, other])
+    for spelling in _spellings_computed_apart(secret, other):
+        assume("~" not in spelling)
+        assert redact(f"~{spelling}~") == "~[redacted]~", spelling
+
+
+def _chain_texts(error: BaseException | None) -> str:
+    """str, repr and attributes of ``error`` and of everything in its chain, the bytes a
+    ``UnicodeError`` holds included."""
+    texts, todo, seen = [], [error], set()
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        texts += [str(current), repr(current), repr(getattr(current, "__dict__", None))]
+        texts.append(repr(getattr(current, "object", None)))
+        todo += [current.__cause__, current.__context__]
+    return " ".join(texts)
+
+
+UNREADABLE = {
+    "not json": b"oops, key=%s",
+    "truncated json": b'{"id": 1, "status": "pending", "echo": "%s"',
+    "not utf-8": b"\xffkey=%s",
+}
+
+
+def _settings_of(ca: str) -> certpoll.CASettings:
+    if ca == "digicert":
+        return certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=1)
+    if ca == "sectigo":
+        return certpoll.SectigoSettings(
+            customer_uri="c", login=SECTIGO_LOGIN, password=SECTIGO_PASSWORD, org_id=1, cert_type=1
+        )
+    return certpoll.GlobalSignSettings(
+        api_key=GLOBALSIGN_API_KEY,
+        api_secret=GLOBALSIGN_API_SECRET,
+        client_cert_path=Path("/nonexistent.crt"),
+        client_key_path=Path("/nonexistent.key"),
+    )
+
+
+@pytest.mark.parametrize("body", list(UNREADABLE))
+@pytest.mark.parametrize(
+    ("ca", "secret"),
+    [
+        ("digicert", DIGICERT_API_KEY),
+        ("sectigo", SECTIGO_PASSWORD),
+        ("globalsign", GLOBALSIGN_API_SECRET),
+    ],
+)
+async def test_an_unreadable_answer_echoing_a_credential_leaves_it_nowhere_in_the_chain(
+    ca: str, secret: str, body: str
+) -> None:
+    # json's JSONDecodeError keeps the whole answer as .doc, a UnicodeDecodeError as .object:
+    # as the cause of the ResponseParseError, they carried the echoed credential.
+    content = UNREADABLE[body] % secret.encode()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/login"):
+            return httpx.Response(200, json={"access_token": "a-token"})
+        return httpx.Response(200, content=content)
+
+    settings_ = _settings_of(ca)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        connector = certpoll.connector_for(settings_, http=http)
+        outcome = await connector.poll_once("12")
+    assert isinstance(outcome, certpoll.Failed)
+    assert isinstance(outcome.error, certpoll.ResponseParseError)
+    assert secret not in _chain_texts(outcome.error)
+    assert_no_secrets(outcome.error)
+
+
+async def test_a_certificate_download_echoing_the_key_in_bytes_leaves_it_nowhere() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "/order/" in request.url.path:
+            return httpx.Response(
+                200, json={"id": 12, "status": "issued", "certificate": {"id": 7}}
+            )
+        return httpx.Response(200, content=b"\xff" + DIGICERT_API_KEY.encode())
+
+    settings_ = certpoll.DigiCertSettings(api_key=DIGICERT_API_KEY, org_id=1)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        outcome = await certpoll.DigiCert(settings_, http=http).poll_once("12")
+    assert isinstance(outcome, certpoll.Failed)
+    assert DIGICERT_API_KEY not in _chain_texts(outcome.error)
 
 
 @pytest.mark.parametrize("around", ["\n", "\r\n", " \n"])

@@ -198,6 +198,24 @@ def test_a_bad_dotenv_line_is_named_as_written(prefix: str, tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(
+    "name", ["certctl_digicert_poll_max_wait_seconds", "Certpoll_Digicert_Poll_Max_Wait_Seconds"]
+)
+@pytest.mark.parametrize("where", ["environment", ".env"])
+def test_a_bad_variable_is_named_in_the_case_it_was_written(
+    name: str, where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    if where == ".env":
+        (tmp_path / ".env").write_text(f"{name}=soon\n")
+    else:
+        monkeypatch.setenv(name, "soon")
+    with pytest.raises(certpoll.ConfigError) as caught:
+        certpoll.DigiCertSettings(api_key="k", org_id=1)
+    suffix = " (from .env)" if where == ".env" else ""
+    assert f"{name}{suffix}: " in str(caught.value)
+
+
+@pytest.mark.parametrize(
     ("settings_cls", "variable", "values"),
     [
         (
@@ -225,6 +243,39 @@ def test_a_base_url_without_an_http_scheme_is_refused_naming_the_variable(
     monkeypatch.setenv(variable, url)
     with pytest.raises(certpoll.ConfigError, match=variable):
         settings_cls(**values)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:hunter2-pass@dc.test/v2",
+        "https://hunter2-pass@dc.test",
+        "http://:hunter2-pass@[::1]:8/",
+    ],
+)
+@pytest.mark.parametrize(
+    ("settings_cls", "field", "values"),
+    [
+        (certpoll.DigiCertSettings, "base_url", {"api_key": "k", "org_id": 1}),
+        (
+            certpoll.GlobalSignSettings,
+            "api_url",
+            {"api_key": "k", "api_secret": "s", "client_cert_path": "/c", "client_key_path": "/k"},
+        ),
+    ],
+)
+def test_a_base_url_holding_a_password_is_refused_without_showing_it(
+    settings_cls: type[certpoll.CASettings], field: str, values: dict[str, object], url: str
+) -> None:
+    # Shown in the settings' and the connector's repr and in EndpointNotFound's message.
+    with pytest.raises(certpoll.ConfigError, match=f"{field}= argument") as caught:
+        settings_cls(**values, **{field: url})
+    assert "hunter2" not in str(caught.value) + repr(caught.value.__cause__)
+
+
+def test_an_at_sign_in_the_path_of_a_base_url_is_no_password() -> None:
+    settings = certpoll.DigiCertSettings(api_key="k", org_id=1, base_url="https://dc.test/@v2")
+    assert settings.base_url == "https://dc.test/@v2"
 
 
 def test_a_base_url_keeps_working_with_a_trailing_slash_and_spaces() -> None:
@@ -267,3 +318,56 @@ def test_a_control_character_inside_a_credential_is_refused_without_showing_it(
         assert DIGICERT_API_KEY[:8] not in text
         assert DIGICERT_API_KEY[8:] not in text
         assert "control character" in text
+
+
+@pytest.mark.parametrize(
+    ("field", "variable"),
+    [
+        ("api_key", "CERTPOLL_DIGICERT_API_KEY"),
+        ("login", "CERTPOLL_SECTIGO_LOGIN"),
+        ("password", "CERTPOLL_SECTIGO_PASSWORD"),
+    ],
+)
+@pytest.mark.parametrize("inside", ["\u00e9", "\u200b", "\u2028", "\ufeff", "\U0001f511"])
+def test_a_header_credential_that_is_not_ascii_is_refused_without_showing_it(
+    field: str, variable: str, inside: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # httpx cannot encode it in a header: its UnicodeEncodeError would carry the whole value.
+    secret = SECTIGO_PASSWORD[:8] + inside + SECTIGO_PASSWORD[8:]
+    monkeypatch.setenv(variable, secret)
+    factory = certpoll.DigiCertSettings if field == "api_key" else certpoll.SectigoSettings
+    others = {"org_id": 1, "cert_type": 1, "customer_uri": "c", "login": "l", "password": "p"}
+    others.pop(field, None)
+    with pytest.raises(certpoll.ConfigError, match=variable) as error:
+        factory(**others)  # type: ignore[arg-type]
+    text = str(error.value) + repr(error.value) + repr(error.value.__cause__)
+    assert "only ASCII" in text
+    assert SECTIGO_PASSWORD[:8] not in text
+    assert SECTIGO_PASSWORD[8:] not in text
+
+
+def test_a_credential_sent_in_a_json_body_may_be_any_unicode() -> None:
+    settings = certpoll.GlobalSignSettings(
+        api_key="cl\u00e9-\u2028-\U0001f511",
+        api_secret="s",
+        client_cert_path=Path("/x.crt"),
+        client_key_path=Path("/x.key"),
+    )
+    assert settings.api_key.get_secret_value() == "cl\u00e9-\u2028-\U0001f511"
+
+
+@pytest.mark.parametrize("value", ["", " ", "\n", "\r\n\t "])
+def test_an_empty_credential_is_refused(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An empty secret file: sending an empty key would only get a 401 much later.
+    monkeypatch.setenv("CERTPOLL_DIGICERT_API_KEY", value)
+    with pytest.raises(certpoll.ConfigError, match="CERTPOLL_DIGICERT_API_KEY: is empty"):
+        certpoll.DigiCertSettings(org_id=1)
+
+
+@pytest.mark.parametrize("around", ["\n", " \r\n"])
+def test_sectigos_customer_uri_is_a_header_value_too(around: str) -> None:
+    values = {"login": "l", "password": "p", "org_id": 1, "cert_type": 1}
+    settings = certpoll.SectigoSettings(customer_uri=f"acme{around}", **values)  # type: ignore[arg-type]
+    assert settings.customer_uri == "acme"
+    with pytest.raises(certpoll.ConfigError, match="customer_uri= argument: holds a control"):
+        certpoll.SectigoSettings(customer_uri=f"ac{around}me", **values)  # type: ignore[arg-type]

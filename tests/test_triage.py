@@ -11,6 +11,7 @@ import pytest
 
 import certpoll
 from certpoll import ConfigError, Failed, Pending, RateLimited, parse_retry_after
+from certpoll._redaction import Redactor
 from certpoll._triage import Triage
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
@@ -144,6 +145,28 @@ def test_credentials_are_redacted_from_errors() -> None:
     assert "s3cr3t" not in str(outcome.error)
     assert "s3cr3t" not in repr(outcome.error)
     assert outcome.error.body_excerpt == "bad key [redacted]"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        httpx.LocalProtocolError("Illegal header value b'Bearer s3cr3t-token\\n'"),
+        httpx.ConnectError("cannot connect with key s3cr3t-token"),
+        httpx.TooManyRedirects("too many, the last to ?key=s3cr3t-token"),
+    ],
+    ids=["illegal-header", "transient", "permanent"],
+)
+def test_a_cause_quoting_a_credential_is_left_out_of_the_chain(exc: httpx.HTTPError) -> None:
+    # The message is redacted; the cause's own text is not ours to change, so it goes.
+    triage = Triage(ca="globalsign", redact=Redactor(["s3cr3t-token"]))
+    exc.request = httpx.Request("GET", "https://ca.test/certificates/0A")
+    outcome = triage.exception(exc, order_id="0A")
+    error = outcome.error
+    assert error is not None
+    assert error.__cause__ is None
+    assert error.__suppress_context__
+    assert "[redacted]" in str(error)
+    assert "s3cr3t" not in str(error) + repr(error) + repr(vars(error))
 
 
 def test_long_bodies_are_cut_to_an_excerpt() -> None:

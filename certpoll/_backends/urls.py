@@ -7,12 +7,14 @@ The forms, as users know them from SQLAlchemy and redis-py:
 - ``redis://[[user]:password@]host[:port][/db]`` (``rediss://`` for TLS).
 - ``postgresql://[user[:password]@]host[:port]/database`` (``postgres://`` is accepted too).
 
-A URL may hold a password, so it is never shown as written: :attr:`BackendURL.redacted` is
-the form for messages, and ``repr`` and ``str`` use it.
+A URL may hold a password (before the host, or as a ``password=`` query parameter), so it
+is never shown as written: :attr:`BackendURL.redacted` is the form for messages, and
+``repr`` and ``str`` use it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,15 +54,24 @@ class BackendURL:
         return self.redacted
 
 
+#: A query parameter that holds a password (libpq's ``password`` and ``sslpassword``,
+#: redis-py's ``password``): its value is shown as ``***`` too.
+_QUERY_PASSWORD = re.compile(r"(?i)((?:^|&)[^&=]*password=)[^&]*")
+
+
 def _redact(url: str, parts: SplitResult) -> str:
-    if parts.password is None:
+    query = _QUERY_PASSWORD.sub(r"\1***", parts.query)
+    if parts.password is None and query == parts.query:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port is not None else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = parts.username or ""
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{parts.port}" if parts.port is not None else ""
+        netloc = f"{user}:***@{host}{port}"
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def parse_backend_url(url: str, *, setting: str, allowed: Collection[Scheme]) -> BackendURL:

@@ -226,6 +226,9 @@ class Connector(AsyncClosing, Generic[S]):
         self._triage = self._make_triage()
 
     def _make_triage(self) -> Triage:
+        """The triage of every request: a connector adds its CA's own words to this one
+        (``dataclasses.replace``), so the redaction, the Retry-After cap and the missing-route
+        check hold for every CA."""
         return Triage(
             ca=self.ca,
             redact=self.redact,
@@ -646,10 +649,17 @@ class Connector(AsyncClosing, Generic[S]):
 
     def _json(self, response: httpx.Response, *, order_id: str | None) -> Mapping[str, object]:
         """The body as a JSON object, or :class:`ResponseParseError`."""
+        problem: ResponseParseError | None = None
         try:
             body = json.loads(response.content)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise self._parse_error("the answer is not JSON", response, order_id) from exc
+            # The JSON error holds the whole answer (an echoed credential too): raised after
+            # the handler, so that it cannot ride along as __context__ once it is left out.
+            problem = self._triage.chained(
+                self._parse_error("the answer is not JSON", response, order_id), exc
+            )
+        if problem is not None:
+            raise problem
         if not isinstance(body, dict):
             raise self._parse_error(
                 f"the answer is a JSON {type(body).__name__}, not an object", response, order_id
@@ -708,7 +718,7 @@ class Connector(AsyncClosing, Generic[S]):
                 public_key=public_key,
             )
         except ResponseParseError as exc:
-            return Failed(exc)
+            return Failed(self._triage.scrubbed(exc))
         return self._issued(order_id, certificate)
 
     def _parse_error(

@@ -131,7 +131,11 @@ class DigiCert(Connector[DigiCertSettings]):
         if word == DIGICERT.ISSUED and certificate_id is not None:
             return self._submitted(order_id, await self._download(order_id, certificate_id))
         if isinstance(status, str) and status:
-            return self._submitted(order_id, Pending(detail=f"order {order_id} is {status}"))
+            # Through the word table: an unknown word is redacted and cut like any other.
+            looked = self._status_outcome(status, order_id=order_id)
+            if looked is None:  # "issued", without a certificate id to download yet
+                looked = Pending(detail=f"order {order_id} is {status}")
+            return self._submitted(order_id, looked if isinstance(looked, Pending) else None)
         return self._submitted(order_id)
 
     def _issued_at_once(

@@ -274,7 +274,7 @@ class Entrust(Connector[EntrustSettings]):
                 found, ca=self.ca, order_id=order_id, ca_certificate_id="", public_key=public_key
             )
         except ResponseParseError as exc:
-            return Failed(exc)
+            return Failed(self._triage.scrubbed(exc))
         certificate = dataclasses.replace(
             certificate, ca_certificate_id=hex_serial(int(certificate.serial))
         )

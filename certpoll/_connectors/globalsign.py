@@ -17,7 +17,9 @@ case-insensitively: HVCA writes ``ISSUED``/``REVOKED``, older clients ``issued``
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -27,7 +29,13 @@ from urllib.parse import unquote
 
 import httpx
 
-from .._errors import AuthenticationError, ConfigError, PermanentError, ResponseParseError
+from .._errors import (
+    AuthenticationError,
+    ConfigError,
+    PermanentError,
+    ResponseParseError,
+    SubmissionUncertain,
+)
 from .._gate import UpstreamGate
 from .._models import (
     CertificateRequest,
@@ -36,6 +44,7 @@ from .._models import (
 )
 from .._outcomes import Done, Failed, Pending
 from .._poller import Poller
+from .._redaction import Redactor
 from .._settings import GlobalSignSettings
 from .._triage import Triage
 from .._wire import GLOBALSIGN, path
@@ -49,6 +58,9 @@ PENDING_STATUSES = frozenset({"pending", "processing"})
 FAILED_STATUSES = frozenset({"revoked", "rejected", "denied", "failed"})
 
 _JSON_UTF8 = "application/json;charset=utf-8"
+#: A bearer token as a header can carry it: visible ASCII, no space (RFC 6750's b64token and
+#: more), once the whitespace around it is stripped.
+_SENDABLE_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +106,7 @@ class GlobalSign(Connector[GlobalSignSettings]):
         clock: Callable[[], float] | None = None,
     ) -> None:
         self._tokens: deque[str] = deque(maxlen=4)
+        self._token_redactor = Redactor(settings.secret_values())
         super().__init__(settings, http=http, poller=poller, gate=gate)
         self._clock = self.poller.now if clock is None else clock
         self._token: _Token | None = None
@@ -105,19 +118,21 @@ class GlobalSign(Connector[GlobalSignSettings]):
         return self._mtls_client(self.settings)
 
     def _make_triage(self) -> Triage:
-        return Triage(
-            ca=self.ca,
+        return dataclasses.replace(
+            super()._make_triage(),
             pending_status_codes=frozenset({202}),
             not_ready=_still_issuing,
-            redact=self.redact,
         )
 
     def redact(self, text: str) -> str:
-        """``text`` without the API key, the API secret or any recent bearer token."""
-        text = super().redact(text)
-        for token in self._tokens:
-            text = text.replace(token, "[redacted]")
-        return text
+        """``text`` without the API key, the API secret or any recent bearer token, in any
+        spelling (one pass, longest first, as for every credential)."""
+        return self._token_redactor(text)
+
+    def _remember(self, token: str) -> None:
+        """Redact ``token`` from now on (with the last few before it)."""
+        self._tokens.append(token)
+        self._token_redactor = Redactor((*self.settings.secret_values(), *self._tokens))
 
     # -- the token --------------------------------------------------------------------
 
@@ -157,8 +172,16 @@ class GlobalSign(Connector[GlobalSignSettings]):
         if not isinstance(value, str) or not value.strip():
             problem = "the login answer has no access_token"
             return Failed(self._parse_error(problem, answer.response, None))
-        self._tokens.append(value)
-        return _Token(value, started + self.token_lifetime)
+        self._remember(value)
+        token = value.strip()
+        if not _SENDABLE_TOKEN.fullmatch(token):
+            # httpx would refuse it in a header with a message quoting it (or fail to encode
+            # it): refuse it here, where nothing quotes it.
+            problem = "the login answer's access_token cannot be sent in an HTTP header"
+            return Failed(self._parse_error(problem, answer.response, None))
+        if token != value:
+            self._remember(token)
+        return _Token(token, started + self.token_lifetime)
 
     def _forget(self, value: str) -> None:
         """Drop a token the CA refused, unless another caller already replaced it."""
@@ -259,22 +282,35 @@ class GlobalSign(Connector[GlobalSignSettings]):
             raise
 
     def _accepted(self, request: CertificateRequest, response: httpx.Response) -> OrderStatus:
-        answer: Mapping[str, object] = {}
+        problem: SubmissionUncertain | None = None
         try:
-            if response.content.strip():
-                answer = self._json(response, order_id=None)
-            serial = _location_serial(response.headers.get("Location"))
-            if serial is None:
-                number = answer.get("serial_number")
-                serial = number if isinstance(number, str) and number.strip() else None
-            if serial is None:
-                raise self._parse_error("the answer has no Location serial", response, None)
-            path_segment(serial, what="GlobalSign serial number")
-        except (ResponseParseError, ConfigError) as exc:
-            raise self._unreadable_submission(request, response) from exc
+            answer, serial = self._answer_and_serial(response)
+        except ResponseParseError as exc:
+            problem = self._triage.chained(self._unreadable_submission(request, response), exc)
+        except ConfigError:
+            # No cause: the refusal quotes the start of the CA's serial, an echo possibly cut
+            # too short to be recognised and redacted. Raised after the handler, so that it
+            # does not ride along as __context__ either.
+            problem = self._unreadable_submission(request, response)
+        if problem is not None:
+            raise problem
         if "status" not in answer:
             return self._submitted(serial)
         return self._submitted(serial, self._outcome(answer, response, serial))
+
+    def _answer_and_serial(self, response: httpx.Response) -> tuple[Mapping[str, object], str]:
+        """The 2xx answer to an order (if it has a body) and the serial it names."""
+        answer: Mapping[str, object] = {}
+        if response.content.strip():
+            answer = self._json(response, order_id=None)
+        serial = _location_serial(response.headers.get("Location"))
+        if serial is None:
+            number = answer.get("serial_number")
+            serial = number if isinstance(number, str) and number.strip() else None
+        if serial is None:
+            raise self._parse_error("the answer has no Location serial", response, None)
+        path_segment(serial, what="GlobalSign serial number")
+        return answer, serial
 
     async def poll_once(self, order_id: str) -> Done[OrderStatus] | Pending | Failed:
         """Look at the certificate once: 202 is pending, 200 carries the verdict."""
@@ -284,7 +320,10 @@ class GlobalSign(Connector[GlobalSignSettings]):
         sent, own = await self._authorised_answer("GET", url, order_id=order_id)
         refused = _validation_refusal(sent) if own else None
         if refused is not None:
-            return Done(self._rejected(order_id, f"certificate {order_id} was rejected: {refused}"))
+            # Redacted again once decoded: a JSON escape ("\/", "\u0067") hides a credential
+            # from the redaction of the raw excerpt.
+            words = self.redact(refused)
+            return Done(self._rejected(order_id, f"certificate {order_id} was rejected: {words}"))
         answer = self._json_answer(sent, order_id=order_id)
         if not isinstance(answer, JsonAnswer):
             return answer
@@ -341,7 +380,8 @@ def _still_issuing(response: httpx.Response) -> str | None:
     description = body.get("description") if isinstance(body, dict) else None
     if not isinstance(description, str) or not description.strip():
         return None
-    return f"HTTP 202: {description.strip()[:200]}"
+    # Whole: the triage redacts it before it cuts it (a cut here could split a credential).
+    return f"HTTP 202: {description.strip()}"
 
 
 def _validation_refusal(sent: httpx.Response | Pending | Failed) -> str | None:

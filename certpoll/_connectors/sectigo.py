@@ -12,6 +12,7 @@ can be collected: a collect answered HTTP 400 with one of the "try later" codes 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping
@@ -113,7 +114,7 @@ class Sectigo(Connector[SectigoSettings]):
         return _ISSUED if word in ISSUED_STATUSES else word
 
     def _make_triage(self) -> Triage:
-        return Triage(ca=self.ca, not_ready=_collect_not_ready, redact=self.redact)
+        return dataclasses.replace(super()._make_triage(), not_ready=_collect_not_ready)
 
     def check_order_id(self, order_id: str) -> str:
         """``order_id`` if it is a positive decimal integer, else :class:`ConfigError`."""
