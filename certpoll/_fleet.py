@@ -23,7 +23,7 @@ import functools
 import heapq
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 from ._closing import AsyncClosing
 from ._connectors._base import Connector
 from ._errors import (
-    AttemptTimeout,
     AuthenticationError,
     CertpollError,
     ConfigError,
@@ -460,26 +459,25 @@ class OrderStream(AsyncClosing):
                     return
                 admit_by = allowed
             order = self._next_order()
-            attempt = self._poller.run_attempt(
-                functools.partial(connector.poll_once, order.order_id),
-                deadline=min(order.deadline, admit_by),
-                ca=connector.ca,
-                order_id=order.order_id,
-            )
+            # A look that waited for a free slot past its order's deadline: like any poll,
+            # its answer must still come by deadline + attempt_timeout, so the look gets only
+            # what is left of that (none left: the order ends pending without it).
+            left: float | None = None
             late = now - order.deadline
             if late > CLOCK_SLACK:
-                # Its look waited for a free slot past its deadline: like any poll, its
-                # answer must still come by deadline + attempt_timeout, so the look gets only
-                # what is left of that (none left: the order ends pending without it).
                 left = self._poller.attempt_timeout - late
                 if left <= CLOCK_SLACK:
-                    attempt.close()
                     self._out_of_time(order, now)
                     continue
-                if math.isfinite(left):
-                    attempt = _cut_short(attempt, left, order.order_id, connector.ca)
             task = asyncio.get_running_loop().create_task(
-                attempt, name=f"certpoll.poll_many {connector.ca} {order.order_id}"
+                self._poller.run_attempt(
+                    functools.partial(connector.poll_once, order.order_id),
+                    deadline=min(order.deadline, admit_by),
+                    cut_off_after=left,
+                    ca=connector.ca,
+                    order_id=order.order_id,
+                ),
+                name=f"certpoll.poll_many {connector.ca} {order.order_id}",
             )
             task.add_done_callback(self._inbox.push)
             self._running[task] = order
@@ -667,30 +665,6 @@ class OrderStream(AsyncClosing):
             )
             for order in map(self._record, order_ids)
         )
-
-
-async def _cut_short(
-    attempt: Coroutine[object, object, Done[OrderStatus] | Pending | Failed],
-    seconds: float,
-    order_id: str,
-    ca: str,
-) -> Done[OrderStatus] | Pending | Failed:
-    """``attempt``, cut off after ``seconds`` (on the loop's clock, as ``attempt_timeout``)."""
-    scope = asyncio.timeout(seconds)
-    try:
-        async with scope:
-            return await attempt
-    except TimeoutError as exc:
-        if not scope.expired():
-            raise
-        error = AttemptTimeout(
-            f"poll attempt cut off after {seconds:g} s, at its poll's deadline plus "
-            "attempt_timeout (it had waited for a free slot)",
-            ca=ca,
-            order_id=order_id,
-        )
-        error.__cause__ = exc
-        return Pending(error=error)
 
 
 def _stops_the_stream(error: BaseException) -> bool:

@@ -546,25 +546,33 @@ class Poller:
         attempt: Callable[[], Awaitable[Done[T] | Pending | Failed]],
         *,
         deadline: float | None = None,
+        cut_off_after: float | None = None,
         ca: str | None = None,
         order_id: str | None = None,
     ) -> Done[T] | Pending | Failed:
         """Run one attempt, cut off after ``attempt_timeout`` (then ``Pending(AttemptTimeout)``).
 
         ``deadline`` is the poll's deadline on this Poller's clock: the gate admits the
-        attempt's requests only before it (:func:`attempt_deadline`). No hook is called: the
-        caller reports its series of attempts as one poll, with one ``poll_id`` (as
-        :func:`~certpoll.poll_many` does for each order).
+        attempt's requests only before it (:func:`attempt_deadline`). ``cut_off_after``
+        (seconds), when shorter than ``attempt_timeout``, cuts the attempt off sooner: an
+        attempt that started late still answers by its poll's deadline plus
+        ``attempt_timeout``. No hook is called: the caller reports its series of attempts as
+        one poll, with one ``poll_id`` (as :func:`~certpoll.poll_many` does for each order).
         """
-        with self._attempt(deadline) as running:
+        with self._attempt(deadline, cut_off_after) as running:
             return await attempt()
-        return self._cut_off(running, ca=ca, order_id=order_id)
+        return self._cut_off(running, ca=ca, order_id=order_id, cut_off_after=cut_off_after)
 
-    def _attempt(self, deadline: float | None) -> _Attempt:
+    def _attempt(self, deadline: float | None, cut_off_after: float | None = None) -> _Attempt:
         """The scope of one attempt in the running task (``with``, around its ``await``)."""
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("a poll attempt runs in an asyncio task")
+        if cut_off_after is not None and cut_off_after < self._attempt_timeout:
+            # It expires out of the start order the watchdog relies on: a timer of its own.
+            running = _Attempt(task, deadline, None, None)
+            running.resume(cut_off_after)
+            return running
         if math.isinf(self._attempt_timeout):
             return _Attempt(task, deadline, None, None)
         loop = task.get_loop()
@@ -573,10 +581,21 @@ class Poller:
             watchdog = self._watchdog = _Watchdog(loop)
         return _Attempt(task, deadline, loop.time() + self._attempt_timeout, watchdog)
 
-    def _cut_off(self, running: _Attempt, *, ca: str | None, order_id: str | None) -> Pending:
-        """The outcome of an attempt ``attempt_timeout`` cut off."""
+    def _cut_off(
+        self,
+        running: _Attempt,
+        *,
+        ca: str | None,
+        order_id: str | None,
+        cut_off_after: float | None = None,
+    ) -> Pending:
+        """The outcome of an attempt cut off (after ``attempt_timeout``, or sooner)."""
+        if cut_off_after is not None and cut_off_after < self._attempt_timeout:
+            why = f"the {cut_off_after:g} s left of its poll's deadline plus attempt_timeout"
+        else:
+            why = f"attempt_timeout ({self._attempt_timeout:g} s)"
         error = AttemptTimeout(
-            f"poll attempt took longer than attempt_timeout ({self._attempt_timeout:g} s)",
+            f"poll attempt took longer than {why}",
             ca=ca,
             order_id=order_id,
         )

@@ -649,3 +649,37 @@ async def test_an_attempt_inside_an_attempt_gives_the_outer_deadline_back() -> N
     assert seen == [1.0, 2.0, 1.0]
     assert isinstance(outcome, Pending)  # the outer one is still cut off after 5 s
     assert attempt_deadline() is None
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize(("cut_off_after", "ends_at"), [(2.0, 2.0), (5.0, 5.0), (9.0, 5.0)])
+async def test_an_attempt_is_cut_off_sooner_when_asked_never_later(
+    cut_off_after: float, ends_at: float
+) -> None:
+    """``cut_off_after`` shortens one attempt (started after a longer one, it is still cut
+    off first) and never lengthens it past ``attempt_timeout``."""
+    loop = asyncio.get_running_loop()
+    poller = Poller(NO_JITTER, max_wait=60.0, attempt_timeout=5.0, hooks=())
+    ended: dict[str, float] = {}
+
+    async def hung() -> Done[None]:
+        await asyncio.sleep(100)
+        return Done(None)
+
+    async def timed(name: str, **options: float) -> Pending | Done[None] | certpoll.Failed:
+        outcome = await poller.run_attempt(hung, ca="digicert", order_id=name, **options)
+        ended[name] = loop.time()
+        return outcome
+
+    first = asyncio.create_task(timed("first"))
+    await asyncio.sleep(0.5)
+    outcome = await timed("late", cut_off_after=cut_off_after)
+    await first
+    assert ended == {"first": pytest.approx(5.0), "late": pytest.approx(0.5 + ends_at)}
+    assert isinstance(outcome, Pending)
+    assert isinstance(outcome.error, certpoll.AttemptTimeout)
+    assert outcome.error.order_id == "late"
+    if cut_off_after < 5.0:
+        assert f"the {cut_off_after:g} s left of its poll's deadline" in str(outcome.error)
+    else:
+        assert "attempt_timeout (5 s)" in str(outcome.error)
