@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from .gate import unreachable
 from .gate_state import GateState, SteppedGate
+from .sqlite import open_wal
 from .urls import BackendURL
 
 __all__ = ["SQLiteGate"]
@@ -52,19 +53,7 @@ class SQLiteGate(SteppedGate):
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
-            connection = sqlite3.connect(
-                self._path,
-                timeout=BUSY_TIMEOUT,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            try:
-                connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute(_SCHEMA)
-            except BaseException:
-                connection.close()
-                raise
-            self._connection = connection
+            self._connection = open_wal(self._path, timeout=BUSY_TIMEOUT, setup=[_SCHEMA])
         return self._connection
 
     def _step_in_thread(self, key: str, decide: Callable[[GateState, float], _T]) -> _T:

@@ -28,6 +28,7 @@ from contextlib import asynccontextmanager
 from typing import Final, TypeVar
 
 from .._errors import TransientError
+from .sqlite import busy, open_wal
 from .store_sql import Params, SQLOrderStore
 from .urls import BackendURL
 
@@ -37,12 +38,6 @@ __all__ = ["BUSY_TIMEOUT_SECONDS", "SQLiteOrderStore"]
 BUSY_TIMEOUT_SECONDS: Final = 10.0
 
 T = TypeVar("T")
-
-
-def _busy(exc: sqlite3.Error) -> bool:
-    """The write lock (or the file) is held by another connection right now."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc)
 
 
 class _SQLiteDatabase:
@@ -62,16 +57,10 @@ class _SQLiteDatabase:
         self._lock: asyncio.Lock | None = None
 
     def _open(self, timeout: float) -> sqlite3.Connection:
-        connection = sqlite3.connect(
-            self._path,
-            timeout=timeout,
-            isolation_level=None,  # autocommit; migrations BEGIN and COMMIT explicitly
-            check_same_thread=False,  # the waiting one is used on the store's thread
+        # Autocommit (migrations BEGIN and COMMIT explicitly); usable from the store's thread.
+        return open_wal(
+            self._path, timeout=timeout, setup=["PRAGMA synchronous=NORMAL"], row_factory=True
         )
-        connection.row_factory = sqlite3.Row
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        return connection
 
     def _connect(self) -> sqlite3.Connection:
         """The connection that waits for the lock (on the store's thread only)."""
@@ -99,7 +88,7 @@ class _SQLiteDatabase:
                 self._at_once = self._open(0.0)
             return work(self._at_once)
         except sqlite3.Error as exc:
-            if not _busy(exc):
+            if not busy(exc):
                 raise self._failed(exc) from exc
         return await self._run(lambda: work(self._connect()))
 
