@@ -301,8 +301,9 @@ def _scale(s: ScaleResult, add: object, images: Path) -> None:
     )
     add("")
     add(
-        "What a pending order holds after its first look: its record (an object with seven "
-        "slots, which is also its heap entry), its next due time, its entry in the dict of "
+        "What a pending order holds after its first look: its record (an object with eight "
+        "slots, which is also its heap entry), its next due time, its poll id when a hook "
+        "reads its attempts (the bench's does), its entry in the dict of "
         "open orders (the duplicate check and the handles need it), its slot in the heap "
         "list; its deadline is shared with every fresh order and the CA's message is kept "
         "as its shape around the order id, shared by every order with the same status. "
