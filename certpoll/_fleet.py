@@ -486,15 +486,20 @@ class OrderStream(AsyncClosing):
         """End ``order`` pending, unlooked at: its deadline and attempt_timeout passed while
         it waited for a free slot. Its handle is due at once."""
         order.due = now
+        self._end_pending(order, elapsed=now - self._started_at, retry_after=None)
+
+    def _end_pending(self, order: _Order, *, elapsed: float, retry_after: float | None) -> None:
+        """End ``order`` pending at its deadline (its handle due at ``order.due``)."""
         self._finish(
             order,
             self._connector.final_status(
                 order.order_id,
                 StillPending(
                     attempts=order.attempts,
-                    elapsed=now - self._started_at,
+                    elapsed=elapsed,
                     last_error=order.last_error,
                     detail=_unpack_detail(order),
+                    retry_after=retry_after,
                 ),
             ),
         )
@@ -559,19 +564,7 @@ class OrderStream(AsyncClosing):
             # When a resumed poll should look next: the server's wish, else the schedule.
             later = self._poller.policy.base_wait(order.wait_index)
             order.due = loop_now + (later if retry_after is None else retry_after)
-            self._finish(
-                order,
-                self._connector.final_status(
-                    order.order_id,
-                    StillPending(
-                        attempts=order.attempts,
-                        elapsed=elapsed,
-                        last_error=order.last_error,
-                        detail=_unpack_detail(order),
-                        retry_after=retry_after,
-                    ),
-                ),
-            )
+            self._end_pending(order, elapsed=elapsed, retry_after=retry_after)
             return None
         if not held:
             order.wait_index += 1
