@@ -683,3 +683,17 @@ async def test_an_attempt_is_cut_off_sooner_when_asked_never_later(
         assert f"the {cut_off_after:g} s left of its poll's deadline" in str(outcome.error)
     else:
         assert "attempt_timeout (5 s)" in str(outcome.error)
+
+
+@pytest.mark.looptime
+async def test_an_attempt_cut_off_sooner_keeps_its_polls_deadline() -> None:
+    """The gate reads the poll's deadline from the attempt: a shorter cut-off keeps it."""
+    poller = Poller(NO_JITTER, max_wait=60.0, attempt_timeout=5.0, hooks=())
+    seen: list[float | None] = []
+
+    async def look() -> Done[None]:
+        seen.append(attempt_deadline())
+        return Done(None)
+
+    assert await poller.run_attempt(look, deadline=42.0, cut_off_after=1.0) == Done(None)
+    assert seen == [42.0]

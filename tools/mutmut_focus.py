@@ -35,8 +35,15 @@ FOCUSED_TESTS: Final[dict[str, tuple[str, ...]]] = {
         "tests/test_triage.py",
         "tests/test_triage_contents.py",
         "tests/test_properties.py",
+        # What the triage keeps out of an error's cause chain is seen through a connector.
+        "tests/test_security.py",
     ),
-    "certpoll._poller": ("tests/test_poller.py", "tests/test_poller_mutants.py"),
+    # test_integrations.py: the poll ids the Poller hands its hooks.
+    "certpoll._poller": (
+        "tests/test_poller.py",
+        "tests/test_poller_mutants.py",
+        "tests/test_integrations.py",
+    ),
     # Not tests/test_fleet.py: its ten thousand orders cost 16 s a mutant, and what it
     # notices of the gate, the gate's own tests must notice too.
     "certpoll._gate": ("tests/test_gate.py", "tests/test_gate_mutants.py"),
