@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import httpx
@@ -267,3 +268,77 @@ def test_a_broken_server_date_falls_back_to_our_clock() -> None:
     outcome = TRIAGE.response(response)
     assert isinstance(outcome, Pending)
     assert (outcome.retry_after or 0) > 0
+
+
+# -- a cause chain that quotes a credential (Triage.scrubbed) --------------------------------
+
+_SECRET = "s3cr3t-Key-for-the-chain"
+_SCRUBBING = Triage(ca="digicert", redact=lambda text: text.replace(_SECRET, "[redacted]"))
+
+
+class _QuotesOnlyInStr(Exception):
+    """An error whose ``str`` shows the credential and whose ``repr`` does not."""
+
+    def __str__(self) -> str:
+        return f"sent {_SECRET}"
+
+    def __repr__(self) -> str:
+        return "_QuotesOnlyInStr()"
+
+
+def _chained(cause: BaseException | None = None, context: BaseException | None = None) -> Exception:
+    error = RuntimeError("certpoll's own words")
+    error.__cause__, error.__context__ = cause, context
+    return error
+
+
+def _holder() -> Exception:
+    return ValueError(f"the CA echoed {_SECRET}")
+
+
+def _undecodable() -> UnicodeDecodeError:
+    """A decoding error whose bytes (``object``, not in its ``args``) hold the credential."""
+    error = UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+    error.object = _SECRET.encode() + b"\xff"
+    return error
+
+
+def _scrubbed(error: Exception) -> bool:
+    """True if ``scrubbed`` cut the chain off."""
+    kept = _SCRUBBING.scrubbed(error)
+    return kept.__cause__ is None and kept.__context__ is None and kept.__suppress_context__
+
+
+@pytest.mark.parametrize(
+    "quoting",
+    [
+        pytest.param(_holder, id="in its message"),
+        pytest.param(lambda: _QuotesOnlyInStr(), id="in its str only"),
+        pytest.param(_undecodable, id="in a UnicodeDecodeError's object only"),
+    ],
+)
+def test_a_cause_quoting_a_credential_is_left_out_whether_cause_or_context(
+    quoting: Callable[[], BaseException],
+) -> None:
+    assert _scrubbed(_chained(cause=quoting()))
+    assert _scrubbed(_chained(context=quoting()))
+
+
+def test_a_credential_deep_in_the_chain_is_found_past_empty_links() -> None:
+    # The holder is reached after a link without a context, and beside a clean link.
+    past_an_end = RuntimeError("outer")
+    past_an_end.__cause__, past_an_end.__context__ = _holder(), None
+    assert _scrubbed(_chained(cause=past_an_end))
+    beside_a_clean_one = RuntimeError("outer")
+    beside_a_clean_one.__cause__, beside_a_clean_one.__context__ = _holder(), KeyError("clean")
+    assert _scrubbed(_chained(cause=beside_a_clean_one))
+
+
+def test_a_chain_that_loops_ends_and_a_clean_chain_is_kept() -> None:
+    first, second = RuntimeError("first"), RuntimeError("second")
+    first.__context__, second.__context__ = second, first
+    error = _chained(cause=first)
+    assert not _scrubbed(error)
+    assert error.__cause__ is first
+    # A UnicodeError without an ``object`` (raised by hand) is read too, not a crash.
+    assert not _scrubbed(_chained(cause=UnicodeError("no object here")))
