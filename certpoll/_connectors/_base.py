@@ -450,8 +450,9 @@ class Connector(AsyncClosing, Generic[S]):
 
     @staticmethod
     def _status_word(status: str) -> str:
-        """``status`` as the word tables spell it (CAs that vary the case override this)."""
-        return status
+        """``status`` as the word tables spell it: lower case, spaces collapsed (CAs and the
+        clients that record them vary the case, so every connector compares without it)."""
+        return " ".join(status.split()).lower()
 
     def _status_outcome(self, status: str, *, order_id: str) -> Done[OrderStatus] | Pending | None:
         """What a status word says: pending, rejected, or unknown (pending); None if issued."""

@@ -56,11 +56,6 @@ class DigiCert(Connector[DigiCertSettings]):
         "not_found|route",
     )
 
-    @staticmethod
-    def _status_word(status: str) -> str:
-        """CertCentral writes its statuses in lower case; read any case the same."""
-        return status.strip().lower()
-
     def check_order_id(self, order_id: str) -> str:
         """``order_id`` if it is a positive decimal integer, else :class:`ConfigError`."""
         return decimal_id(order_id, what="DigiCert order id")

@@ -88,11 +88,6 @@ class GlobalSign(Connector[GlobalSignSettings]):
     failed_words = FAILED_STATUSES
     issued_word = "issued"
 
-    @staticmethod
-    def _status_word(status: str) -> str:
-        """HVCA writes ``ISSUED`` and ``rejected`` alike: compare without case."""
-        return status.strip().lower()
-
     #: HVCA tokens live 10 minutes; renew a minute early.
     token_lifetime: ClassVar[float] = 540.0
 

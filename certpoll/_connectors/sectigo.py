@@ -110,7 +110,7 @@ class Sectigo(Connector[SectigoSettings]):
         SCM writes ``Issued``; clients compare without case (Keyfactor's SCM plugin
         upper-cases the word first), so ``ISSUED`` or ``issued`` mean the same.
         """
-        word = " ".join(status.split()).lower()
+        word = Connector._status_word(status)
         return _ISSUED if word in ISSUED_STATUSES else word
 
     def _make_triage(self) -> Triage:
